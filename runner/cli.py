@@ -1,0 +1,92 @@
+"""Command-line entry point (``python -m runner`` and the ``runner`` script).
+
+Importing this module imports Hydra and the schemas only: TensorFlow is imported when a job starts, so
+``--help`` and ``--cfg job`` stay fast.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import yaml
+from omegaconf import DictConfig
+
+from runner.errors import RunnerError
+from runner.schema import register_configs, validate
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking")
+
+register_configs()
+
+
+def main() -> None:
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(help_text())
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    _hydra_entry()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_entry(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        validate(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
+        from runner.job import run_job
+
+        result = run_job(cfg, output_dir=hydra_cfg.runtime.output_dir,
+                         overrides=list(hydra_cfg.overrides.task))
+    except Exception as error:
+        if in_sweep or not _is_user_error(error):
+            raise  # a sweep records the failure and goes on; unexpected errors keep their traceback
+        print(f"\nError: {error}", file=sys.stderr)
+        sys.exit(1)
+    return result.objective
+
+
+def _is_user_error(error: Exception) -> bool:
+    if isinstance(error, RunnerError):
+        return True
+    data_error = sys.modules.get("datasets.errors")
+    return data_error is not None and isinstance(error, data_error.DataError)
+
+
+def help_text() -> str:
+    """The option list, read straight from conf/ so it never drifts from the files."""
+    lines = [
+        "runner: declarative Keras experiments (Hydra configs, MLflow tracking)",
+        "",
+        "Usage:",
+        "  python -m runner +experiment=NAME [group=option ...] [key=value ...]",
+        "  python -m runner +experiment=NAME --cfg job        print the composed config, train nothing",
+        "  python -m runner -m +experiment=NAME key=a,b,c      a sweep: one run per value",
+        "  python -m runner +experiment=NAME +debug=fast       2 epochs on 256 rows: a smoke test",
+        "",
+        "Experiments (+experiment=NAME):",
+    ]
+    for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        lines.append(f"  {path.stem:<18} {description}")
+    lines += ["", "Config groups (group=option):"]
+    for group in GROUPS + ("debug",):
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        prefix = "+" if group == "debug" else ""
+        lines.append(f"  {prefix + group:<12} {', '.join(options)}")
+    lines += [
+        "",
+        "Examples:",
+        "  python -m runner +experiment=wine_deep_mlp trainer.epochs=50 optimizer.learning_rate=3e-4",
+        "  python -m runner +experiment=mnist_dropout model.dropout=0.3 optimizer=rmsprop",
+        "  python -m runner +experiment=seizure_dnn dataset.data_dir=/path/to/data",
+        "",
+        "Data: dataset.data_dir, else $RUNNER_DATA_DIR, else the user cache (downloaded there on first use).",
+        "Results: mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db   (then http://127.0.0.1:5000)",
+        "Hydra's own options: --hydra-help",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,315 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore, plus range checks.
+
+Types and unknown keys are checked by OmegaConf while Hydra composes the config (YAML and command line
+alike).  Ranges and choices are declared next to each field with ``bounded``/``one_of`` and checked by
+``validate`` before anything is loaded or trained, because Hydra does not run ``__post_init__``.
+"""
+
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from runner.errors import ConfigError
+
+
+def bounded(default, lo=None, hi=None, *, lo_open=False, hi_open=False):
+    """A numeric field whose value must lie in the given interval (None = unbounded side)."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
+def one_of(default, *choices):
+    """A field whose value must be one of ``choices``."""
+    return field(default=default, metadata={"choices": choices})
+
+
+def _list(*values):
+    return field(default_factory=lambda: list(values))
+
+
+# ---------------------------------------------------------------- dataset group
+
+
+@dataclass
+class DatasetFiles:
+    """Options shared by the data sets read from files."""
+
+    name: str = MISSING
+    data_dir: Optional[str] = None  # None: $RUNNER_DATA_DIR, then the user cache (downloads go there)
+    split: str = one_of("auto", "auto", "book", "random")  # auto: the book's split where present
+    split_seed: int = bounded(42, 0)
+    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+    scale: str = one_of("standard", "standard", "none")
+    max_samples: Optional[int] = bounded(None, 1)  # cap on rows per split, for quick runs
+    download: bool = True
+    verify_checksum: bool = True
+
+
+@dataclass
+class WineDataset(DatasetFiles):
+    name: str = "wine"
+    target: str = "alcohol"
+    scale_target: bool = True
+
+
+@dataclass
+class SeizureDataset(DatasetFiles):
+    name: str = "seizure"
+    file: str = "auto"  # auto: the UCI layout, then the Kaggle layout
+
+
+@dataclass
+class MnistDataset(DatasetFiles):
+    name: str = "mnist"
+    scale: str = one_of("none", "standard", "none")  # pixels are divided by 255 in any case
+    flatten: bool = True
+    val_size: int = bounded(5000, 1)
+
+
+@dataclass
+class SyntheticDataset:
+    name: str = "synthetic"
+    task: str = one_of("binary", "regression", "binary", "multiclass", "xor", "sequence")
+    n_samples: int = bounded(1000, 10)
+    n_features: int = bounded(8, 1)
+    n_classes: int = bounded(3, 2)
+    seq_len: int = bounded(32, 2)
+    noise: float = bounded(0.1, 0.0)
+    seed: int = bounded(0, 0)
+    split_seed: int = bounded(42, 0)
+    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+    scale: str = one_of("standard", "standard", "none")
+    max_samples: Optional[int] = bounded(None, 1)
+
+
+# ---------------------------------------------------------------- model group
+
+
+@dataclass
+class ModelBase:
+    architecture: str = MISSING
+    hidden_units: List[int] = _list(32)
+    activation: str = "relu"
+    kernel_initializer: str = "glorot_uniform"
+    kernel_initializer_args: Dict[str, Any] = field(default_factory=dict)
+    bias_initializer: str = "zeros"
+    bias_initializer_args: Dict[str, Any] = field(default_factory=dict)
+    dropout: float = bounded(0.0, 0.0, 1.0, hi_open=True)
+    l2: float = bounded(0.0, 0.0)
+    batch_norm: bool = False
+    # None: chosen from the task (1 linear / 1 sigmoid / k softmax; MSE-free defaults below)
+    output_units: Optional[int] = bounded(None, 1)
+    output_activation: Optional[str] = None
+    loss: Optional[str] = None  # None: mae / binary_crossentropy / sparse_categorical_crossentropy
+
+
+@dataclass
+class MlpModel(ModelBase):
+    architecture: str = one_of("mlp", "mlp")
+
+
+@dataclass
+class BiLstmModel(ModelBase):
+    architecture: str = one_of("bilstm", "bilstm")
+    hidden_units: List[int] = _list(16)
+    lstm_units: List[int] = _list(32)
+    bidirectional: bool = True
+    recurrent_dropout: float = bounded(0.0, 0.0, 1.0, hi_open=True)
+
+
+# ---------------------------------------------------------------- optimizer group
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule; ``none`` keeps the rate constant."""
+
+    name: str = one_of("none", "none", "exponential", "cosine", "reduce_on_plateau")
+    decay_steps: int = bounded(1000, 1)  # exponential, cosine
+    decay_rate: float = bounded(0.96, 0.0, 1.0, lo_open=True)  # exponential
+    alpha: float = bounded(0.0, 0.0, 1.0)  # cosine: final rate as a fraction of the initial one
+    monitor: str = "val_loss"  # reduce_on_plateau
+    factor: float = bounded(0.5, 0.0, 1.0, lo_open=True, hi_open=True)
+    patience: int = bounded(5, 0)
+    min_lr: float = bounded(0.0, 0.0)
+
+
+@dataclass
+class OptimizerBase:
+    name: str = MISSING
+    learning_rate: float = bounded(1e-3, 0.0, lo_open=True)
+    clipnorm: Optional[float] = bounded(None, 0.0, lo_open=True)
+    clipvalue: Optional[float] = bounded(None, 0.0, lo_open=True)
+    global_clipnorm: Optional[float] = bounded(None, 0.0, lo_open=True)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class AdamOptimizer(OptimizerBase):
+    name: str = one_of("adam", "adam")
+    beta_1: float = bounded(0.9, 0.0, 1.0, hi_open=True)
+    beta_2: float = bounded(0.999, 0.0, 1.0, hi_open=True)
+    epsilon: float = bounded(1e-7, 0.0, lo_open=True)
+
+
+@dataclass
+class SgdOptimizer(OptimizerBase):
+    name: str = one_of("sgd", "sgd")
+    learning_rate: float = bounded(0.01, 0.0, lo_open=True)
+    momentum: float = bounded(0.0, 0.0, 1.0, hi_open=True)
+    nesterov: bool = False
+
+
+@dataclass
+class RmspropOptimizer(OptimizerBase):
+    name: str = one_of("rmsprop", "rmsprop")
+    rho: float = bounded(0.9, 0.0, 1.0, hi_open=True)
+    momentum: float = bounded(0.0, 0.0, 1.0, hi_open=True)
+    epsilon: float = bounded(1e-7, 0.0, lo_open=True)
+
+
+@dataclass
+class AdadeltaOptimizer(OptimizerBase):
+    name: str = one_of("adadelta", "adadelta")
+    learning_rate: float = bounded(1.0, 0.0, lo_open=True)
+    rho: float = bounded(0.95, 0.0, 1.0, hi_open=True)
+    epsilon: float = bounded(1e-7, 0.0, lo_open=True)
+
+
+# ---------------------------------------------------------------- trainer, tracking, evaluation
+
+
+@dataclass
+class CheckpointConfig:
+    """The best epoch by ``monitor`` is kept and used for the final evaluation."""
+
+    monitor: str = "val_loss"
+    mode: str = one_of("auto", "auto", "min", "max")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    mode: str = one_of("auto", "auto", "min", "max")
+    patience: int = bounded(10, 0)
+    min_delta: float = bounded(0.0, 0.0)
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = bounded(10, 1)
+    batch_size: int = bounded(32, 1)
+    seed: int = bounded(42, 0)
+    deterministic: bool = True  # bit-identical reruns on CPU, at some speed cost
+    shuffle: bool = True
+    verbose: Optional[int] = one_of(None, None, 0, 1, 2)  # None: progress bar on a terminal, else a line per epoch
+    roc_auc_per_epoch: bool = True  # binary tasks: exact ROC AUC on train and val after every epoch
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///outputs/mlflow.db"
+    experiment: str = "${dataset.name}"
+    run_name: Optional[str] = None  # None: <preset>-<timestamp>
+    artifact_location: Optional[str] = None  # None: mlartifacts/ beside a local SQLite store
+    log_model: bool = True
+
+
+@dataclass
+class EvaluationConfig:
+    threshold: float = bounded(0.5, 0.0, 1.0, lo_open=True, hi_open=True)  # binary operating point
+    plots: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str = "custom"  # the experiment preset; presets set it
+    description: str = ""
+    dataset: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+GROUP_SCHEMAS = {
+    "dataset": {"wine": WineDataset, "seizure": SeizureDataset, "mnist": MnistDataset,
+                "synthetic": SyntheticDataset},
+    "model": {"mlp": MlpModel, "bilstm": BiLstmModel},
+    "optimizer": {"adam": AdamOptimizer, "sgd": SgdOptimizer, "rmsprop": RmspropOptimizer,
+                  "adadelta": AdadeltaOptimizer},
+}
+
+
+def register_configs() -> None:
+    """Store the schemas where the YAML files' defaults lists refer to them (``/schema/<group>/<name>``)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for name, schema in schemas.items():
+            store.store(group=f"schema/{group}", name=name, node=schema)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and choices of a composed config; raise ConfigError naming every bad key."""
+    problems = []
+    for key in ("dataset", "model", "optimizer"):
+        node = cfg.get(key)
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if not is_dataclass(schema):
+            problems.append(f"{key}: no {key} selected or it has no schema; choose one with {key}=<option>")
+            continue
+        problems += _check_node(node, schema, key)
+    for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig),
+                        ("evaluation", EvaluationConfig)):
+        problems += _check_node(cfg[key], schema, key)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _check_node(node: DictConfig, schema, path: str) -> list[str]:
+    problems = []
+    for spec in fields(schema):
+        key = f"{path}.{spec.name}"
+        value = node[spec.name]
+        if is_dataclass(spec.type):
+            problems += _check_node(value, spec.type, key)
+            continue
+        if value is None:
+            continue
+        if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+            allowed = ", ".join(str(c) for c in spec.metadata["choices"] if c is not None)
+            problems.append(f"{key}={value!r} is not allowed; choose one of: {allowed}")
+        if "range" in spec.metadata and not _in_range(value, *spec.metadata["range"]):
+            problems.append(f"{key}={value!r} is out of range: must be {_describe(*spec.metadata['range'])}")
+    return problems
+
+
+def _in_range(value, lo, hi, lo_open, hi_open) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        return False
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        return False
+    return True
+
+
+def _describe(lo, hi, lo_open, hi_open) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    return f"{'<' if hi_open else '<='} {hi}"

@@ -1,0 +1,185 @@
+"""MLflow record of a run: store and experiment set-up, params, tags, metrics, artifacts and final status.
+
+All calls go through an explicit ``MlflowClient`` and run id (no global active run), so parallel jobs and
+nested sweep runs cannot pick up each other's run.
+"""
+
+import contextlib
+import json
+import platform
+import subprocess
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from runner.errors import TrackingError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "mlflow", "hydra-core", "omegaconf", "numpy",
+            "pandas", "scikit-learn", "keras-runner")
+MAX_PARAM_LENGTH = 6000
+BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batch call
+
+
+@dataclass
+class Tracker:
+    client: MlflowClient
+    experiment_id: str
+    uri: str
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory when not absolute)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def connect(uri: str, experiment: str, artifact_location: str | None = None) -> Tracker:
+    """Open the store and the experiment, or fail with a message that says what to fix, before training."""
+    database = sqlite_path(uri)
+    if database is not None:
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingError(f"cannot create the tracking store's folder {database.parent}: {error}") from error
+        if artifact_location is None:
+            artifact_location = (database.parent.resolve() / "mlartifacts" / experiment).as_uri()
+    elif urlparse(uri).scheme in ("http", "https"):
+        check_server(uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+        elif found.lifecycle_stage == "deleted":
+            raise TrackingError(f"MLflow experiment {experiment!r} is deleted in {uri}; restore it in the UI "
+                                f"or choose another name with tracking.experiment=...")
+        else:
+            experiment_id = found.experiment_id
+    except TrackingError:
+        raise
+    except Exception as error:
+        raise TrackingError(f"cannot use the tracking store {uri} (tracking.uri): {error}") from error
+    return Tracker(client=client, experiment_id=experiment_id, uri=uri)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """MLflow's own client retries for minutes; a quick probe of /health fails fast instead."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"the tracking server {uri} (tracking.uri) is unreachable: {reason}. Start it "
+                            f"(mlflow server --host 127.0.0.1 --port 5000) or point tracking.uri elsewhere; "
+                            f"nothing was trained.") from error
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted keys ("trainer.epochs") and string values, as MLflow params."""
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def config_params(resolved: dict) -> dict[str, str]:
+    """Every group's settings, namespaced by group; the top-level name/description become tags instead."""
+    return flatten({key: value for key, value in resolved.items() if isinstance(value, dict)})
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {"runner.python": platform.python_version(), "runner.platform": platform.platform()}
+    for package in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            tags[f"runner.version.{package}"] = metadata.version(package)
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        tags["runner.keras_backend"] = keras.backend.backend()
+    tags.update(git_tags())
+    return tags
+
+
+def git_tags() -> dict[str, str]:
+    """Commit of the runner's source tree (and whether it had uncommitted changes), if it is a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"mlflow.source.git.commit": commit, "runner.git.commit": commit, "runner.git.dirty": str(dirty).lower()}
+
+
+def data_tags(data) -> dict[str, str]:
+    """Where the data came from and the SHA-256 of every file read."""
+    tags = {"runner.data.split": data.split_source, "runner.data.task": data.task,
+            "runner.data.rows": "/".join(str(len(data.splits()[s].y)) for s in ("train", "val", "test"))}
+    for path, digest in data.files.items():
+        tags[f"runner.data.sha256.{Path(path).parent.name}/{Path(path).name}"] = digest
+    return tags
+
+
+class RunRecord:
+    """One MLflow run: log as you go; ``finish``/``fail`` set the final status."""
+
+    def __init__(self, tracker: Tracker, run_name: str, tags: dict[str, str]):
+        self.client = tracker.client
+        run = self.client.create_run(tracker.experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        self.artifact_uri = run.info.artifact_uri
+        self.experiment_id = tracker.experiment_id
+
+    def log_params(self, params: dict[str, str]) -> None:
+        items = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, params=items[start:start + BATCH])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        items = [RunTag(key, str(value)) for key, value in tags.items()]
+        for start in range(0, len(items), BATCH):
+            self.client.log_batch(self.run_id, tags=items[start:start + BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
+
+    def log_artifact(self, path: Path, folder: str) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_json(self, data, artifact_file: str) -> None:
+        self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
+
+    def finish(self) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, error: BaseException) -> None:
+        """Record why the run stopped; everything logged before stays."""
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        message = f"{type(error).__name__}: {error}"
+        with contextlib.suppress(Exception):
+            self.set_tags({"runner.error": message[:5000], "runner.error_type": type(error).__name__})
+            self.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
+        self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,207 @@
+"""Tiny end-to-end runs that check the MLflow record every run must leave (the contract later work relies on)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+
+from runner.cli import CONF_DIR
+from runner.errors import TrainingError
+
+keras = pytest.importorskip("keras")
+
+from runner.job import load_data, run_job  # noqa: E402
+
+FINAL_METRICS = {
+    "regression": ("mae", "rmse"),
+    "binary": ("accuracy", "roc_auc", "precision", "recall", "f1"),
+    "multiclass": ("accuracy", "macro_f1"),
+}
+EPOCH_METRICS = {
+    "regression": ("loss", "val_loss", "mae", "val_mae", "rmse", "val_rmse"),
+    "binary": ("loss", "val_loss", "accuracy", "val_accuracy", "roc_auc", "val_roc_auc"),
+    "multiclass": ("loss", "val_loss", "accuracy", "val_accuracy"),
+}
+SYNTHETIC_TASK = {"regression": "regression", "binary": "binary", "multiclass": "multiclass"}
+
+
+def compose_config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run(tmp_path: Path, *overrides, name="run"):
+    store = tmp_path / "store"
+    overrides = [*overrides, f"tracking.uri=sqlite:///{store}/mlflow.db"]
+    cfg = compose_config(*overrides)
+    return run_job(cfg, tmp_path / name, overrides=overrides), cfg
+
+
+def client_for(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+
+
+def artifact_paths(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def check_record(tmp_path: Path, result, cfg, task: str) -> None:
+    """The MLflow record of issue 2: status, params, per-epoch and final metrics, tags, artifacts."""
+    client = client_for(tmp_path)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == cfg.tracking.experiment
+
+    params = run.data.params
+    assert params["trainer.epochs"] == str(cfg.trainer.epochs)
+    assert params["dataset.name"] == cfg.dataset.name
+    assert params["optimizer.learning_rate"] == str(cfg.optimizer.learning_rate)
+    assert all("." in key for key in params), "every param is namespaced by its config group"
+
+    epochs = int(run.data.metrics["epochs_run"])
+    for name in EPOCH_METRICS[task]:
+        history = client.get_metric_history(result.run_id, name)
+        assert [point.step for point in history] == list(range(1, epochs + 1)), name
+    for name in FINAL_METRICS[task]:
+        for split in ("train", "val", "test"):
+            assert np.isfinite(run.data.metrics[f"{split}_{name}"]), f"{split}_{name}"
+
+    tags = run.data.tags
+    assert tags["runner.preset"] == cfg.name
+    assert tags["runner.version.keras"] == keras.__version__
+    assert "runner.version.mlflow" in tags and "runner.python" in tags
+    assert tags["runner.data.task"] == task
+
+    artifacts = artifact_paths(client, result.run_id)
+    expected = {"config/config.yaml", "config/overrides.yaml", "model/model.keras",
+                "plots/learning_curves.png", "reports/metrics.json", "reports/history.csv",
+                "reports/test_predictions.csv", "reports/model_summary.txt", "reports/dataset.json"}
+    expected |= {"plots/predicted_vs_actual.png"} if task == "regression" else {
+        "plots/confusion_matrix.png", "reports/classification_report.txt"}
+    expected |= {"plots/roc_curve.png"} if task == "binary" else set()
+    assert expected <= artifacts, expected - artifacts
+
+
+def check_model_reloads(tmp_path: Path, result, cfg) -> None:
+    """model/model.keras, reloaded from the store, reproduces the test predictions and the logged test metric."""
+    local = download_artifacts(run_id=result.run_id, artifact_path="model/model.keras",
+                               dst_path=str(tmp_path / "download"),
+                               tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    model = keras.saving.load_model(local)
+    data = load_data(dict(cfg.dataset))
+    outputs = model.predict(data.test.x, verbose=0)
+    saved = np.genfromtxt(result.output_dir / "reports" / "test_predictions.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(outputs[:, 0], saved["output_0"], rtol=1e-6, atol=1e-7)
+    if data.task == "regression":
+        mae = float(np.mean(np.abs(outputs[:, 0] - data.test.y)))
+        assert mae == pytest.approx(result.metrics["test_mae"], rel=1e-5)
+    else:
+        labels = outputs.argmax(axis=1) if data.task == "multiclass" else (outputs[:, 0] >= 0.5).astype(int)
+        assert float(np.mean(labels == data.test.y)) == pytest.approx(result.metrics["test_accuracy"])
+
+
+@pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
+def test_tiny_synthetic_run_leaves_the_full_record(tmp_path, task):
+    result, cfg = run(tmp_path, "dataset=synthetic", f"dataset.task={SYNTHETIC_TASK[task]}",
+                      "dataset.n_samples=300", "trainer.epochs=3", "model.hidden_units=[8]", "name=tiny")
+    check_record(tmp_path, result, cfg, task)
+    check_model_reloads(tmp_path, result, cfg)
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
+    common = ("dataset=synthetic", "dataset.task=binary", "dataset.n_samples=400", "trainer.epochs=3",
+              "model.hidden_units=[16,8]", "model.dropout=0.2")
+    first, _ = run(tmp_path, *common, name="a")
+    second, _ = run(tmp_path, *common, name="b")
+    other, _ = run(tmp_path, *common, "trainer.seed=7", name="c")
+    keys = [key for key in first.metrics if key != "train_seconds"]
+    assert {k: first.metrics[k] for k in keys} == {k: second.metrics[k] for k in keys}
+    assert first.metrics["val_loss" if "val_loss" in keys else "val_accuracy"] is not None
+    assert any(first.metrics[k] != other.metrics[k] for k in keys)
+
+
+def test_best_epoch_weights_are_used_for_the_final_evaluation(tmp_path):
+    result, _ = run(tmp_path, "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300",
+                    "trainer.epochs=6", "model.hidden_units=[8]", "optimizer.learning_rate=0.05")
+    client = client_for(tmp_path)
+    history = {p.step: p.value for p in client.get_metric_history(result.run_id, "val_loss")}
+    best_epoch = min(history, key=lambda step: (history[step], step))
+    assert result.metrics["best_epoch"] == best_epoch
+    # MAE is the loss here, so the final val_mae must equal the best epoch's val_loss.
+    assert result.metrics["val_mae"] == pytest.approx(history[best_epoch], rel=1e-4)
+
+
+def test_nan_loss_fails_the_run_and_keeps_earlier_records(tmp_path):
+    healthy, _ = run(tmp_path, "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200",
+                     "trainer.epochs=2", name="healthy")
+    overrides = ("dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200", "trainer.epochs=5",
+                 "optimizer=sgd", "optimizer.learning_rate=1e30", "model.loss=mean_squared_error")
+    with pytest.raises(TrainingError, match="loss became .* in epoch 1"):
+        run(tmp_path, *overrides, name="broken")
+    client = client_for(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 1 and "TrainingError" in failed[0].data.tags["runner.error"]
+    assert "error/traceback.txt" in artifact_paths(client, failed[0].info.run_id)
+    assert [p.step for p in client.get_metric_history(failed[0].info.run_id, "loss")] == [1]
+    assert client.get_run(healthy.run_id).info.status == "FINISHED"
+    assert client.get_run(healthy.run_id).data.metrics["test_mae"] == healthy.metrics["test_mae"]
+
+
+def test_missing_data_fails_the_run_with_the_places_searched(tmp_path, monkeypatch):
+    monkeypatch.delenv("RUNNER_DATA_DIR", raising=False)
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "cache"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception) as error:
+        run(tmp_path, "+experiment=wine_mlp", f"dataset.data_dir={empty}", "dataset.download=false")
+    assert str(empty) in str(error.value) and str(tmp_path / "cache") in str(error.value)
+    client = client_for(tmp_path)
+    (failed,) = client.search_runs([client.get_experiment_by_name("wine").experiment_id])
+    assert failed.info.status == "FAILED"
+    assert failed.data.params["trainer.epochs"] == "200"  # the config was recorded before the failure
+
+
+def test_unknown_checkpoint_monitor_is_refused_before_training(tmp_path):
+    with pytest.raises(Exception, match="trainer.checkpoint.monitor='val_acc' is not a metric of this run"):
+        run(tmp_path, "dataset=synthetic", "trainer.checkpoint.monitor=val_acc")
+
+
+def test_command_line_run_prints_a_summary(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "+experiment=wine_mlp", "+debug=fast", "dataset=synthetic",
+         "dataset.task=regression", "dataset.n_samples=200"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "== wine_mlp: finished 2 epochs" in result.stdout
+    assert "run id:" in result.stdout and "mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db" in result.stdout
+    assert (tmp_path / "outputs" / "mlflow.db").is_file()
+    run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*_wine_mlp"))
+    assert len(run_dirs) == 1 and (run_dirs[0] / "model" / "model.keras").is_file()
+
+
+REAL_PRESETS = {"wine_mlp": "regression", "wine_deep_mlp": "regression", "seizure_dnn": "binary",
+                "seizure_bilstm": "binary", "mnist_dropout": "multiclass"}
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("experiment", sorted(REAL_PRESETS))
+def test_tiny_run_on_real_data(tmp_path, real_data_dir, experiment):
+    result, cfg = run(tmp_path, f"+experiment={experiment}", "+debug=fast", f"dataset.data_dir={real_data_dir}",
+                      "model.lstm_units=[4]" if "bilstm" in experiment else "trainer.seed=1")
+    check_record(tmp_path, result, cfg, REAL_PRESETS[experiment])
+    tags = client_for(tmp_path).get_run(result.run_id).data.tags
+    digests = {key: value for key, value in tags.items() if key.startswith("runner.data.sha256.")}
+    assert digests and all(len(value) == 64 for value in digests.values())
+    if experiment == "mnist_dropout":
+        check_model_reloads(tmp_path, result, cfg)
