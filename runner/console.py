@@ -6,11 +6,11 @@ SPLITS = ("train", "val", "test")
 
 
 def metrics_table(metrics: dict[str, float]) -> list[str]:
-    """Rows of metric x split from keys like "val_mae"."""
+    """Rows of metric x split from keys like "val_mae" (those present for every split)."""
     names = []
     for key in metrics:
         split, _, name = key.partition("_")
-        if split in SPLITS and name not in names:
+        if split in SPLITS and name not in names and all(f"{s}_{name}" in metrics for s in SPLITS):
             names.append(name)
     width = max([len(name) for name in names] + [6])
     lines = [f"  {'metric':<{width}}  " + "  ".join(f"{split:>9}" for split in SPLITS)]

@@ -109,7 +109,9 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     result = evaluation.evaluate(model, data, cfg["evaluation"]["threshold"])
     final = {**result.metrics, "best_epoch": trained.best_epoch, "epochs_run": trained.epochs_run,
              "train_seconds": trained.seconds, "parameters": model.count_params()}
-    record.log_metrics(final)
+    # Per-epoch val_<m> and the final val_<m> share a name: logging the final values one step after the last
+    # epoch makes them the run's latest values (what the runs table shows), ending each curve at the kept weights.
+    record.log_metrics(final, step=trained.epochs_run + 1)
 
     _write_reports(reports, data, result, trained, final)
     if cfg["evaluation"]["plots"]:

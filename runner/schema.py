@@ -37,31 +37,39 @@ class DatasetFiles:
 
     name: str = MISSING
     data_dir: Optional[str] = None  # None: $RUNNER_DATA_DIR, then the user cache (downloads go there)
-    split: str = one_of("auto", "auto", "book", "random")  # auto: the book's split where present
-    split_seed: int = bounded(42, 0)
-    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
-    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
     scale: str = one_of("standard", "standard", "none")
     max_samples: Optional[int] = bounded(None, 1)  # cap on rows per split, for quick runs
+    split_seed: int = bounded(42, 0)  # seeds the random split and the max_samples subsample
     download: bool = True
     verify_checksum: bool = True
 
 
 @dataclass
-class WineDataset(DatasetFiles):
+class HeldOutDataset(DatasetFiles):
+    """Data sets shipped as one table: held-out splits are cut from it unless the book's split is present."""
+
+    split: str = one_of("auto", "auto", "book", "random")  # auto: the book's split where present
+    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+@dataclass
+class WineDataset(HeldOutDataset):
     name: str = "wine"
     target: str = "alcohol"
     scale_target: bool = True
 
 
 @dataclass
-class SeizureDataset(DatasetFiles):
+class SeizureDataset(HeldOutDataset):
     name: str = "seizure"
     file: str = "auto"  # auto: the UCI layout, then the Kaggle layout
 
 
 @dataclass
 class MnistDataset(DatasetFiles):
+    """The split is fixed by the file: the last ``val_size`` training images are the validation split."""
+
     name: str = "mnist"
     scale: str = one_of("none", "standard", "none")  # pixels are divided by 255 in any case
     flatten: bool = True
@@ -275,8 +283,19 @@ def validate(cfg: DictConfig) -> None:
     for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig),
                         ("evaluation", EvaluationConfig)):
         problems += _check_node(cfg[key], schema, key)
+    problems += _contradictions(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _contradictions(cfg: DictConfig) -> list[str]:
+    """Settings that are each valid but cannot hold together."""
+    problems = []
+    dataset = cfg.dataset
+    if "val_fraction" in dataset and dataset.val_fraction + dataset.test_fraction >= 1:
+        problems.append(f"dataset.val_fraction + dataset.test_fraction = "
+                        f"{dataset.val_fraction + dataset.test_fraction:g} leaves no rows to train on; keep it below 1")
+    return problems
 
 
 def _check_node(node: DictConfig, schema, path: str) -> list[str]:

@@ -112,9 +112,10 @@ def test_unknown_experiment_lists_the_available_ones():
     ("trainer.checkpoint.mode=maximum", "trainer.checkpoint.mode='maximum' is not allowed"),
     ("evaluation.threshold=1.5", "evaluation.threshold=1.5 is out of range"),
     ("optimizer.schedule.name=linear", "optimizer.schedule.name='linear' is not allowed"),
+    ("dataset.val_fraction=0.5", "leaves no rows to train on"),  # with test_fraction 0.5 below
 ])
 def test_out_of_range_values_are_refused_naming_the_key(override, message):
-    cfg = compose_config("+experiment=wine_mlp", override)
+    cfg = compose_config("+experiment=wine_mlp", override, "dataset.test_fraction=0.5")
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     assert message in str(error.value)

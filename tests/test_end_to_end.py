@@ -68,12 +68,14 @@ def check_record(tmp_path: Path, result, cfg, task: str) -> None:
     assert all("." in key for key in params), "every param is namespaced by its config group"
 
     epochs = int(run.data.metrics["epochs_run"])
+    final = {f"{split}_{name}" for name in FINAL_METRICS[task] for split in ("train", "val", "test")}
     for name in EPOCH_METRICS[task]:
-        history = client.get_metric_history(result.run_id, name)
-        assert [point.step for point in history] == list(range(1, epochs + 1)), name
-    for name in FINAL_METRICS[task]:
-        for split in ("train", "val", "test"):
-            assert np.isfinite(run.data.metrics[f"{split}_{name}"]), f"{split}_{name}"
+        steps = [point.step for point in client.get_metric_history(result.run_id, name)]
+        # A final val_<m> shares the per-epoch name and is logged one step after the last epoch.
+        assert steps == list(range(1, epochs + 1)) + ([epochs + 1] if name in final else []), name
+    for name in final:
+        assert np.isfinite(run.data.metrics[name]), name
+        assert run.data.metrics[name] == pytest.approx(result.metrics[name]), "the latest value is the final one"
 
     tags = run.data.tags
     assert tags["runner.preset"] == cfg.name
@@ -205,3 +207,35 @@ def test_tiny_run_on_real_data(tmp_path, real_data_dir, experiment):
     assert digests and all(len(value) == 64 for value in digests.values())
     if experiment == "mnist_dropout":
         check_model_reloads(tmp_path, result, cfg)
+
+
+def test_unreachable_tracking_server_fails_fast_before_training(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = compose_config("dataset=synthetic", f"tracking.uri=http://127.0.0.1:{port}")
+    from runner.errors import TrackingError
+
+    with pytest.raises(TrackingError, match=f"tracking server http://127.0.0.1:{port} .* is unreachable"):
+        run_job(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_unwritable_output_folder_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = compose_config("dataset=synthetic", f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db")
+    from runner.errors import TrackingError
+
+    with pytest.raises(TrackingError, match="output folder .* is not writable"):
+        run_job(cfg, blocker / "run")
+
+
+def test_runner_console_script_is_installed():
+    script = Path(sys.executable).parent / "runner"
+    if not script.exists():
+        pytest.skip(f"no console script at {script}: the package is not installed in this environment")
+    shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "+experiment=NAME" in shown.stdout and "mnist_dropout" in shown.stdout

@@ -1,0 +1,100 @@
+"""MNIST digits from a Keras-layout mnist.npz: fixed train/val/test split, pixels scaled to [0, 1]."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+
+from .containers import Dataset, Split
+from .errors import DataFormatError
+from .fetch import FoundFile, checksum_notes, find_file
+from .options import CommonOptions
+from .splitting import finalize
+
+FILE = "mnist/mnist.npz"
+IMAGE_SHAPE = (28, 28)
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+CLASS_NAMES = [str(d) for d in range(10)]
+FEATURE_NAMES = [f"pixel_{r}_{c}" for r in range(IMAGE_SHAPE[0]) for c in range(IMAGE_SHAPE[1])]
+
+
+def load_mnist(*, flatten: bool = True, val_size: int = 5000, scale: str = "none", **common) -> Dataset:
+    """MNIST: the last val_size training images form the validation split; the test file split is kept."""
+    # The split is fixed by the file. The runner passes every common option, so the fractions are
+    # accepted at their defaults, but a changed value is refused rather than silently ignored.
+    defaults = CommonOptions()
+    for name in ("val_fraction", "test_fraction"):
+        if common.get(name, getattr(defaults, name)) != getattr(defaults, name):
+            raise ValueError(f"mnist has a fixed split: {name} is not used; set val_size (default 5000) instead")
+    if common.pop("split", "auto") not in ("auto", "fixed"):
+        raise ValueError("mnist has a fixed split from its file: split must be 'auto' or 'fixed'")
+    opts = CommonOptions(scale=scale, **common)
+
+    found = find_file(FILE, data_dir=opts.data_dir, download=opts.download, verify_checksum=opts.verify_checksum,
+                      hint="Expected a Keras-layout npz with arrays x_train, y_train, x_test, y_test.")
+    arrays = read_npz(found)
+    n_train = len(arrays["x_train"])
+    if not 1 <= val_size < n_train:
+        raise ValueError(f"val_size={val_size}: expected 1 <= val_size < {n_train} (training images in {found.path})")
+
+    train_all = _as_split(arrays["x_train"], arrays["y_train"], flatten)
+    cut = n_train - val_size
+    splits = {
+        "train": train_all.take(np.arange(cut)),
+        "val": train_all.take(np.arange(cut, n_train)),
+        "test": _as_split(arrays["x_test"], arrays["y_test"], flatten),
+    }
+    splits, feature_scaling, notes = finalize(splits, opts, stratify=True)
+    notes = [f"fixed split: train = first {cut} rows of x_train, val = last {val_size}, test = x_test; "
+             "pixels divided by 255; meta['index'] is the row in the npz array"] + notes
+    return Dataset(
+        name="mnist", task="multiclass", **splits, feature_names=list(FEATURE_NAMES), target_name="digit",
+        class_names=list(CLASS_NAMES), split_source="fixed", files={str(found.path): found.sha256},
+        feature_scaling=feature_scaling, target_scaling=None, notes=notes + checksum_notes([found]),
+    )
+
+
+def _as_split(images: np.ndarray, labels: np.ndarray, flatten: bool) -> Split:
+    x = images.astype(np.float32) / np.float32(255)
+    if flatten:
+        x = x.reshape(len(x), -1)
+    return Split(x, labels.astype(np.int64), {"index": np.arange(len(x))})
+
+
+def read_npz(found: FoundFile) -> dict[str, np.ndarray]:
+    """The four arrays, after checking the archive, keys, shapes, dtypes and labels."""
+    path = found.path
+    # np.load would try to unpickle a non-zip file and fail with a misleading message.
+    if not zipfile.is_zipfile(path):
+        raise DataFormatError(f"{path}: not a zip (.npz) archive; the file is corrupt or truncated. "
+                              "Delete it and download it again.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in KEYS if key not in archive.files]
+            if missing:
+                raise DataFormatError(f"{path}: missing array(s) {missing}; the archive holds {sorted(archive.files)}")
+            arrays = {key: archive[key] for key in KEYS}
+    except DataFormatError:
+        raise
+    except Exception as exc:  # zlib, zipfile and numpy each raise their own types for damaged members
+        raise DataFormatError(f"{path}: could not read the npz archive ({type(exc).__name__}: {exc})") from None
+    check_arrays(arrays, str(path))
+    return arrays
+
+
+def check_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or x.dtype != np.uint8:
+            raise DataFormatError(f"{path}: array 'x_{part}' has shape {x.shape} and dtype {x.dtype}; "
+                                  f"expected (n, 28, 28) uint8")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DataFormatError(f"{path}: array 'y_{part}' has shape {y.shape} and dtype {y.dtype}; "
+                                  "expected (n,) of integers")
+        if len(y) != len(x):
+            raise DataFormatError(f"{path}: 'x_{part}' has {len(x)} images but 'y_{part}' has {len(y)} labels")
+        bad = np.flatnonzero((y < 0) | (y > 9))
+        if len(bad):
+            raise DataFormatError(f"{path}: 'y_{part}'[{bad[0]}] = {y[bad[0]]} is not a digit 0-9 "
+                                  f"({len(bad)} bad labels in all)")

@@ -1,0 +1,174 @@
+"""Fixtures: where the real data is, an isolated environment, and tiny generated files in the real layouts."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+WINE_COLUMNS = [
+    "fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
+    "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol", "quality",
+]
+SEIZURE_FEATURES = [f"X{i}" for i in range(1, 179)]
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    env = os.environ.get("RUNNER_DATA_DIR")
+    candidate = Path(env) if env else REPO.parent / "shared" / "data"
+    if not candidate.is_dir():
+        pytest.skip("real data not found: set RUNNER_DATA_DIR or place ../shared/data "
+                    "(wine/, seizure/, mnist/ as described in its README.md)")
+    return candidate
+
+
+@pytest.fixture
+def isolated_env(monkeypatch, tmp_path) -> Path:
+    """No RUNNER_DATA_DIR, and a cache inside tmp_path; returns that (empty) cache directory."""
+    monkeypatch.delenv("RUNNER_DATA_DIR", raising=False)
+    monkeypatch.delenv("RUNNER_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache" / "keras-runner" / "data"
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests may fetch file:// URLs and 127.0.0.1 only; anything else is a bug in the test."""
+    real_urlopen = urllib.request.urlopen
+
+    def guarded(url, *args, **kwargs):
+        full = url.full_url if isinstance(url, urllib.request.Request) else url
+        parsed = urllib.parse.urlparse(full)
+        if parsed.scheme != "file" and parsed.hostname not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"a test tried to reach the network: {full}")
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+
+
+# ---------------------------------------------------------------- generated data
+
+
+def make_wine_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "fixed acidity": rng.uniform(4, 10, n).round(1), "volatile acidity": rng.uniform(0.1, 0.6, n).round(2),
+        "citric acid": rng.uniform(0, 0.7, n).round(2), "residual sugar": rng.uniform(0.6, 20, n).round(1),
+        "chlorides": rng.uniform(0.01, 0.1, n).round(3), "free sulfur dioxide": rng.integers(2, 100, n),
+        "total sulfur dioxide": rng.integers(10, 300, n), "density": rng.uniform(0.987, 1.003, n).round(4),
+        "pH": rng.uniform(2.8, 3.8, n).round(2), "sulphates": rng.uniform(0.2, 1.0, n).round(2),
+        "alcohol": rng.uniform(8, 14, n).round(1), "quality": rng.integers(3, 10, n),
+    })
+    return frame[WINE_COLUMNS]
+
+
+def make_seizure_frame(per_class: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 5 * per_class
+    frame = pd.DataFrame(rng.integers(-800, 800, (n, 178)), columns=SEIZURE_FEATURES)
+    frame.insert(0, "id", [f"X{i % 23 + 1}.V1.{i}" for i in range(n)])
+    frame["y"] = rng.permutation(np.repeat(np.arange(1, 6), per_class))
+    return frame
+
+
+def split_rows(n: int, seed: int) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_hold = n // 10
+    return {"train": np.sort(order[2 * n_hold:]), "val": order[:n_hold], "test": order[n_hold:2 * n_hold]}
+
+
+@dataclass
+class FakeData:
+    """A data root with small files in the same layouts as the real ones."""
+
+    root: Path
+    wine: pd.DataFrame
+    seizure: pd.DataFrame
+    mnist: dict
+
+    def path(self, relpath: str) -> Path:
+        return self.root / relpath
+
+    def load(self, name: str, **options):
+        from datasets import load_dataset
+
+        # Generated files can never match the published digests.
+        options = {"data_dir": str(self.root), "download": False, "verify_checksum": False, **options}
+        return load_dataset(name, **options)
+
+    def write_wine_full(self, frame: pd.DataFrame, relpath: str = "wine/winequality-white.csv") -> Path:
+        path = self.path(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = ";".join(f'"{c}"' for c in frame.columns)
+        body = frame.to_csv(sep=";", index=False, header=False)
+        path.write_text(header + "\n" + body)
+        return path
+
+    def write_wine_book(self, frame: pd.DataFrame) -> None:
+        for name, rows in split_rows(len(frame), 1).items():
+            path = self.path(f"wine/book_split/{name}_data.csv")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.iloc[rows].to_csv(path, index=False)
+
+    def write_seizure_uci(self, frame: pd.DataFrame, relpath="seizure/epileptic_seizure_recognition.csv") -> Path:
+        header = ",".join(['""'] + [f'"{c}"' for c in frame.columns[1:]])
+        lines = [f'"{row[0]}",' + ",".join(str(v) for v in row[1:]) for row in frame.itertuples(index=False)]
+        return self._write_lines(relpath, [header] + lines, "\n")
+
+    def write_seizure_kaggle(self, frame: pd.DataFrame,
+                             relpath="seizure/kaggle_epileptic_seizure_recognition.csv") -> Path:
+        header = ",".join(["Unnamed"] + list(frame.columns[1:]))
+        lines = [",".join(str(v) for v in row) for row in frame.itertuples(index=False)]
+        return self._write_lines(relpath, [header] + lines, "\r\n")
+
+    def write_seizure_book(self, frame: pd.DataFrame) -> None:
+        book = frame.drop(columns="id").assign(y=(frame["y"] == 1).astype(int))
+        for name, rows in split_rows(len(frame), 2).items():
+            path = self.path(f"seizure/book_split/{name}_data.csv")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            book.iloc[rows].to_csv(path, index=False)
+
+    def write_mnist(self, arrays: dict, relpath: str = "mnist/mnist.npz") -> Path:
+        path = self.path(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        return path
+
+    def _write_lines(self, relpath: str, lines: list[str], newline: str) -> Path:
+        path = self.path(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((newline.join(lines) + newline).encode())
+        return path
+
+
+def make_mnist_arrays(n_train: int = 100, n_test: int = 30, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(n_train, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": np.arange(n_test, dtype=np.uint8) % 10,
+    }
+
+
+@pytest.fixture
+def fake_data(tmp_path, isolated_env) -> FakeData:
+    """Wine (200 rows), seizure (5 x 40 rows, both layouts) with book splits, and a 100+30 image mnist."""
+    fake = FakeData(tmp_path / "data", make_wine_frame(200, 0), make_seizure_frame(40, 0), make_mnist_arrays())
+    fake.write_wine_full(fake.wine)
+    fake.write_wine_book(fake.wine)
+    fake.write_seizure_uci(fake.seizure)
+    fake.write_seizure_kaggle(fake.seizure)
+    fake.write_seizure_book(fake.seizure)
+    fake.write_mnist(fake.mnist)
+    return fake
