@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 from runner.callbacks import positive_scores, roc_auc
 
 SPLITS = ("train", "val", "test")
-MAIN_METRIC = {"regression": "mae", "binary": "accuracy", "multiclass": "accuracy"}
+CURVE_METRICS = {"regression": ["mae"], "binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"]}
 
 
 @dataclass

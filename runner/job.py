@@ -159,8 +159,8 @@ def _write_test_predictions(path: Path, data, outputs: np.ndarray) -> None:
 
 def _write_plots(folder: Path, data, result: evaluation.Evaluation, trained) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    main = evaluation.MAIN_METRIC[data.task]
-    plots.learning_curves(trained.history, main, trained.best_epoch, folder / "learning_curves.png")
+    plots.learning_curves(trained.history, evaluation.CURVE_METRICS[data.task], trained.best_epoch,
+                          folder / "learning_curves.png")
     if data.task == "regression":
         scale = data.target_scaling or {"mean": 0.0, "std": 1.0, "unit": "target"}
         unit = scale.get("unit") or data.target_name

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from runner.callbacks import positive_scores  # noqa: E402
@@ -19,9 +20,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(history: dict[str, list[float]], main_metric: str, best_epoch: int, path: Path) -> Path:
-    """Loss and the main metric per epoch, train vs validation, with the kept epoch marked."""
-    names = ["loss"] + ([main_metric] if main_metric in history and main_metric != "loss" else [])
+def learning_curves(history: dict[str, list[float]], metrics: list[str], best_epoch: int, path: Path) -> Path:
+    """Loss and the task's main metrics per epoch, train vs validation, with the kept epoch marked."""
+    names = ["loss"] + [name for name in metrics if name in history and name != "loss"]
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
         epochs = np.arange(1, len(history[name]) + 1)
@@ -30,27 +31,28 @@ def learning_curves(history: dict[str, list[float]], main_metric: str, best_epoc
             ax.plot(epochs, history[f"val_{name}"], label=f"val {name}")
         ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept epoch {best_epoch}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.set_title(f"{name} per epoch")
         ax.legend()
     return _save(fig, path)
 
 
-def predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, unit: str, path: Path) -> Path:
+def predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, label: str, path: Path) -> Path:
     """The book's histogram of predicted and actual values, beside a scatter against the identity line."""
     fig, (hist_ax, scatter_ax) = plt.subplots(1, 2, figsize=(11, 4))
     bins = np.histogram_bin_edges(np.concatenate([y_true, y_pred]), bins=40)
     hist_ax.hist(y_true, bins=bins, alpha=0.6, label="actual")
     hist_ax.hist(y_pred, bins=bins, alpha=0.6, label="predicted")
-    hist_ax.set_xlabel(unit)
+    hist_ax.set_xlabel(label)
     hist_ax.set_ylabel("count")
     hist_ax.set_title("test set: predicted vs actual")
     hist_ax.legend()
     scatter_ax.scatter(y_true, y_pred, s=6, alpha=0.5)
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
     scatter_ax.plot([low, high], [low, high], color="grey", linestyle=":")
-    scatter_ax.set_xlabel(f"actual ({unit})")
-    scatter_ax.set_ylabel(f"predicted ({unit})")
+    scatter_ax.set_xlabel(f"actual {label}")
+    scatter_ax.set_ylabel(f"predicted {label}")
     scatter_ax.set_title("test set: each row")
     return _save(fig, path)
 
