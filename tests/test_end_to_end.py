@@ -239,3 +239,52 @@ def test_runner_console_script_is_installed():
         pytest.skip(f"no console script at {script}: the package is not installed in this environment")
     shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "+experiment=NAME" in shown.stdout and "mnist_dropout" in shown.stdout
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A real `mlflow server` on a free loopback port, with its own store and proxied artifacts."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = tmp_path / "server"
+    root.mkdir()
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    if not mlflow_cli.exists():
+        pytest.skip(f"no mlflow command beside {sys.executable}")
+    server = subprocess.Popen(
+        [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=1).read()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    pytest.fail("mlflow server exited during start-up")
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer /health within 60 s")
+        yield uri, root
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_tracking_server_works_by_changing_only_the_uri(tmp_path, tracking_server):
+    uri, root = tracking_server
+    cfg = compose_config("dataset=synthetic", "dataset.n_samples=200", "trainer.epochs=2", f"tracking.uri={uri}")
+    result = run_job(cfg, tmp_path / "run")
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["trainer.epochs"] == "2"
+    assert [p.step for p in client.get_metric_history(result.run_id, "val_loss")] == [1, 2]
+    assert {"model/model.keras", "config/config.yaml"} <= artifact_paths(client, result.run_id)
+    assert list((root / "artifacts").rglob("model.keras")), "artifacts went to the server's store"
