@@ -288,3 +288,23 @@ def test_a_tracking_server_works_by_changing_only_the_uri(tmp_path, tracking_ser
     assert [p.step for p in client.get_metric_history(result.run_id, "val_loss")] == [1, 2]
     assert {"model/model.keras", "config/config.yaml"} <= artifact_paths(client, result.run_id)
     assert list((root / "artifacts").rglob("model.keras")), "artifacts went to the server's store"
+
+
+def test_interrupted_run_is_marked_killed_and_keeps_its_epochs(tmp_path, monkeypatch):
+    from runner.tracking import RunRecord
+
+    original = RunRecord.log_metrics
+
+    def interrupt_in_epoch_three(self, metrics, step=0):
+        if step == 3 and "val_loss" in metrics:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the middle of fit()
+        original(self, metrics, step)
+
+    monkeypatch.setattr(RunRecord, "log_metrics", interrupt_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "dataset=synthetic", "dataset.n_samples=200", "trainer.epochs=5")
+    client = client_for(tmp_path)
+    (killed,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert killed.info.status == "KILLED"
+    assert [p.step for p in client.get_metric_history(killed.info.run_id, "val_loss")] == [1, 2]
+    assert (tmp_path / "run" / "checkpoints" / "best.weights.h5").is_file()  # the best epoch so far is kept
