@@ -21,8 +21,8 @@ FEATURE_NAMES = [f"pixel_{r}_{c}" for r in range(IMAGE_SHAPE[0]) for c in range(
 
 def load_mnist(*, flatten: bool = True, val_size: int = 5000, scale: str = "none", **common) -> Dataset:
     """MNIST: the last val_size training images form the validation split; the test file split is kept."""
-    # The split is fixed by the file. The runner passes every common option, so the fractions are
-    # accepted at their defaults, but a changed value is refused rather than silently ignored.
+    # The split is fixed by the file. Generic callers may pass every common option, so the fractions
+    # are accepted at their defaults, but a changed value is refused rather than silently ignored.
     defaults = CommonOptions()
     for name in ("val_fraction", "test_fraction"):
         if common.get(name, getattr(defaults, name)) != getattr(defaults, name):

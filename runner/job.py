@@ -89,14 +89,14 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     trainer = dict(cfg["trainer"])
     if trainer["verbose"] is None:
         trainer["verbose"] = 1 if sys.stdout.isatty() else 2
-    training.check_monitors(trainer, cfg["optimizer"],
-                            training.logged_metric_names(data.task, trainer["roc_auc_per_epoch"]))
     training.seed_everything(trainer["seed"], trainer["deterministic"])
+    loss = training.loss_name(cfg["model"], data.task)
+    metrics = training.task_metrics(data.task, loss, cfg["evaluation"]["threshold"])
+    training.check_monitors(trainer, cfg["optimizer"],
+                            training.logged_metric_names(metrics, data.task, trainer["roc_auc_per_epoch"]))
     model = training.build_network(cfg["model"], data)
     optimizer, schedule_callbacks = training.build_optimizer(cfg["optimizer"])
-    loss = training.loss_name(cfg["model"], data.task)
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=training.task_metrics(data.task, loss, cfg["evaluation"]["threshold"]))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     reports = output_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     summary_lines = []

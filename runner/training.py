@@ -90,8 +90,9 @@ def training_targets(y: np.ndarray, task: str, loss: str, n_classes: int) -> np.
     return y
 
 
-def logged_metric_names(task: str, roc_auc_per_epoch: bool) -> list[str]:
-    names = ["loss"] + {"regression": ["mae", "rmse"], "binary": ["accuracy"], "multiclass": ["accuracy"]}[task]
+def logged_metric_names(metrics: list, task: str, roc_auc_per_epoch: bool) -> list[str]:
+    """What each epoch logs: the loss, the compiled metrics, the ROC AUC callback's, and their val_ twins."""
+    names = ["loss"] + [metric.name for metric in metrics]
     if task == "binary" and roc_auc_per_epoch:
         names.append("roc_auc")
     return names + [f"val_{name}" for name in names]
