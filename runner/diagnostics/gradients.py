@@ -1,0 +1,92 @@
+"""Gradients for the diagnostics: the one place that knows which Keras backend is running.
+
+Everything else in ``runner.diagnostics`` works on NumPy arrays returned from here, so the checks run
+unchanged on the TensorFlow and JAX backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def loss_and_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray, *, training: bool = False,
+                       loss_fn: Callable | None = None, include_regularization: bool = True,
+                       ) -> tuple[float, list[np.ndarray]]:
+    """Mean loss on (x, y) and its gradient w.r.t. each of ``model.trainable_weights`` (same order).
+
+    ``loss_fn(y_true, y_pred)`` defaults to the compiled loss; ``include_regularization`` adds the layers'
+    regularisation losses (``model.losses``), as training does.
+    """
+    loss_fn = loss_fn or _compiled_loss(model)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if backend() == "jax":
+        return _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularization)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        predictions = model(x, training=training)
+        loss = keras.ops.mean(loss_fn(y, predictions))
+        if include_regularization and model.losses:
+            loss = loss + keras.ops.sum(keras.ops.stack(model.losses))
+    grads = tape.gradient(loss, model.trainable_weights)
+    return float(loss), [_numpy_or_zeros(g, w) for g, w in zip(grads, model.trainable_weights)]
+
+
+def input_gradients(model: keras.Model, x: np.ndarray, score_fn: Callable) -> np.ndarray:
+    """d score / d x for each row of ``x``; ``score_fn(outputs)`` returns one scalar per row (e.g. the class
+    probability of the true label, or the output at one time step).  Rows are independent in inference mode,
+    so the gradient of the summed score gives every row's own gradient."""
+    x = np.asarray(x, dtype="float32")
+    if backend() == "jax":
+        import jax
+
+        def total(inputs):
+            return keras.ops.sum(score_fn(model(inputs, training=False)))
+
+        return np.asarray(jax.grad(total)(x))
+    import tensorflow as tf
+
+    inputs = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        total = tf.reduce_sum(score_fn(model(inputs, training=False)))
+    return tape.gradient(total, inputs).numpy()
+
+
+def _compiled_loss(model: keras.Model) -> Callable:
+    if getattr(model, "loss", None) is None:
+        raise ValueError("the model is not compiled with a loss; compile it or pass loss_fn=")
+    return keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+
+
+def _numpy_or_zeros(grad, weight) -> np.ndarray:
+    # A weight the loss does not depend on has no gradient (None): report zeros of its shape.
+    if grad is None:
+        return np.zeros(tuple(weight.shape), dtype="float32")
+    return keras.ops.convert_to_numpy(grad)
+
+
+def _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularization):
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def compute(trainable_values):
+        predictions, _, losses = model.stateless_call(trainable_values, non_trainable, x, training=training,
+                                                      return_losses=True)
+        loss = keras.ops.mean(loss_fn(y, predictions))
+        if include_regularization and losses:
+            loss = loss + keras.ops.sum(keras.ops.stack(losses))
+        return loss
+
+    loss, grads = jax.value_and_grad(compute)(trainable)
+    return float(loss), [np.asarray(g) for g in grads]
