@@ -61,10 +61,44 @@ def input_gradients(model: keras.Model, x: np.ndarray, score_fn: Callable) -> np
     return tape.gradient(total, inputs).numpy()
 
 
+def regularization_loss_and_gradients(model: keras.Model) -> tuple[float, list[np.ndarray]]:
+    """The weight regularisers' penalty (sum of ``model.losses``) and its gradient w.r.t. each of
+    ``model.trainable_weights``, without a forward pass: the penalties depend on the weights only.
+    A model without regularisers gives 0.0 and zero gradients."""
+    weights = model.trainable_weights
+    if not model.losses:
+        return 0.0, [np.zeros(tuple(w.shape), dtype="float32") for w in weights]
+    if backend() == "jax":
+        import jax
+
+        def penalty(values):
+            with keras.StatelessScope(state_mapping=list(zip(weights, values))):
+                return keras.ops.sum(keras.ops.stack(model.losses))
+
+        loss, grads = jax.value_and_grad(penalty)([w.value for w in weights])
+        return float(loss), [np.asarray(g) for g in grads]
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = keras.ops.sum(keras.ops.stack(model.losses))
+    grads = tape.gradient(loss, weights)
+    return float(loss), [_numpy_or_zeros(g, w) for g, w in zip(grads, weights)]
+
+
 def _compiled_loss(model: keras.Model) -> Callable:
     if getattr(model, "loss", None) is None:
         raise ValueError("the model is not compiled with a loss; compile it or pass loss_fn=")
-    return keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+    loss = keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+
+    def rank_aligned(y_true, y_pred):
+        # Bare loss functions reject (n,) labels against (n, 1) outputs; fit aligns them, so do the same.
+        if len(y_true.shape) == len(y_pred.shape) - 1 and y_pred.shape[-1] == 1:
+            y_true = keras.ops.expand_dims(y_true, -1)
+        return loss(y_true, y_pred)
+
+    return rank_aligned
 
 
 def _numpy_or_zeros(grad, weight) -> np.ndarray:
