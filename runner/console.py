@@ -39,5 +39,6 @@ def print_summary(cfg: dict, result, tracking_uri: str) -> None:
         f"  artifacts: {result.artifact_uri}",
         f"  run folder: {result.output_dir}",
         f"  browse:    {ui_command(tracking_uri)}",
+        *getattr(result, "diagnostics", []),  # the non-PASS diagnostic verdicts and their fixes
     ]
     print("\n".join(lines), flush=True)

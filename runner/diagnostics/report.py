@@ -90,6 +90,13 @@ class Report:
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
+    def write(self, folder: Path, title: str = "Diagnostics") -> tuple[Path, Path]:
+        """``folder``/report.json and a self-contained ``folder``/report.html (plots read from ``folder``)."""
+        from runner.diagnostics import html  # a sibling module; imported here to keep report.py standalone
+
+        folder = Path(folder)
+        return self.write_json(folder / "report.json"), html.write(self, folder / "report.html", folder, title)
+
 
 def _jsonable(value):
     """NaN/Inf become strings so report.json stays valid JSON; numpy scalars become floats."""

@@ -1,0 +1,228 @@
+"""The runner's side of the diagnostics: config -> DiagnosticData/Options, the stages at the right moments of
+a job, MLflow logging as results arrive, and the console lines.
+
+``runner.job`` calls, in order: ``start`` (after the data is loaded), ``session.preflight(model)`` (after
+compile, before fit), ``session.callbacks()`` (into fit), ``session.after_training(model, history)`` (after
+evaluation) or ``session.after_failure(model)`` (when training raised), and ``session.console_lines()``.
+Every stage writes ``diagnostics/report.json`` and ``report.html`` and logs its tags, metrics and files at
+once, so a run that crashes later keeps what was already found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report
+from runner.diagnostics.report import FAIL, SEVERITY, SKIP, CheckResult
+from runner.errors import ConfigError, RunnerError
+
+log = logging.getLogger("runner")
+
+ARTIFACT_FOLDER = "diagnostics"
+NATURAL_SLICES = {"seizure": "original_class", "wine": "quality"}  # else the class label, if any
+ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence"}
+
+
+class DiagnosticsStop(RunnerError):
+    """A preflight check failed and ``diagnostics.stop_on_fail`` is set: nothing was trained."""
+
+
+@dataclass
+class DiagnosticsSession:
+    suite: str
+    data: DiagnosticData
+    options: DiagnosticOptions
+    record: object  # runner.tracking.RunRecord (anything with set_tags, log_metrics, client, run_id)
+    stop_on_fail: bool = False
+    title: str = "Diagnostics"
+    report: Report = field(default_factory=Report)
+    monitor: object = None
+    _logged_plots: set = field(default_factory=set)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.options.output_dir)
+
+    def preflight(self, model) -> Report:
+        """The preflight checks on the compiled, untrained model; raises DiagnosticsStop on a FAIL if asked."""
+        from runner.diagnostics import preflight
+
+        found = self._guarded("preflight", lambda: preflight.run(model, self.data, self.options))
+        self._publish(found)
+        failed = [result for result in found.results if result.verdict == FAIL]
+        if failed and self.stop_on_fail:
+            lines = "\n".join(f"  {r.check}: {r.message} Fix: {r.fix}" for r in failed)
+            raise DiagnosticsStop(f"preflight check(s) failed; nothing was trained "
+                                  f"(diagnostics.stop_on_fail=true):\n{lines}")
+        return found
+
+    def callbacks(self) -> list:
+        """The training monitor, for ``full`` with the monitor stage enabled; else nothing."""
+        if self.suite != "full" or not self.options.enabled("monitor"):
+            return []
+        from runner.diagnostics.monitors import TrainingMonitor
+
+        self.monitor = TrainingMonitor(self.data, self.options)
+        return [self.monitor]
+
+    def after_training(self, model, history: dict) -> None:
+        """Judge the monitor's records and run the analysis on the trained (best-epoch) model."""
+        if self.suite != "full":
+            return
+        if self.monitor is not None:
+            self._publish(self._guarded("monitor", lambda: self.monitor.report(history)))
+        if self.options.enabled("analysis"):
+            from runner.diagnostics import analysis
+
+            self._publish(self._guarded("analysis", lambda: analysis.run(
+                model, self.data, self.options, history=history, monitor=self.monitor)))
+
+    def after_failure(self, model) -> None:
+        """Training raised (e.g. NaN loss): the monitor's records still say why; the analysis cannot run."""
+        if self.monitor is None or not self.monitor.records.epochs:
+            return
+        history = getattr(getattr(model, "history", None), "history", None) or {}
+        with contextlib.suppress(Exception):  # the training error matters more than a failed judgement
+            self._publish(self._guarded("monitor", lambda: self.monitor.report(history)))
+            for line in self.console_lines():
+                log.warning("%s", line)
+
+    def console_lines(self) -> list[str]:
+        return console_lines(self.report, self.folder)
+
+    def _guarded(self, stage: str, run_stage) -> Report:
+        """A crash inside the checks must not cost the training run: it becomes a SKIP result that names the
+        error (and the traceback goes to the log), and the run goes on."""
+        try:
+            return run_stage()
+        except Exception as error:
+            log.exception("the %s diagnostics crashed; the run goes on without them", stage)
+            return Report([CheckResult(f"{stage}.crashed", SKIP, None, None,
+                                       f"the {stage} checks crashed: {type(error).__name__}: {error}",
+                                       "a bug in the diagnostics: see the run's log for the traceback", stage)])
+
+    def _publish(self, found: Report) -> None:
+        self.report.extend(found)
+        self.report.write(self.folder, self.title)
+        log_to_mlflow(self.record, found, self.report.worst)
+        self._log_files()
+
+    def _log_files(self) -> None:
+        """report.json/html every time; each plot file once."""
+        client, run_id = self.record.client, self.record.run_id
+        for name in ("report.json", "report.html"):
+            client.log_artifact(run_id, str(self.folder / name), ARTIFACT_FOLDER)
+        for path in sorted(self.folder.rglob("*.png")):
+            relative = path.relative_to(self.folder)
+            if relative not in self._logged_plots:
+                subfolder = "/".join([ARTIFACT_FOLDER, *relative.parent.parts])
+                client.log_artifact(run_id, str(path), subfolder)
+                self._logged_plots.add(relative)
+
+
+def start(cfg: dict, data, output_dir: Path, record) -> DiagnosticsSession | None:
+    """A session for the config's ``diagnostics`` block, or None for ``suite: none``."""
+    settings = cfg["diagnostics"]
+    if settings["suite"] == "none":
+        return None
+    loss = cfg["model"].get("loss")
+    options = diagnostic_options(settings, Path(output_dir) / ARTIFACT_FOLDER)
+    session = DiagnosticsSession(settings["suite"], diagnostic_data(data, loss, settings["slices"]), options,
+                                 record, stop_on_fail=settings["stop_on_fail"],
+                                 title=f"Diagnostics: {cfg['name']} ({settings['suite']})")
+    record.set_tags({"diag.suite": settings["suite"]})
+    return session
+
+
+def diagnostic_options(settings: dict, output_dir: Path | None) -> DiagnosticOptions:
+    return DiagnosticOptions(output_dir=output_dir, seed=int(settings["seed"]),
+                             probe_samples=int(settings["probe_samples"]), disabled=set(settings["disable"]),
+                             thresholds={k: float(v) for k, v in settings["thresholds"].items()})
+
+
+def diagnostic_data(data, loss: str | None, slices: str | None) -> DiagnosticData:
+    """The loaded data set as the checks see it: targets in the compiled loss's form, plus the slices."""
+    def targets(y):
+        if data.task == "multiclass" and loss in ONE_HOT_LOSSES:
+            return np.eye(data.n_classes, dtype="float32")[y]
+        if data.task != "multiclass" and y.ndim == 1:
+            # One column, like the model's output: a loss function called directly (not through fit) would
+            # otherwise broadcast (n,) against (n, 1) or refuse the ranks.
+            return y.reshape(-1, 1)
+        return y
+
+    column = slice_column(data, slices)
+    return DiagnosticData(
+        task=data.task, x_train=data.train.x, y_train=targets(data.train.y), x_val=data.val.x,
+        y_val=targets(data.val.y), x_test=data.test.x, y_test=targets(data.test.y),
+        class_names=data.class_names, feature_names=data.feature_names, slice_name=column,
+        slices=_slice_values(data, column))
+
+
+def slice_column(data, slices: str | None) -> str | None:
+    """``auto``: the data set's natural slice (seizure original class, wine quality, else the class label)."""
+    if slices is None:
+        return None
+    available = sorted(set(data.train.meta) & set(data.test.meta))
+    if slices == "auto":
+        natural = NATURAL_SLICES.get(data.name)
+        if natural in available:
+            return natural
+        return "label" if data.task != "regression" else None
+    if slices == "label":
+        if data.task == "regression":
+            raise ConfigError("diagnostics.slices=label needs a classification task; this one is a regression")
+        return "label"
+    if slices not in available:
+        raise ConfigError(f"diagnostics.slices={slices!r} is not a column of the {data.name} data's metadata; "
+                          f"choose auto, null, label or one of: {', '.join(available) or '(none)'}")
+    return slices
+
+
+def _slice_values(data, column: str | None) -> dict[str, np.ndarray]:
+    if column is None:
+        return {}
+    if column == "label":
+        return {name: np.asarray(part.y) for name, part in data.splits().items()}
+    return {name: np.asarray(part.meta[column]) for name, part in data.splits().items() if column in part.meta}
+
+
+def log_to_mlflow(record, report: Report, worst: str) -> None:
+    """Tag ``diag.<check>`` = verdict for every check, metric ``diag.<check>`` = value where numeric."""
+    tags = {f"diag.{result.check}": result.verdict for result in report.results}
+    tags["diag.worst"] = worst
+    record.set_tags(tags)
+    metrics = {f"diag.{result.check}": result.value for result in report.results
+               if result.value is not None and math.isfinite(result.value)}
+    if metrics:
+        record.log_metrics(metrics)
+
+
+def console_lines(report: Report, folder: Path | None = None) -> list[str]:
+    """One line per non-PASS verdict (worst first) with its fix; empty when all passed."""
+    problems = report.problems()
+    if not report.results:
+        return []
+    if not problems:
+        return [f"  diagnostics: all {len(report.results)} checks passed"]
+    lines = [f"  diagnostics: {len(problems)} of {len(report.results)} checks flagged (worst {report.worst})"
+             + (f", report: {folder / 'report.html'}" if folder else "")]
+    for result in sorted(problems, key=lambda r: (-SEVERITY[r.verdict], r.check)):
+        lines.append(f"    {result.verdict:<4} {result.check}: {result.message}")
+        if result.fix:
+            lines.append(f"         fix: {result.fix}")
+    return lines
+
+
+def reseed(seed: int) -> None:
+    """Reset the generators after the preflight checks (which draw from them), so that a run with
+    diagnostics trains exactly like one without: the job calls this whatever the suite."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
