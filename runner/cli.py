@@ -10,13 +10,14 @@ from pathlib import Path
 
 import hydra
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import RunnerError
+from runner.resources import job_share
 from runner.schema import register_configs, validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking")
+GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking", "diagnostics")
 
 register_configs()
 
@@ -26,7 +27,14 @@ def main() -> None:
         print(help_text())
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    _hydra_entry()
+    try:
+        _hydra_entry()
+    finally:
+        # Hydra skips on_multirun_end when the sweeper raises (its basic sweeper does when any job failed):
+        # end the sweep's parent run here, while MLflow can still start its upload/download threads.
+        sweep_record = sys.modules.get("runner.sweep_record")
+        if sweep_record is not None:
+            sweep_record.end_open_sweeps()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -39,9 +47,14 @@ def _hydra_entry(cfg: DictConfig):
     try:
         validate(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
         from runner.job import run_job
+        from runner.sweep_record import child_link
 
+        # In a sweep the run becomes a child of the parent run that the sweep-record callback opened.
+        link = child_link(hydra_cfg, cfg) if in_sweep else {}
+        # Jobs launched side by side split the cores between them (runner/resources.py).
+        share = job_share(OmegaConf.to_container(hydra_cfg.launcher) if in_sweep else None)
         result = run_job(cfg, output_dir=hydra_cfg.runtime.output_dir,
-                         overrides=list(hydra_cfg.overrides.task))
+                         overrides=list(hydra_cfg.overrides.task), share=share, **link)
     except Exception as error:
         if in_sweep or not _is_user_error(error):
             raise  # a sweep records the failure and goes on; unexpected errors keep their traceback

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -17,11 +17,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from datasets import load_dataset
-from runner import evaluation, plots, training
+from runner import diagnose, evaluation, faults, objective, plots, pruning, resources, training
 from runner.console import print_summary
-from runner.errors import TrackingError
+from runner.errors import TrackingError, TrainingError
 from runner.schema import validate
-from runner.tracking import RunRecord, Tracker, config_params, connect, data_tags, environment_tags
+from runner.tracking import RunRecord, Tracker, attach, config_params, connect, data_tags, environment_tags
 
 log = logging.getLogger("runner")
 
@@ -31,23 +31,37 @@ class JobResult:
     run_id: str
     experiment_id: str
     metrics: dict[str, float]
-    objective: float  # the checkpoint monitor's best value
+    objective: float  # objective.metric: its final value, else its value at the kept epoch
     output_dir: Path
     artifact_uri: str
+    diagnostics: list[str] = field(default_factory=list)  # console lines of the non-PASS diagnostic verdicts
 
 
-def run_job(cfg: DictConfig, output_dir, overrides=()) -> JobResult:
-    """Validate, then train and record one experiment; a failure marks the MLflow run FAILED and re-raises."""
+def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | None = None,
+            run_name: str | None = None, tags: dict[str, str] | None = None,
+            share: resources.JobShare | None = None) -> JobResult:
+    """Validate, then train and record one experiment; a failure marks the MLflow run FAILED and re-raises.
+
+    In a sweep, ``parent_run_id`` makes the run a child of the sweep's parent run (in the parent's experiment),
+    ``run_name`` names it when ``tracking.run_name`` is not set, and ``tags`` are added to its tags.
+    ``share`` is this job's part of the machine when jobs run side by side (None: all of it).
+    """
     validate(cfg)
     output_dir = Path(output_dir)
     check_writable(output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    # Thread pools are fixed when TensorFlow's runtime starts: size them before anything runs.
+    plan = resources.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"])
     tracking_cfg = resolved["tracking"]
-    tracker = connect(tracking_cfg["uri"], tracking_cfg["experiment"], tracking_cfg["artifact_location"])
-    run_name = tracking_cfg["run_name"] or f"{resolved['name']}-{datetime.now():%Y%m%d-%H%M%S}"
+    if parent_run_id is None:
+        tracker = connect(tracking_cfg["uri"], tracking_cfg["experiment"], tracking_cfg["artifact_location"])
+    else:
+        tracker = attach(tracking_cfg["uri"], parent_run_id)
+    run_name = tracking_cfg["run_name"] or run_name or f"{resolved['name']}-{datetime.now():%Y%m%d-%H%M%S}"
     tags = {"runner.preset": resolved["name"], "mlflow.note.content": resolved["description"],
-            "runner.output_dir": str(output_dir.resolve()), **environment_tags()}
-    record = RunRecord(tracker, run_name, tags)
+            "runner.output_dir": str(output_dir.resolve()), **environment_tags(), **_trial_tags(resolved),
+            **plan.tags(), **(tags or {})}
+    record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
     log.info("MLflow run %s (%s) in experiment %r", record.run_id, run_name, tracking_cfg["experiment"])
     try:
         record.log_params(config_params(resolved))
@@ -57,9 +71,14 @@ def run_job(cfg: DictConfig, output_dir, overrides=()) -> JobResult:
     except BaseException as error:
         with contextlib.suppress(Exception):  # the original error matters more than a failed upload
             _log_file_artifacts(record, output_dir)
+        if pruning.is_pruned(error):  # a search stopped it on purpose: not a failure
+            pruning.mark_pruned(record, error)
+            raise
+        _tag_trial_state(record, resolved, "FAIL")
         record.fail(error)
         raise
     _log_file_artifacts(record, output_dir)
+    _tag_trial_state(record, resolved, "COMPLETE")
     record.finish()
     print_summary(resolved, result, tracker.uri)
     return result
@@ -81,7 +100,7 @@ def load_data(dataset_cfg: dict):
 
 
 def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker: Tracker) -> JobResult:
-    data = load_data(cfg["dataset"])
+    data = faults.inject(load_data(cfg["dataset"]), cfg["fault"])  # a no-op unless a fault preset is used
     record.set_tags(data_tags(data))
     log.info("data: %s, %s task, rows train/val/test %d/%d/%d (%s split)", data.name, data.task,
              len(data.train.y), len(data.val.y), len(data.test.y), data.split_source)
@@ -94,6 +113,7 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     metrics = training.task_metrics(data.task, loss, cfg["evaluation"]["threshold"])
     training.check_monitors(trainer, cfg["optimizer"],
                             training.logged_metric_names(metrics, data.task, trainer["roc_auc_per_epoch"]))
+    objective.check_metric(cfg)
     model = training.build_network(cfg["model"], data)
     optimizer, schedule_callbacks = training.build_optimizer(cfg["optimizer"])
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
@@ -104,9 +124,24 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     (reports / "model_summary.txt").write_text("\n".join(summary_lines) + "\n")
     record.log_params({"model.parameters": str(model.count_params()), "model.resolved_loss": loss})
 
-    trained = training.fit(model, data, {**cfg, "trainer": trainer}, output_dir, record.log_metrics,
-                           extra_callbacks=schedule_callbacks)
+    diagnostics = diagnose.start(cfg, data, output_dir, record)  # None for diagnostics=none
+    if diagnostics:
+        diagnostics.preflight(model)
+    diagnose.reseed(trainer["seed"])  # whatever the suite, so that diagnostics never change the training
+    pruner = pruning.callback_for(cfg)  # only when this job is a trial of an Optuna search
+    try:
+        trained = training.fit(model, data, {**cfg, "trainer": trainer}, output_dir, record.log_metrics,
+                               extra_callbacks=schedule_callbacks + ([pruner] if pruner else [])
+                               + (diagnostics.callbacks() if diagnostics else []))
+    except Exception:
+        if diagnostics:
+            diagnostics.after_failure(model)
+        raise
+    if pruner:
+        pruner.check()
     result = evaluation.evaluate(model, data, cfg["evaluation"]["threshold"])
+    if diagnostics:
+        diagnostics.after_training(model, trained.history)
     final = {**result.metrics, "best_epoch": trained.best_epoch, "epochs_run": trained.epochs_run,
              "train_seconds": trained.seconds, "parameters": model.count_params()}
     # Per-epoch val_<m> and the final val_<m> share a name: logging the final values one step after the last
@@ -120,8 +155,25 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
         model_dir = output_dir / "model"
         model_dir.mkdir(exist_ok=True)
         model.save(model_dir / "model.keras")
+    value = objective.objective_value(cfg, final, trained.history)
+    if cfg["trial"]["id"] is not None and not np.isfinite(value):
+        raise TrainingError(f"the objective {cfg['objective']['metric']} is {value}: the trial counts as failed")
     return JobResult(run_id=record.run_id, experiment_id=record.experiment_id, metrics=final,
-                     objective=trained.best_value, output_dir=output_dir, artifact_uri=record.artifact_uri)
+                     objective=value, output_dir=output_dir, artifact_uri=record.artifact_uri,
+                     diagnostics=diagnostics.console_lines() if diagnostics else [])
+
+
+def _trial_tags(cfg: dict) -> dict[str, str]:
+    link = cfg["trial"]
+    if link["number"] is None:
+        return {}
+    return {"runner.trial": str(link["number"]), "runner.study": str(link["study"])}
+
+
+def _tag_trial_state(record: RunRecord, cfg: dict, state: str) -> None:
+    if cfg["trial"]["number"] is not None:
+        with contextlib.suppress(Exception):  # the run's own status matters more than this tag
+            record.set_tags({"runner.trial_state": state})
 
 
 def _write_reports(folder: Path, data, result: evaluation.Evaluation, trained, final: dict) -> None:

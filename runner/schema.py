@@ -216,6 +216,8 @@ class TrainerConfig:
     shuffle: bool = True
     verbose: Optional[int] = one_of(None, None, 0, 1, 2)  # None: progress bar on a terminal, else a line per epoch
     roc_auc_per_epoch: bool = True  # binary tasks: exact ROC AUC on train and val after every epoch
+    threads: Optional[int] = bounded(None, 1)  # None: all cores for one run, cores // parallel jobs in a sweep
+    gpu_memory_growth: bool = True  # GPUs: take memory as needed, so parallel jobs can share one
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
@@ -236,6 +238,50 @@ class EvaluationConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """What a search optimises: a metric the run logs (per epoch or final) and whether lower is better."""
+
+    metric: str = "${trainer.checkpoint.monitor}"
+    direction: str = one_of("auto", "auto", "minimize", "maximize")  # auto: maximize accuracy/auc/f1/...
+
+
+@dataclass
+class TrialLink:
+    """The Optuna trial a job is, set by the runner_optuna sweeper's overrides; all null outside a search."""
+
+    number: Optional[int] = bounded(None, 0)
+    id: Optional[int] = bounded(None, 0)
+    study: Optional[str] = None
+    storage: Optional[str] = None
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Which diagnostic checks run (runner/diagnose.py): none, quick (before training) or full (+ during/after)."""
+
+    suite: str = one_of("none", "none", "quick", "full")
+    disable: List[str] = field(default_factory=list)  # check names (preflight.gradient_check) or stages (monitor)
+    thresholds: Dict[str, float] = field(default_factory=dict)  # check name -> threshold override
+    probe_samples: int = bounded(256, 8)
+    slices: Optional[str] = "auto"  # auto: the data set's natural slice; null: none; else a Split.meta column
+    stop_on_fail: bool = False  # a preflight FAIL stops the run before training
+    seed: int = bounded(0, 0)
+
+
+@dataclass
+class FaultConfig:
+    """A seeded bug injected into the loaded arrays (runner/faults.py); the fault presets set it."""
+
+    name: Optional[str] = None
+    description: str = ""
+    expect: List[str] = field(default_factory=list)  # checks that must trip (WARN/FAIL) on this fault
+    shuffle_labels: bool = False  # permute the training targets: no signal left
+    input_scale: float = bounded(1.0, 0.0, lo_open=True)  # multiply every input (x1000, or 1/255 twice)
+    duplicate_into_test: float = bounded(0.0, 0.0, 1.0)  # share of test rows replaced by training rows
+    seed: int = bounded(0, 0)
+
+
+@dataclass
 class RunConfig:
     name: str = "custom"  # the experiment preset; presets set it
     description: str = ""
@@ -245,6 +291,10 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    trial: TrialLink = field(default_factory=TrialLink)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
 
 
 GROUP_SCHEMAS = {
@@ -281,7 +331,8 @@ def validate(cfg: DictConfig) -> None:
             continue
         problems += _check_node(node, schema, key)
     for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig),
-                        ("evaluation", EvaluationConfig)):
+                        ("evaluation", EvaluationConfig), ("objective", ObjectiveConfig), ("trial", TrialLink),
+                        ("diagnostics", DiagnosticsConfig), ("fault", FaultConfig)):
         problems += _check_node(cfg[key], schema, key)
     problems += _contradictions(cfg)
     if problems:

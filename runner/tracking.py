@@ -73,6 +73,19 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
     return Tracker(client=client, experiment_id=experiment_id, uri=uri)
 
 
+def attach(uri: str, parent_run_id: str) -> Tracker:
+    """The store and experiment of an existing parent run (a sweep's): its children are recorded beside it."""
+    if urlparse(uri).scheme in ("http", "https"):
+        check_server(uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        parent = client.get_run(parent_run_id)
+    except Exception as error:
+        raise TrackingError(f"the sweep's parent run {parent_run_id} is not in the tracking store {uri}: "
+                            f"{error}") from error
+    return Tracker(client=client, experiment_id=parent.info.experiment_id, uri=uri)
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
     """MLflow's own client retries for minutes; a quick probe of /health fails fast instead."""
     try:
@@ -140,8 +153,10 @@ def data_tags(data) -> dict[str, str]:
 class RunRecord:
     """One MLflow run: log as you go; ``finish``/``fail`` set the final status."""
 
-    def __init__(self, tracker: Tracker, run_name: str, tags: dict[str, str]):
+    def __init__(self, tracker: Tracker, run_name: str, tags: dict[str, str], parent_run_id: str | None = None):
         self.client = tracker.client
+        if parent_run_id is not None:  # the tag MLflow's UI nests child runs by
+            tags = {**tags, "mlflow.parentRunId": parent_run_id}
         run = self.client.create_run(tracker.experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri

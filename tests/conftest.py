@@ -172,3 +172,68 @@ def fake_data(tmp_path, isolated_env) -> FakeData:
     fake.write_seizure_book(fake.seizure)
     fake.write_mnist(fake.mnist)
     return fake
+
+
+# ---------------------------------------------------------------- tracking servers
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process, what: str, log: Path, timeout: float = 60) -> None:
+    """Poll ``url`` until it answers; fail the test with the end of ``log`` if ``process`` exits or
+    ``timeout`` seconds pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"{what} exited during start-up (exit status {process.returncode}):\n"
+                            + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+    pytest.fail(f"{what} did not answer {url} within {timeout:.0f} s:\n" + log.read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """Starts real `mlflow server`s on free loopback ports with proxied artifacts; all stop after the test.
+
+    ``start(backend_store_uri, artifacts_destination)`` returns the server's http:// URI.
+    """
+    import subprocess
+    import sys
+
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    if not mlflow_cli.exists():
+        pytest.skip(f"no mlflow command beside {sys.executable}")
+    servers = []
+
+    def start(backend_store_uri: str, artifacts_destination: Path) -> str:
+        port = free_port()
+        log = tmp_path / f"mlflow-server-{port}.log"
+        with open(log, "wb") as output:
+            server = subprocess.Popen(
+                [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                 "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts_destination)],
+                stdout=output, stderr=subprocess.STDOUT)
+        servers.append(server)
+        uri = f"http://127.0.0.1:{port}"
+        wait_for_http(uri + "/health", server, "mlflow server", log)
+        return uri
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)

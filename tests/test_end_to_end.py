@@ -242,40 +242,12 @@ def test_runner_console_script_is_installed():
 
 
 @pytest.fixture
-def tracking_server(tmp_path):
+def tracking_server(tmp_path, mlflow_server):
     """A real `mlflow server` on a free loopback port, with its own store and proxied artifacts."""
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     root = tmp_path / "server"
     root.mkdir()
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
-    if not mlflow_cli.exists():
-        pytest.skip(f"no mlflow command beside {sys.executable}")
-    server = subprocess.Popen(
-        [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(uri + "/health", timeout=1).read()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail("mlflow server exited during start-up")
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health within 60 s")
-        yield uri, root
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    uri = mlflow_server(f"sqlite:///{root}/mlflow.db", root / "artifacts")
+    return uri, root
 
 
 def test_a_tracking_server_works_by_changing_only_the_uri(tmp_path, tracking_server):

@@ -1,0 +1,122 @@
+"""Wall time of one grid sweep run sequentially and with parallel joblib jobs, with and without thread limits.
+
+    RUNNER_DATA_DIR=../shared/data python bench/sweep_speed.py            # 8 wine trials of 20 epochs
+    python bench/sweep_speed.py --trials 4 --epochs 5                      # shorter
+    python bench/sweep_speed.py --quick                                    # generated data, a smoke test
+
+Each configuration is the command a user types (``python -m runner -m +experiment=wine_mlp
+optimizer.learning_rate=...``), in a fresh MLflow store under --output, so times include process start-up,
+TensorFlow's import and MLflow logging. The configurations:
+
+- sequential: Hydra's basic launcher, one job after another in one process, every core for each job;
+- N jobs, limited: joblib with N worker processes, each job limited to cores // N threads (the default);
+- N jobs, unlimited: the same, but every job sized for the whole machine (``trainer.threads=<cores>``), as
+  TensorFlow would be without the limits.
+
+A benchmark, not a test; results depend on what else runs on the machine.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from runner.resources import available_cores  # noqa: E402
+
+LEARNING_RATES = ["1e-4", "2e-4", "5e-4", "1e-3", "2e-3", "5e-3", "1e-2", "2e-2", "5e-2", "1e-1"]
+
+
+@dataclass
+class Outcome:
+    label: str
+    seconds: float
+    finished: int
+    trials: int
+
+    @property
+    def trials_per_hour(self) -> float:
+        return self.finished * 3600 / self.seconds
+
+
+def configurations(jobs: int, cores: int, skip_unlimited: bool) -> list[tuple[str, list[str]]]:
+    parallel = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    chosen = [("sequential (1 job)", []), (f"{jobs} jobs, threads limited", parallel)]
+    if not skip_unlimited:
+        chosen.append((f"{jobs} jobs, no thread limit", [*parallel, f"trainer.threads={cores}"]))
+    return chosen
+
+
+def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trials: int) -> Outcome:
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "runner", "-m", *base, *extra, f"hydra.sweep.dir={folder}/multirun",
+               f"tracking.uri=sqlite:///{folder}/mlflow.db", "tracking.experiment=sweep-speed", "trainer.verbose=0"]
+    print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    shown = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    seconds = time.perf_counter() - started
+    if shown.returncode != 0:
+        print(shown.stdout[-2000:], shown.stderr[-4000:], sep="\n", file=sys.stderr)
+    outcome = Outcome(label, seconds, count_finished(folder / "mlflow.db"), trials)
+    print(f"[{label}] {seconds:.1f} s, {outcome.finished}/{trials} trials finished", flush=True)
+    return outcome
+
+
+def count_finished(database: Path) -> int:
+    """FINISHED child runs in the store: the trials that really ran to the end."""
+    from mlflow import MlflowClient
+
+    if not database.exists():
+        return 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    experiment = client.get_experiment_by_name("sweep-speed")
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'", max_results=1000)
+    return sum("mlflow.parentRunId" in run.data.tags for run in runs)
+
+
+def report(outcomes: list[Outcome], cores: int) -> str:
+    baseline = outcomes[0].seconds
+    lines = [f"\n{cores} core(s) available to this process", "",
+             f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9}"]
+    for outcome in outcomes:
+        lines.append(f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
+                     f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8, help=f"learning rates to try (at most {len(LEARNING_RATES)})")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel joblib jobs")
+    parser.add_argument("--experiment", default="wine_mlp")
+    parser.add_argument("--skip-unlimited", action="store_true", help="leave out the run without thread limits")
+    parser.add_argument("--quick", action="store_true", help="generated data, 3 trials of 2 epochs")
+    parser.add_argument("--output", type=Path, default=None, help="where the stores go (default: a temp folder)")
+    args = parser.parse_args()
+    if not 1 <= args.trials <= len(LEARNING_RATES):
+        parser.error(f"--trials must be between 1 and {len(LEARNING_RATES)}")
+    trials, epochs = (3, 2) if args.quick else (args.trials, args.epochs)
+    base = [f"+experiment={args.experiment}", f"trainer.epochs={epochs}",
+            f"optimizer.learning_rate={','.join(LEARNING_RATES[:trials])}"]
+    if args.quick:
+        base += ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300"]
+    cores = available_cores()
+    output = args.output or Path(tempfile.mkdtemp(prefix="sweep-speed-"))
+    outcomes = [run_sweep(label, extra, base, output / f"run{i}", trials)
+                for i, (label, extra) in enumerate(configurations(args.jobs, cores, args.skip_unlimited))]
+    print(report(outcomes, cores))
+    print(f"\nstores and sweep folders: {output}")
+    return 0 if all(o.finished == o.trials for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

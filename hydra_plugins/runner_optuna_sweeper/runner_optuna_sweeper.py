@@ -1,0 +1,35 @@
+"""The ``hydra/sweeper=runner_optuna`` plugin: a thin shim that hands Hydra's launcher to ``runner.search``.
+
+Hydra finds sweepers only in the ``hydra_plugins`` namespace package; everything else lives in the runner.
+"""
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+
+from runner.search import RunnerOptunaSweeperConf, run_sweep
+
+ConfigStore.instance().store(group="hydra/sweeper", name="runner_optuna", node=RunnerOptunaSweeperConf,
+                             provider="keras-runner")
+
+
+class RunnerOptunaSweeper(Sweeper):
+    def __init__(self, **settings) -> None:
+        super().__init__()
+        self.settings = settings  # also in self.config.hydra.sweeper, where run_sweep reads them
+        self.config = None
+        self.launcher = None
+        self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments):
+        def compose(overrides):
+            return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+        return run_sweep(self.config, self.launcher, compose, list(arguments), self.validate_batch_is_legal)

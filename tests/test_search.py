@@ -1,0 +1,273 @@
+"""The runner_optuna sweeper: search space, seeded sampling, resume, failure tolerance and limit, pruning, and
+the checks that refuse a bad objective or search key before any trial runs."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from runner import objective, search
+from runner.cli import CONF_DIR
+from runner.errors import ConfigError
+
+SMOKE = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
+
+
+def compose_sweep(tmp_path: Path, *overrides: str):
+    """The composed multirun config (with its hydra node) the sweeper receives."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", return_hydra_config=True,
+                       overrides=[*SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", *overrides])
+
+
+def sweep(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m runner -m`` in tmp_path with its own tracking store (and study storage beside it)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "runner", "-m", *SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db",
+               *overrides]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def load_study(tmp_path: Path, name: str = "smoke") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/store/optuna.db")
+
+
+def trial_runs(tmp_path: Path) -> list:
+    """The MLflow runs of trials (tagged runner.trial), in every experiment of the store."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return [r for r in client.search_runs(ids, max_results=1000) if "runner.trial" in r.data.tags]
+
+
+# ---------------------------------------------------------------- objective and search space (no training)
+
+
+def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
+    pytest.importorskip("keras")
+    from runner import evaluation, training
+
+    rng = np.random.default_rng(0)
+    y_binary, y_multi = rng.integers(0, 2, 50), rng.integers(0, 3, 50)
+    final = {"regression": evaluation.regression_metrics(rng.normal(size=50), rng.normal(size=50), {"std": 2.0}),
+             "binary": evaluation.binary_metrics(y_binary, rng.random(50), 0.5)[0],
+             "multiclass": evaluation.multiclass_metrics(y_multi, rng.random((50, 3)), 3)[0]}
+    for task, loss in training.DEFAULT_LOSS.items():
+        compiled = training.task_metrics(task, loss, 0.5)
+        assert set(objective.EPOCH_METRICS[task]) == {m.name for m in compiled}, task
+        extra = {"mae_original", "rmse_original"} if task == "regression" else set()
+        assert set(objective.FINAL_METRICS[task]) | extra == set(final[task]), task
+    cfg = {"dataset": {"name": "seizure"}, "trainer": {"roc_auc_per_epoch": True}}
+    compiled = training.task_metrics("binary", "binary_crossentropy", 0.5)
+    logged = training.logged_metric_names(compiled, "binary", True) + ["learning_rate"]
+    assert objective.epoch_metric_names(cfg) == logged
+    for name in objective.metric_names({**cfg, "dataset": {"name": "wine", "scale_target": True}}):
+        assert objective.metric_direction(name) == ("maximize" if training.resolve_mode(name, "auto") == "max"
+                                                    else "minimize"), name
+
+
+def test_objective_value_prefers_the_final_metric_then_the_kept_epoch():
+    cfg = {"objective": {"metric": "val_loss", "direction": "auto"}}
+    history = {"val_loss": [0.9, 0.5, 0.7]}
+    assert objective.objective_value(cfg, {"best_epoch": 2}, history) == 0.5
+    assert objective.objective_value(cfg, {}, history) == 0.5  # no kept epoch: the best value
+    cfg = {"objective": {"metric": "val_accuracy", "direction": "auto"}}
+    assert objective.objective_value(cfg, {"val_accuracy": 0.8, "best_epoch": 1}, {"val_accuracy": [0.1]}) == 0.8
+    with pytest.raises(ConfigError, match="'val_accuracy' was not logged"):
+        objective.objective_value(cfg, {"loss": 1.0}, {})
+
+
+def test_pruning_monitor_stands_in_for_a_final_only_objective_with_the_right_sign():
+    cfg = {"dataset": {"name": "mnist"}, "trainer": {"roc_auc_per_epoch": True,
+                                                     "checkpoint": {"monitor": "val_loss", "mode": "auto"}},
+           "objective": {"metric": "val_macro_f1", "direction": "auto"}}
+    assert objective.pruning_monitor(cfg) == ("val_loss", -1.0)  # a loss, reported to a maximising study
+    cfg["objective"]["metric"] = "val_accuracy"
+    assert objective.pruning_monitor(cfg) == ("val_accuracy", 1.0)
+
+
+def test_search_space_reads_hydra_sweep_syntax():
+    space = search.parse_space(
+        {"model.dropout": "interval(0.1, 0.5)", "optimizer.learning_rate": "tag(log, interval(1e-4, 1e-2))",
+         "trainer.batch_size": "choice(32, 64)", "trainer.epochs": "3"},
+        ["+experiment=mnist_dropout", "optimizer=rmsprop,adam", "model.hidden_units=[512,256],[128]",
+         "dataset.max_samples=range(100,400,100)", "trainer.batch_size=16,32"])
+    dims = space.dimensions
+    assert dims["model.dropout"].distribution == FloatDistribution(0.1, 0.5)
+    assert dims["optimizer.learning_rate"].distribution == FloatDistribution(1e-4, 1e-2, log=True)
+    assert dims["optimizer"].distribution == CategoricalDistribution(["rmsprop", "adam"])
+    assert dims["trainer.batch_size"].distribution == CategoricalDistribution([16, 32]), "the command wins"
+    assert dims["dataset.max_samples"].distribution == IntDistribution(100, 300, step=100)
+    assert dims["model.hidden_units"].distribution == CategoricalDistribution(["[512,256]", "[128]"])
+    assert space.fixed == ["trainer.epochs=3", "+experiment=mnist_dropout"]
+    overrides = space.overrides({"model.dropout": 0.25, "optimizer.learning_rate": 1e-3, "trainer.batch_size": 16,
+                                 "optimizer": "adam", "model.hidden_units": "[128]", "dataset.max_samples": 200})
+    assert "model.hidden_units=[128]" in overrides and "optimizer.learning_rate=0.001" in overrides
+    with pytest.raises(ConfigError, match="glob"):
+        search.parse_space({}, ["+experiment=glob(mnist_*)"])
+
+
+def test_override_text_round_trips_through_hydra():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for value in (None, True, 3, 1e-05, 0.25, "adam", "it's a path/with spaces", "sqlite:////tmp/x/optuna.db"):
+        (parsed,) = parser.parse_overrides([f"key={search.override_text(value)}"])
+        assert parsed.value() == value
+
+
+def test_same_command_gives_the_same_trials_and_another_seed_does_not(tmp_path):
+    def first_params(folder: Path, *overrides):
+        study = search.open_study(compose_sweep(folder, *overrides))
+        space = search.parse_space(OmegaConf.to_container(compose_sweep(folder).hydra.sweeper.params), [])
+        return [study.ask(space.distributions()).params for _ in range(3)]
+
+    same = first_params(tmp_path / "a"), first_params(tmp_path / "b")
+    assert same[0] == same[1]
+    assert first_params(tmp_path / "c", "trainer.seed=7") != same[0]
+
+
+def test_interrupted_trials_are_failed_and_their_params_run_again(tmp_path):
+    study = search.open_study(compose_sweep(tmp_path))
+    dist = {"x": FloatDistribution(0, 1)}
+    done, stopped = study.ask(dist), study.ask(dist)
+    study.tell(done, 0.5)
+    assert search.requeue_interrupted(study) == 1
+    assert [t.number for t in search.counted_trials(study)] == [done.number]
+    assert study.trials[stopped.number].state == TrialState.FAIL
+    assert study.ask(dist).params == stopped.params
+    assert search.requeue_interrupted(study) == 1  # that re-run was itself left running: once more
+
+
+def test_failure_rate_limit_names_the_failures():
+    trials = [optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0)]
+    trials += [optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={search.ERROR: f"ValueError: bad {i}"})
+               for i in range(2)]
+    search.check_failure_rate(trials, 0.5, min_trials=4)  # too few finished trials to judge
+    search.check_failure_rate(trials, 0.7, min_trials=2)
+    with pytest.raises(search.SweepError, match=r"2 of 3 finished trials failed(.|\n)*ValueError: bad 1"):
+        search.check_failure_rate(trials, 0.5, min_trials=2)
+
+
+# ---------------------------------------------------------------- whole sweeps (python -m runner -m)
+
+
+def test_objective_typo_is_refused_before_any_trial(tmp_path):
+    result = sweep(tmp_path, "objective.metric=val_acc")
+    assert result.returncode != 0
+    assert "objective.metric='val_acc' is not a metric of this run; choose one of: loss, mae," in result.stderr, \
+        result.stderr[-3000:]
+    assert not list(tmp_path.glob("outputs/multirun/*/*/0")), "no job started"
+    storage = tmp_path / "store" / "optuna.db"
+    assert not storage.exists() or all(s.n_trials == 0 for s in optuna.get_all_study_summaries(f"sqlite:///{storage}"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.dropuot=interval(0.1,0.5)",
+     "searched key 'model.dropuot' is not in the composed config; did you mean model.dropout"),
+    ("optimizer=choice(adam,adamm)", "adamm"),
+    ("model.dropout=interval(0.5,1.0)", "model.dropout=1.0 is out of range"),
+])
+def test_bad_search_space_is_refused_before_any_trial(tmp_path, override, message):
+    config = compose_sweep(tmp_path)
+    space = search.parse_space(OmegaConf.to_container(config.hydra.sweeper.params), [*SMOKE, override])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with pytest.raises(Exception, match=re.escape(message)):
+            search.validate_space(config, space, lambda overrides: compose(config_name="config",
+                                                                           overrides=list(overrides)))
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    first = sweep(tmp_path, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = sweep(tmp_path, "hydra.sweeper.n_trials=4")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "2 of 4 trials finished" in second.stderr + second.stdout
+    study = load_study(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    runs = trial_runs(tmp_path)
+    assert sorted(int(r.data.tags["runner.trial"]) for r in runs) == [0, 1, 2, 3], "each trial ran once"
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["runner.trial_state"] for r in runs} == {"COMPLETE"}
+    for trial in study.trials:  # the value told is the run's objective (val_loss at the kept epoch)
+        (run,) = [r for r in runs if r.data.tags["runner.trial"] == str(trial.number)]
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+        val_loss = [p.value for p in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert trial.value == pytest.approx(val_loss[int(run.data.metrics["best_epoch"]) - 1])
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    result = sweep(tmp_path, "optimizer=sgd", "model.loss=mean_squared_error", "hydra.sweeper.sampler.name=grid",
+                   "hydra.sweeper.n_trials=4", "model.hidden_units=[8]",
+                   "optimizer.learning_rate=choice(0.01,1e30)", "trainer.batch_size=choice(16,32)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_study(tmp_path)
+    states = {t.params["optimizer.learning_rate"]: set() for t in study.trials}
+    for trial in study.trials:
+        states[trial.params["optimizer.learning_rate"]].add(trial.state)
+    assert states == {0.01: {TrialState.COMPLETE}, 1e30: {TrialState.FAIL}}
+    assert all("loss became" in t.user_attrs[search.ERROR] for t in study.trials if t.state == TrialState.FAIL)
+    runs = trial_runs(tmp_path)
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+
+
+def test_failure_rate_limit_stops_a_sweep_broken_as_a_whole(tmp_path):
+    result = sweep(tmp_path, "optimizer=sgd", "model.loss=mean_squared_error", "hydra.sweeper.n_trials=6",
+                   "hydra.sweeper.min_trials_for_failure_rate=2", "hydra.sweeper.max_failure_rate=0.5",
+                   "optimizer.learning_rate=tag(log,interval(1e29,1e31))")
+    assert result.returncode != 0
+    assert "2 of 2 finished trials failed, more than max_failure_rate=0.5" in result.stderr, result.stderr[-3000:]
+    assert "TrainingError: the training loss became" in result.stderr
+    assert [t.state for t in load_study(tmp_path).trials] == [TrialState.FAIL] * 2
+
+
+def test_aggressive_pruner_prunes_and_marks_the_runs(tmp_path):
+    # A finished trial with a perfect val_loss at every epoch: the median pruner stops any real trial at epoch 1.
+    (tmp_path / "store").mkdir()
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/store/optuna.db", study_name="smoke")
+    study.set_user_attr("runner.objective", "val_loss")
+    study.add_trial(optuna.trial.create_trial(value=0.0, intermediate_values={1: 0.0, 2: 0.0, 3: 0.0}))
+    result = sweep(tmp_path, "trainer.epochs=3", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=median",
+                   "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE] + [TrialState.PRUNED] * 2
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.info.status == "KILLED" and run.data.tags["runner.trial_state"] == "PRUNED"
+        assert "pruned after epoch 1" in run.data.tags["runner.pruned"]
+        assert [p.step for p in client.get_metric_history(run.info.run_id, "val_loss")] == [1]
+    assert all(math.isfinite(t.value) for t in load_study(tmp_path).trials)
+
+
+def test_a_study_keeps_its_objective_unless_it_never_ran_a_trial(tmp_path):
+    assert search.open_study(compose_sweep(tmp_path, "objective.direction=maximize")).direction.name == "MAXIMIZE"
+    assert search.open_study(compose_sweep(tmp_path)).direction.name == "MINIMIZE"  # no trial yet: it may change
+    study = search.open_study(compose_sweep(tmp_path))
+    study.tell(study.ask({"x": FloatDistribution(0, 1)}), 1.0)
+    with pytest.raises(search.SweepError, match="optimises val_loss .* this sweep val_rmse"):
+        search.open_study(compose_sweep(tmp_path, "objective.metric=val_rmse"))
+    assert search.open_study(compose_sweep(tmp_path)).user_attrs["runner.objective"] == "val_loss"
+
+
+def test_a_job_reaches_its_running_trial_with_the_study_pruner_and_no_other(tmp_path):
+    study = search.open_study(compose_sweep(tmp_path, "hydra.sweeper.pruner.name=median"))
+    storage = f"sqlite:///{tmp_path.resolve()}/store/optuna.db"
+    running, finished = study.ask(), study.ask()
+    study.tell(finished, 1.0)
+    link = {"study": "smoke", "storage": storage, "number": running.number, "id": running._trial_id}
+    trial = search.load_trial(link)
+    assert trial.number == running.number and isinstance(trial.study.pruner, optuna.pruners.MedianPruner)
+    assert search.load_trial({**link, "number": finished.number, "id": finished._trial_id}) is None
