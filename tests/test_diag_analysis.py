@@ -381,3 +381,17 @@ def test_init_study_command_writes_figures_and_table(tmp_path, capsys):
 def test_init_study_rejects_unknown_init():
     with pytest.raises(ValueError, match="init='uniform'"):
         run_init_study(None, inits=("uniform",), units=10, samples=10)
+
+
+def test_units_switched_off_by_a_weight_penalty_only_warn():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)),
+                              keras.layers.Dense(8, activation="relu", kernel_regularizer="l2",
+                                                 bias_initializer=keras.initializers.Constant(-50.0)),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype("float32")
+    data = DiagnosticData("binary", x, (x[:, 0] > 0).astype("int64"), x, (x[:, 0] > 0).astype("int64"))
+    result = analysis.constant_units(model, data, DiagnosticOptions(seed=0))
+    assert result.verdict == WARN and "weight penalty" in result.message
