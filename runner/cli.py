@@ -6,6 +6,7 @@ Importing this module imports Hydra and the schemas only: TensorFlow is imported
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import hydra
@@ -86,10 +87,13 @@ def help_text() -> str:
     for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
         description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
         lines.append(f"  {path.stem:<18} {description}")
+    faults = sorted(p.stem for p in (CONF_DIR / "experiment" / "faults").glob("*.yaml"))
+    lines.append(f"  {'faults/NAME':<18} seeded bugs for the diagnostics:")
+    lines += textwrap.wrap(", ".join(faults), 110, initial_indent=" " * 21, subsequent_indent=" " * 21)
     lines += ["", "Config groups (group=option):"]
-    for group in GROUPS + ("debug",):
+    for group in GROUPS + ("debug", "sweep", "launcher"):
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        prefix = "+" if group == "debug" else ""
+        prefix = "+" if group in ("debug", "sweep", "launcher") else ""
         lines.append(f"  {prefix + group:<12} {', '.join(options)}")
     lines += [
         "",
@@ -97,6 +101,8 @@ def help_text() -> str:
         "  python -m runner +experiment=wine_deep_mlp trainer.epochs=50 optimizer.learning_rate=3e-4",
         "  python -m runner +experiment=mnist_dropout model.dropout=0.3 optimizer=rmsprop",
         "  python -m runner +experiment=seizure_dnn dataset.data_dir=/path/to/data",
+        "  python -m runner +experiment=seizure_dnn diagnostics=full       checks before, during, after training",
+        "  python -m runner -m +experiment=mnist_dropout +sweep=mnist_search +launcher=joblib   an Optuna search",
         "",
         "Data: dataset.data_dir, else $RUNNER_DATA_DIR, else the user cache (downloaded there on first use).",
         "Results: mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db   (then http://127.0.0.1:5000)",

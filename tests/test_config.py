@@ -132,8 +132,9 @@ def test_help_lists_groups_and_experiments():
     text = help_text()
     for name in EXPERIMENTS:
         assert name in text
-    for group in ("dataset", "model", "optimizer", "trainer", "tracking"):
+    for group in ("dataset", "model", "optimizer", "trainer", "tracking", "diagnostics", "+sweep", "+launcher"):
         assert f"  {group} " in text
+    assert "mnist_search" in text and "wine_constant_init" in text  # sweep presets and seeded faults
     assert "schema" not in text  # internal schema groups are not options for users
 
 
