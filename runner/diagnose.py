@@ -21,12 +21,12 @@ import numpy as np
 from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report
 from runner.diagnostics.report import FAIL, SEVERITY, SKIP, CheckResult
 from runner.errors import ConfigError, RunnerError
+from runner.objective import ONE_HOT_LOSSES
 
 log = logging.getLogger("runner")
 
 ARTIFACT_FOLDER = "diagnostics"
 NATURAL_SLICES = {"seizure": "original_class", "wine": "quality"}  # else the class label, if any
-ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence"}
 
 
 class DiagnosticsStop(RunnerError):

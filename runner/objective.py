@@ -18,6 +18,8 @@ FINAL_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy", "roc_auc"
 RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "parameters")
 SPLITS = ("train", "val", "test")
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
+# Losses that take one-hot targets (the others take class indices); shared by training and the diagnostics.
+ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence"}
 
 
 def task_of(cfg: Mapping) -> str | None:

@@ -11,14 +11,13 @@ import numpy as np
 from models import build_model, output_head
 from runner.callbacks import EpochLogger, RocAucHistory
 from runner.errors import ConfigError, TrainingError
+from runner.objective import HIGHER_IS_BETTER, ONE_HOT_LOSSES
 
 DEFAULT_LOSS = {
     "regression": "mean_absolute_error",  # the book's choice for the wine regression
     "binary": "binary_crossentropy",
     "multiclass": "sparse_categorical_crossentropy",
 }
-ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence"}
-HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}
 
