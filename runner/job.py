@@ -7,6 +7,7 @@ Hydra's command line.
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     objective.check_metric(cfg)
     model = training.build_network(cfg["model"], data)
     optimizer, schedule_callbacks = training.build_optimizer(cfg["optimizer"])
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    training.compile_model(model, optimizer, loss, metrics, trainer)
     reports = output_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     summary_lines = []
@@ -144,6 +145,10 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
         diagnostics.after_training(model, trained.history)
     final = {**result.metrics, "best_epoch": trained.best_epoch, "epochs_run": trained.epochs_run,
              "train_seconds": trained.seconds, "parameters": model.count_params()}
+    launched = _process_start_if_first_job()
+    if launched is not None and trained.first_step_at is not None:
+        # Launch to first step: interpreter and imports, config, data, model, diagnostics preflight.
+        final["first_step_seconds"] = trained.first_step_at - launched
     # Per-epoch val_<m> and the final val_<m> share a name: logging the final values one step after the last
     # epoch makes them the run's latest values (what the runs table shows), ending each curve at the kept weights.
     record.log_metrics(final, step=trained.epochs_run + 1)
@@ -161,6 +166,25 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     return JobResult(run_id=record.run_id, experiment_id=record.experiment_id, metrics=final,
                      objective=value, output_dir=output_dir, artifact_uri=record.artifact_uri,
                      diagnostics=diagnostics.console_lines() if diagnostics else [])
+
+
+_jobs_started = 0
+
+
+def _process_start_if_first_job() -> float | None:
+    """When this process started (time.time()), for its first job only: later jobs (a reused sweep worker,
+    a test session) did not pay the imports, so their launch time means nothing."""
+    global _jobs_started
+    _jobs_started += 1
+    if _jobs_started > 1:
+        return None
+    try:  # Linux: the start time in clock ticks after boot, and the boot time
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _trial_tags(cfg: dict) -> dict[str, str]:

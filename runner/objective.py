@@ -15,7 +15,7 @@ SYNTHETIC_TASKS = {"regression": "regression", "binary": "binary", "multiclass":
 EPOCH_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy",), "multiclass": ("accuracy",)}
 FINAL_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy", "roc_auc", "precision", "recall", "f1"),
                  "multiclass": ("accuracy", "macro_f1")}
-RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "parameters")
+RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "first_step_seconds", "parameters")
 SPLITS = ("train", "val", "test")
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
 # Losses that take one-hot targets (the others take class indices); shared by training and the diagnostics.
@@ -36,7 +36,7 @@ def epoch_metric_names(cfg: Mapping) -> list[str]:
     names = ["loss", *EPOCH_METRICS[task]]
     if task == "binary" and cfg["trainer"]["roc_auc_per_epoch"]:
         names.append("roc_auc")
-    return names + [f"val_{name}" for name in names] + ["learning_rate"]
+    return names + [f"val_{name}" for name in names] + ["epoch_seconds", "learning_rate"]
 
 
 def final_metric_names(cfg: Mapping) -> list[str]:

@@ -218,6 +218,11 @@ class TrainerConfig:
     roc_auc_per_epoch: bool = True  # binary tasks: exact ROC AUC on train and val after every epoch
     threads: Optional[int] = bounded(None, 1)  # None: all cores for one run, cores // parallel jobs in a sweep
     gpu_memory_growth: bool = True  # GPUs: take memory as needed, so parallel jobs can share one
+    # Execution settings (README, "Speed"): several steps per compiled call, XLA as Keras decides, and on
+    # TensorFlow an input pipeline built once per run instead of once per epoch.
+    steps_per_execution: int = bounded(32, 1)
+    jit_compile: Any = one_of("auto", "auto", True, False)
+    pipeline: str = one_of("auto", "auto", "arrays", "tf_data")
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 

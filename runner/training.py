@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from models import build_model, output_head
+from runner import backend
 from runner.callbacks import EpochLogger, RocAucHistory
 from runner.errors import ConfigError, TrainingError
 from runner.objective import HIGHER_IS_BETTER, ONE_HOT_LOSSES
@@ -30,6 +31,7 @@ class TrainResult:
     monitor: str
     epochs_run: int
     seconds: float
+    first_step_at: float | None = None  # time.time() when the first training step began
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -90,11 +92,18 @@ def training_targets(y: np.ndarray, task: str, loss: str, n_classes: int) -> np.
 
 
 def logged_metric_names(metrics: list, task: str, roc_auc_per_epoch: bool) -> list[str]:
-    """What each epoch logs: the loss, the compiled metrics, the ROC AUC callback's, and their val_ twins."""
+    """What each epoch logs: the loss, the compiled metrics, the ROC AUC callback's, their val_ twins, and
+    the epoch's duration."""
     names = ["loss"] + [metric.name for metric in metrics]
     if task == "binary" and roc_auc_per_epoch:
         names.append("roc_auc")
-    return names + [f"val_{name}" for name in names]
+    return names + [f"val_{name}" for name in names] + ["epoch_seconds"]
+
+
+def compile_model(model: keras.Model, optimizer, loss: str, metrics: list, trainer_cfg: dict) -> None:
+    """Compile with the execution settings: several steps per call amortise Keras's per-step overhead."""
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                  steps_per_execution=trainer_cfg["steps_per_execution"], jit_compile=trainer_cfg["jit_compile"])
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
@@ -142,18 +151,14 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=stopping["monitor"], mode=resolve_mode(stopping["monitor"], stopping["mode"]),
             patience=stopping["patience"], min_delta=stopping["min_delta"]))
-    callbacks.append(EpochLogger(log_epoch))
+    logger = EpochLogger(log_epoch)
+    callbacks.append(logger)
 
+    inputs = backend.fit_inputs(data.train.x, y_train, data.val.x, y_val, batch_size=trainer["batch_size"],
+                                shuffle=trainer["shuffle"], seed=trainer["seed"], pipeline=trainer["pipeline"])
     started = time.perf_counter()
-    history = model.fit(
-        data.train.x, y_train,
-        validation_data=(data.val.x, y_val),
-        epochs=trainer["epochs"],
-        batch_size=trainer["batch_size"],
-        shuffle=trainer["shuffle"],
-        callbacks=callbacks,
-        verbose=trainer["verbose"],
-    ).history
+    history = model.fit(**inputs.fit_kwargs(), epochs=trainer["epochs"], callbacks=callbacks,
+                        verbose=trainer["verbose"]).history
     seconds = time.perf_counter() - started
 
     epochs_run = len(history["loss"])
@@ -168,7 +173,7 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
     if best_path.exists():
         model.load_weights(best_path)
     return TrainResult(history=history, best_epoch=best_epoch, best_value=best_value, monitor=monitor,
-                       epochs_run=epochs_run, seconds=seconds)
+                       epochs_run=epochs_run, seconds=seconds, first_step_at=logger.first_step_at)
 
 
 def best_of(values: list[float], mode: str) -> tuple[int, float]:
