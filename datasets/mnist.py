@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import asdict
 
 import numpy as np
 
+from .cache import cached
 from .containers import Dataset, Split
 from .errors import DataFormatError
 from .fetch import FoundFile, checksum_notes, find_file
@@ -33,6 +35,12 @@ def load_mnist(*, flatten: bool = True, val_size: int = 5000, scale: str = "none
 
     found = find_file(FILE, data_dir=opts.data_dir, download=opts.download, verify_checksum=opts.verify_checksum,
                       hint="Expected a Keras-layout npz with arrays x_train, y_train, x_test, y_test.")
+    options = {"flatten": flatten, "val_size": val_size, **asdict(opts)}
+    return cached("mnist", options, [found], lambda: parse_mnist(found, opts, flatten, val_size), opts.cache)
+
+
+def parse_mnist(found: FoundFile, opts: CommonOptions, flatten: bool, val_size: int) -> Dataset:
+    """Read and check the npz, cut the validation rows from the end of the training arrays, scale."""
     arrays = read_npz(found)
     n_train = len(arrays["x_train"])
     if not 1 <= val_size < n_train:

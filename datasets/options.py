@@ -21,6 +21,7 @@ class CommonOptions:
     max_samples: int | None = None
     download: bool = True
     verify_checksum: bool = True
+    cache: bool = True
 
     def __post_init__(self):
         if self.split not in SPLIT_CHOICES:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import csvio
+from .cache import cached
 from .containers import Dataset, Split
 from .errors import DataFormatError
 from .fetch import (FoundFile, book_split_files, check_file, checksum_notes, find_file, find_local,
@@ -27,23 +29,30 @@ def load_seizure(*, file: str = "auto", **common) -> Dataset:
     opts = CommonOptions(**common)
     full_names = FULL_FILES if file == "auto" else [_relpath(file)]
     book = book_split_files(BOOK_FILES, opts.split, opts.data_dir, opts.verify_checksum)
+    full = _find_local_full(full_names, opts) if book else _find_full(file, full_names, opts)
+    files = (list(book.values()) if book else []) + ([full] if full else [])
+    options = {"file": file, **asdict(opts)}
+    return cached("seizure", options, files, lambda: parse_seizure(book, full, files, opts), opts.cache)
+
+
+def parse_seizure(book: dict[str, FoundFile] | None, full: FoundFile | None, files: list[FoundFile],
+                  opts: CommonOptions) -> Dataset:
+    """Read, split and scale the located files: the book split (with the full file when found), or the full file."""
     if book:
-        splits, found_files, notes = _load_book(book, full_names, opts)
+        splits, notes = _load_book(book, full)
         split_source = "book"
     else:
-        found = _find_full(file, full_names, opts)
-        splits, notes = _random_seizure_split(read_full(found), opts)
-        found_files = [found]
+        splits, notes = _random_seizure_split(read_full(full), opts)
         split_source = "random"
     notes.append(f"meta['original_class'] codes: {ORIGINAL_CLASSES}" if "original_class" in splits["train"].meta
                  else "meta['original_class'] and meta['segment_id'] are absent (full file not found)")
-    notes += checksum_notes(found_files)
+    notes += checksum_notes(files)
 
     splits, feature_scaling, more_notes = finalize(splits, opts, stratify=True)
     return Dataset(
         name="seizure", task="binary", **splits, feature_names=list(FEATURES), target_name="y",
         class_names=list(CLASS_NAMES), split_source=split_source,
-        files={str(f.path): f.sha256 for f in found_files},
+        files={str(f.path): f.sha256 for f in files},
         feature_scaling=feature_scaling, target_scaling=None, notes=notes + more_notes,
     )
 
@@ -86,20 +95,22 @@ def read_book(found: FoundFile) -> Split:
     return Split(x, y, {"row_id": np.arange(1, len(frame) + 1)})
 
 
-def _load_book(book: dict[str, FoundFile], full_names: list[str], opts: CommonOptions):
+def _find_local_full(full_names: list[str], opts: CommonOptions) -> FoundFile | None:
+    # Beside a book split the full file only adds metadata, which is not worth a download.
+    local = find_local(full_names, search_places(opts.data_dir))
+    return None if local is None else check_file(local[0], local[1], opts.verify_checksum)
+
+
+def _load_book(book: dict[str, FoundFile], full_found: FoundFile | None) -> tuple[dict[str, Split], list[str]]:
     splits = {name: read_book(found) for name, found in book.items()}
     notes = [f"book split (Deep Learning Quick Reference, ch. 4) read from {book['train'].path.parent}; "
              "meta['row_id'] is the data row in each split file"]
-    found_files = list(book.values())
-    # Only a local full file is used here: recovering metadata is not worth a download.
-    local = find_local(full_names, search_places(opts.data_dir))
-    if local is None:
-        return splits, found_files, notes
-    full_found = check_file(local[0], local[1], opts.verify_checksum)
+    if full_found is None:
+        return splits, notes
     full = read_full(full_found)
     splits = {name: attach_original(split, full, book[name], full_found) for name, split in splits.items()}
     notes.append(f"book split: original 5-class labels and segment ids recovered from the full file {full_found.path}")
-    return splits, found_files + [full_found], notes
+    return splits, notes
 
 
 def attach_original(split: Split, full: Split, book_file: FoundFile, full_file: FoundFile) -> Split:

@@ -14,8 +14,9 @@ TASKS = ("regression", "binary", "multiclass", "xor", "sequence")
 def load_synthetic(*, task: str = "binary", n_samples: int = 1000, n_features: int = 8, n_classes: int = 3,
                    seq_len: int = 32, noise: float = 0.1, seed: int = 0, **common) -> Dataset:
     """A seeded random problem of the given kind, split at random like the real data sets."""
-    # data_dir, download and verify_checksum are accepted so that generic callers can pass the
-    # common options to every data set, but mean nothing here; a book split does not exist.
+    # data_dir, download, verify_checksum and cache are accepted so that generic callers can pass the
+    # common options to every data set, but mean nothing here (no file is parsed, so none is cached);
+    # a book split does not exist.
     if common.get("split", "auto") == "book":
         raise ValueError("synthetic data has no book split: use split='auto' or 'random'")
     opts = CommonOptions(**common)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from . import csvio
+from .cache import cached
 from .containers import Dataset, Split
 from .fetch import FoundFile, book_split_files, checksum_notes, find_file
 from .options import CommonOptions
@@ -30,9 +33,19 @@ def load_wine(*, target: str = "alcohol", scale_target: bool = True, **common) -
     opts = CommonOptions(**common)
     if target not in COLUMNS:
         raise ValueError(f"target={target!r}: expected one of {COLUMNS}")
+    book = book_split_files(BOOK_FILES, opts.split, opts.data_dir, opts.verify_checksum)
+    full = None if book else find_file(FULL_FILE, data_dir=opts.data_dir, download=opts.download,
+                                       verify_checksum=opts.verify_checksum)
+    files = list(book.values()) if book else [full]
+    options = {"target": target, "scale_target": scale_target, **asdict(opts)}
+    return cached("wine", options, files, lambda: parse_wine(book, full, opts, target, scale_target), opts.cache)
+
+
+def parse_wine(book: dict[str, FoundFile] | None, full: FoundFile | None, opts: CommonOptions, target: str,
+               scale_target: bool) -> Dataset:
+    """Read, split and scale the located files: the three book split files, or else the full file."""
     # quality is a rating of the wine, not a measurement; it stays in meta for analysis.
     features = [c for c in COLUMNS if c not in (target, "quality")]
-    book = book_split_files(BOOK_FILES, opts.split, opts.data_dir, opts.verify_checksum)
     if book:
         splits = {name: read_wine(found, features, target) for name, found in book.items()}
         found_files = list(book.values())
@@ -40,10 +53,8 @@ def load_wine(*, target: str = "alcohol", scale_target: bool = True, **common) -
         notes = [f"book split (Deep Learning Quick Reference, ch. 2) read from {book['train'].path.parent}",
                  f"the book's code used only 9 inputs by mistake; all {len(features)} are used here"]
     else:
-        found = find_file(FULL_FILE, data_dir=opts.data_dir, download=opts.download,
-                          verify_checksum=opts.verify_checksum)
-        splits, notes = _random_wine_split(read_wine(found, features, target), opts, target)
-        found_files = [found]
+        splits, notes = _random_wine_split(read_wine(full, features, target), opts, target)
+        found_files = [full]
         split_source = "random"
     notes += checksum_notes(found_files) + _duplicate_note(splits)
 

@@ -42,6 +42,7 @@ class DatasetFiles:
     split_seed: int = bounded(42, 0)  # seeds the random split and the max_samples subsample
     download: bool = True
     verify_checksum: bool = True
+    cache: bool = True  # reuse the parsed arrays saved under <user cache>/parsed while the source files are unchanged
 
 
 @dataclass

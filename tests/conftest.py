@@ -31,6 +31,16 @@ def real_data_dir() -> Path:
     return candidate
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_user_cache(tmp_path_factory):
+    """One user cache (downloads, parsed data sets) per test session, off ~/.cache: tests share parses as
+    runs do (an entry is keyed by options, file digests and code), and MNIST is parsed once per worker, not
+    once per test. Tests of the cache itself use their own folders."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RUNNER_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture
 def isolated_env(monkeypatch, tmp_path) -> Path:
     """No RUNNER_DATA_DIR, and a cache inside tmp_path; returns that (empty) cache directory."""
