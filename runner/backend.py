@@ -66,6 +66,7 @@ def _batched(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed:
     rows = tf.data.Dataset.range(len(x))
     if shuffle:
         rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    batches = rows.batch(batch_size).map(lambda index: (tf.gather(features, index), tf.gather(targets, index)),
-                                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # A sequential map: gathering one batch costs microseconds, and a parallel map's threads would compete
+    # with the training step's for the same cores.
+    batches = rows.batch(batch_size).map(lambda index: (tf.gather(features, index), tf.gather(targets, index)))
     return batches.prefetch(tf.data.AUTOTUNE)

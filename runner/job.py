@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -178,12 +179,11 @@ def _process_start_if_first_job() -> float | None:
     _jobs_started += 1
     if _jobs_started > 1:
         return None
-    try:  # Linux: the start time in clock ticks after boot, and the boot time
+    try:  # Linux: the start time in clock ticks after boot; /proc/uptime (unlike btime) has centiseconds
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
+        booted = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return booted + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
         return None
 
 
