@@ -7,14 +7,28 @@ arithmetic (wine: 35 ms of a 78 ms epoch went to the validation pass of 490 rows
 the pipelines once: the arrays become tensors once, each epoch shuffles only an index vector (seeded, so
 runs repeat) and gathers one batch at a time. The JAX backend iterates NumPy arrays cheaply, so it gets
 the arrays as they are.
+
+Runtime settings. Thread pools, GPU memory and deterministic GPU kernels are fixed when the backend's
+runtime starts, and each backend takes them differently: TensorFlow through ``tf.config`` until its runtime
+starts; JAX (XLA) from the environment it finds at its first computation: ``NPROC`` sizes XLA's CPU thread
+pool, ``XLA_PYTHON_CLIENT_PREALLOCATE`` and ``XLA_FLAGS`` the GPU side. Importing Keras or JAX starts
+nothing, so a fresh process gets every setting; a process that already computed (a reused joblib worker, a
+test session) keeps what it started with, and the functions here return what is in force.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+
+from runner.resources import available_cores
+
+log = logging.getLogger("runner")
+JAX_DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 
 
 def name() -> str:
@@ -70,3 +84,126 @@ def _batched(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed:
     # with the training step's for the same cores.
     batches = rows.batch(batch_size).map(lambda index: (tf.gather(features, index), tf.gather(targets, index)))
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------------- runtime settings
+
+
+def limit_threads(intra: int, inter: int) -> tuple[int, int]:
+    """Ask the backend for ``intra`` threads per op and ``inter`` ops at once; returns the pool sizes in
+    force. JAX has a single pool (XLA runs independent ops on the same threads): its inter-op size is 0."""
+    if name() == "tensorflow":
+        return _limit_tensorflow_threads(intra, inter)
+    if name() == "jax":
+        return _limit_jax_threads(intra), 0
+    return intra, inter
+
+
+def prepare_gpus(*, memory_growth: bool, shared: bool, deterministic: bool) -> int:
+    """GPU settings for one job, then the number of GPUs it sees (0 without any).
+
+    ``memory_growth``: TensorFlow takes GPU memory as it needs it; JAX, when ``shared`` (other jobs on this
+    machine), stops preallocating 75% of it per process. ``deterministic``: JAX asks XLA for deterministic
+    GPU kernels (TensorFlow's switch, ``seed``'s, can be thrown at any time). On JAX this starts the runtime:
+    call it after ``limit_threads``.
+    """
+    if name() == "tensorflow":
+        return _tensorflow_gpus(memory_growth)
+    if name() != "jax":
+        return 0
+    if memory_growth and shared and not _jax_started():
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if deterministic:
+        _ask_jax_for_determinism()
+    return _jax_gpus()
+
+
+def seed(value: int, deterministic: bool) -> None:
+    """A fresh Keras session with Python, NumPy and backend generators seeded, and deterministic kernels on
+    request (on CPU both backends repeat a run bit for bit without them; on a GPU they need them)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(value))
+    if not deterministic:
+        return
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif name() == "jax":
+        _ask_jax_for_determinism()
+
+
+def _limit_tensorflow_threads(intra: int, inter: int) -> tuple[int, int]:
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(intra)
+        threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:  # the runtime already started in this process: its pools are fixed
+        in_force = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+        if in_force != (intra, inter):
+            log.info("TensorFlow already started in this process with %s intra/inter-op threads; "
+                     "keeping them (wanted %d/%d)", in_force, intra, inter)
+        return in_force[0] or intra, in_force[1] or inter
+    return intra, inter
+
+
+def _tensorflow_gpus(memory_growth: bool) -> int:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if memory_growth:
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # for TensorFlow runtimes started later
+        for gpu in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialised: the setting it started with stays
+                pass
+    return len(gpus)
+
+
+def _limit_jax_threads(n: int) -> int:
+    # XLA sizes its CPU pool from NPROC when JAX starts, else from the cores this process may run on.
+    if not _jax_started():
+        os.environ["NPROC"] = str(n)
+        return n
+    in_force = _positive_int(os.environ.get("NPROC")) or available_cores()
+    if in_force != n:
+        log.info("JAX already started in this process with %d thread(s); keeping them (wanted %d)", in_force, n)
+    return in_force
+
+
+def _ask_jax_for_determinism() -> None:
+    flags = os.environ.get("XLA_FLAGS", "")
+    if JAX_DETERMINISTIC_FLAG in flags.split():
+        return
+    if not _jax_started():
+        os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISTIC_FLAG}".strip()
+    elif _jax_gpus():
+        log.warning("JAX started on the GPU before this job could ask XLA for deterministic kernels "
+                    "(XLA_FLAGS=%s): runs may differ in the last digits. Run each job in a fresh process.",
+                    JAX_DETERMINISTIC_FLAG)
+
+
+def _jax_started() -> bool:
+    from jax._src import xla_bridge
+
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return started() if started else True  # unknown: assume started, and report the settings it found
+
+
+def _jax_gpus() -> int:
+    import jax
+
+    # Starting, JAX logs at INFO each platform it could not open ("Unable to initialize backend 'tpu'"),
+    # which Hydra's INFO logging would print in every run.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    return sum(device.platform == "gpu" for device in jax.devices())
+
+
+def _positive_int(text: str | None) -> int | None:
+    try:
+        return int(text) if text and int(text) > 0 else None
+    except ValueError:
+        return None

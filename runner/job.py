@@ -52,8 +52,9 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
     output_dir = Path(output_dir)
     check_writable(output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    # Thread pools are fixed when TensorFlow's runtime starts: size them before anything runs.
-    plan = resources.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"])
+    # Thread pools are fixed when the backend's runtime starts: size them before anything runs.
+    plan = resources.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"],
+                                   resolved["trainer"]["deterministic"])
     tracking_cfg = resolved["tracking"]
     if parent_run_id is None:
         tracker = connect(tracking_cfg["uri"], tracking_cfg["experiment"], tracking_cfg["artifact_location"])

@@ -1,15 +1,16 @@
 """CPU threads and GPU memory for one job, so that jobs running side by side share a machine instead of
 fighting over it.
 
-TensorFlow sizes its thread pools to every core of the machine and grabs all GPU memory on first use. In a
-parallel sweep (joblib processes, submitit jobs on one node, Ray workers) that means N jobs x all cores of
-threads and one job owning the GPU. ``configure_job`` runs at the start of every job, before TensorFlow does
-any work: it gives the job its share of the cores (TensorFlow intra-op pool, OpenMP/BLAS pools) and turns
-on GPU memory growth. TensorFlow fixes its pool sizes when its runtime starts, so a process that already
-ran a job (a reused joblib worker, a test session) keeps the sizes it started with; the plan reports the
-sizes actually in force.
+TensorFlow and JAX size their thread pools to every core of the machine and grab GPU memory up front (all
+of it, or 75%). In a parallel sweep (joblib processes, submitit jobs on one node, Ray workers) that means
+N jobs x all cores of threads and one job owning the GPU. ``configure_job`` runs at the start of every job,
+before the backend does any work: it gives the job its share of the cores (the backend's pools, OpenMP/BLAS
+pools) and sets up GPU sharing; how each backend takes these is in ``runner/backend.py``. A backend fixes
+its pools when its runtime starts, so a process that already ran a job (a reused joblib worker, a test
+session) keeps the sizes it started with; the plan reports the sizes actually in force.
 
-No Hydra here: ``job_share`` reads a launcher config given as a plain mapping.
+No Hydra here: ``job_share`` reads a launcher config given as a plain mapping. Keras is imported only when
+a job is configured (``runner.cli`` imports this module and must not import TensorFlow).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class JobShare:
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    """What a job got: thread pool sizes in force and GPUs set to grow their memory."""
+    """What a job got: thread pool sizes in force (inter-op 0: the backend has no separate inter-op pool,
+    as on JAX) and the GPUs it sees."""
 
     threads: int
     inter_op_threads: int
@@ -88,30 +90,34 @@ def _joblib_workers(n_jobs: int | None, cores: int) -> int:
 
 
 def configure_job(threads: int | None = None, share: JobShare | None = None,
-                  gpu_memory_growth: bool = True) -> ResourcePlan:
-    """Size this process's thread pools and GPU memory for one job; call before TensorFlow runs anything.
+                  gpu_memory_growth: bool = True, deterministic: bool = False) -> ResourcePlan:
+    """Size this process's thread pools and set up its GPUs for one job; call before the backend runs
+    anything.
 
     ``threads`` (``trainer.threads``) wins when set; otherwise the job takes its share of the cores.
+    ``deterministic`` (``trainer.deterministic``) is passed on here because JAX takes it only at start.
     """
+    from runner import backend
+
     share = share or JobShare(1, available_cores())
     wanted = int(threads) if threads else share.cores
-    if share.parallel_jobs > 1:
-        # JAX preallocates 75% of GPU memory per process; parallel jobs on one GPU must not.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    gpus = enable_gpu_memory_growth() if gpu_memory_growth else 0
-    intra, inter = configure_threads(wanted)
+    intra, inter = configure_threads(wanted)  # first: on JAX, counting the GPUs starts the runtime
+    gpus = backend.prepare_gpus(memory_growth=gpu_memory_growth, shared=share.parallel_jobs > 1,
+                                deterministic=deterministic)
     plan = ResourcePlan(threads=intra, inter_op_threads=inter, parallel_jobs=share.parallel_jobs, gpus=gpus)
-    log.info("resources: %d thread(s) (inter-op %d), %d parallel job(s), %d GPU(s) with memory growth",
+    log.info("resources: %d thread(s) (inter-op %d), %d parallel job(s), %d GPU(s)",
              plan.threads, plan.inter_op_threads, plan.parallel_jobs, plan.gpus)
     return plan
 
 
 def configure_threads(n: int, inter_op: int | None = None) -> tuple[int, int]:
-    """Limit OpenMP/BLAS pools and TensorFlow's intra-op pool to ``n`` threads (inter-op: at most 2).
+    """Limit OpenMP/BLAS pools and the backend's pools to ``n`` threads (inter-op: at most 2).
 
-    Returns the TensorFlow pool sizes in force, which differ from the request when its runtime had
-    already started in this process.
+    Returns the backend's pool sizes in force, which differ from the request when its runtime had already
+    started in this process.
     """
+    from runner import backend
+
     if n < 1:
         raise ValueError(f"a job needs at least 1 thread, got {n}")
     inter_op = inter_op or min(n, MAX_INTER_OP_THREADS)
@@ -119,7 +125,15 @@ def configure_threads(n: int, inter_op: int | None = None) -> tuple[int, int]:
         os.environ[name] = str(n)
     os.environ["TF_NUM_INTEROP_THREADS"] = str(inter_op)
     _limit_loaded_pools(n)
-    return _configure_tensorflow_threads(n, inter_op)
+    return backend.limit_threads(n, inter_op)
+
+
+def enable_gpu_memory_growth() -> int:
+    """Let every visible GPU be shared (see ``backend.prepare_gpus``); returns the number of GPUs, 0 (and
+    nothing changed) on a machine without any."""
+    from runner import backend
+
+    return backend.prepare_gpus(memory_growth=True, shared=True, deterministic=False)
 
 
 def _limit_loaded_pools(n: int) -> None:
@@ -129,50 +143,3 @@ def _limit_loaded_pools(n: int) -> None:
     except ImportError:
         return
     threadpool_limits(limits=n)
-
-
-def _configure_tensorflow_threads(intra: int, inter: int) -> tuple[int, int]:
-    tf = _tensorflow()
-    if tf is None:
-        return intra, inter
-    threading = tf.config.threading
-    try:
-        threading.set_intra_op_parallelism_threads(intra)
-        threading.set_inter_op_parallelism_threads(inter)
-    except RuntimeError:  # the runtime already started in this process: its pools are fixed
-        in_force = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
-        if in_force != (intra, inter):
-            log.info("TensorFlow already started in this process with %s intra/inter-op threads; "
-                     "keeping them (wanted %d/%d)", in_force, intra, inter)
-        return in_force[0] or intra, in_force[1] or inter
-    return intra, inter
-
-
-def enable_gpu_memory_growth() -> int:
-    """Let every visible GPU be shared: TensorFlow takes memory as it needs it instead of all at once.
-
-    Returns the number of GPUs; 0 (and nothing changed) on a machine without any.
-    """
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # for TensorFlow runtimes started later
-    tf = _tensorflow()
-    if tf is None:
-        return 0
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised: the setting it started with stays
-            pass
-    return len(gpus)
-
-
-def _tensorflow():
-    """TensorFlow if this job uses it (Keras's TensorFlow backend), else None; imported here, not at load."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend != "tensorflow":
-        return None
-    try:
-        import tensorflow as tf
-    except ImportError:
-        return None
-    return tf

@@ -24,8 +24,8 @@ from mlflow.entities import Metric, Param, RunTag
 from runner.errors import TrackingError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "mlflow", "hydra-core", "omegaconf", "numpy",
-            "pandas", "scikit-learn", "keras-runner")
+PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",
+            "mlflow", "hydra-core", "omegaconf", "numpy", "pandas", "scikit-learn", "keras-runner")
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batch call
 

@@ -36,12 +36,7 @@ class TrainResult:
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Same seed, same run: Python, NumPy and backend generators, and deterministic kernels on request."""
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(int(seed))
-    if deterministic and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    backend.seed(seed, deterministic)
 
 
 def build_network(model_cfg: dict, data) -> keras.Model:

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR
-from runner.resources import JobShare, available_cores, configure_job, configure_threads, job_share
+from runner.resources import JobShare, available_cores, configure_threads, job_share
 from runner.schema import validate
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -94,21 +94,6 @@ print(json.dumps({"first": first, "in_tf": in_tf, "again": again, "omp": os.envi
 def test_a_job_asks_for_at_least_one_thread():
     with pytest.raises(ValueError, match="at least 1 thread"):
         configure_threads(0)
-
-
-def test_parallel_jobs_stop_jax_from_preallocating_the_gpu(monkeypatch):
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
-    monkeypatch.setenv("KERAS_BACKEND", "jax")  # no TensorFlow calls: only the environment is set
-    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("runner.resources._limit_loaded_pools", lambda n: None)
-    single = configure_job(None, JobShare(1, 2))
-    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ and single.threads == 2
-    plan = configure_job(None, JobShare(2, 1))
-    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
-    assert plan.tags() == {"runner.threads": "1", "runner.inter_op_threads": "1", "runner.parallel_jobs": "2",
-                           "runner.gpus": "0"}
-    assert configure_job(3, JobShare(2, 1)).threads == 3, "trainer.threads wins over the share"
 
 
 def test_trainer_threads_is_validated():

@@ -6,7 +6,9 @@ unchanged on the TensorFlow and JAX backends.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from unittest import mock
 
 import keras
 import numpy as np
@@ -14,6 +16,38 @@ import numpy as np
 
 def backend() -> str:
     return keras.backend.backend()
+
+
+@contextlib.contextmanager
+def float64_enabled():
+    """Let float64 mean float64 inside the block (usable as a decorator).
+
+    On JAX two things stand in the way of a float64 gradient check, each turning it into a comparison of
+    float32 finite differences: JAX truncates float64 arrays to float32 unless 64-bit types are enabled,
+    and Keras's type promotion (``result_type``, used by ``ops.mean`` and so by every loss) maps float64 to
+    float32 on every backend but TensorFlow, to match JAX's default. The block enables JAX's 64-bit types
+    (for this thread) and lifts that one mapping (for the process: the block is short, and the diagnostics
+    run between training steps, not beside them), and restores both on leaving, so training stays float32.
+    Should a Keras release rename the mapping, nothing is lifted and ``computes_in_float64`` says so.
+    TensorFlow needs neither.
+    """
+    if backend() != "jax":
+        yield
+        return
+    import jax
+    from keras.src.backend.common import dtypes
+
+    x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # before jax 0.8
+    mapping = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    with x64(True), mock.patch.dict(mapping, {"float64": "float64"} if mapping else {}):
+        yield
+
+
+def computes_in_float64(model: keras.Model) -> bool:
+    """Whether ``model``'s weights and Keras's arithmetic really are float64 here (see ``float64_enabled``)."""
+    weights = all(keras.ops.convert_to_numpy(w).dtype == np.float64 for w in model.trainable_weights)
+    probe = np.array([1.0, 2.0**-30])  # its mean differs from 0.5 only beyond float32's precision
+    return weights and float(keras.ops.convert_to_numpy(keras.ops.mean(probe))) == float(np.mean(probe))
 
 
 def loss_and_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray, *, training: bool = False,
@@ -111,16 +145,21 @@ def _numpy_or_zeros(grad, weight) -> np.ndarray:
 def _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularization):
     import jax
 
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
+    trainable = model.trainable_variables
+    others = model.non_trainable_variables
+    fixed = [v.value for v in others]
 
     def compute(trainable_values):
-        predictions, _, losses = model.stateless_call(trainable_values, non_trainable, x, training=training,
-                                                      return_losses=True)
+        # model(...) rather than model.stateless_call(...): __call__ passes `training` only to a call()
+        # that takes it, as the TensorFlow path does.
+        mapping = list(zip(trainable, trainable_values)) + list(zip(others, fixed))
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=include_regularization):
+            predictions = model(x, training=training)
+            losses = model.losses if include_regularization else []
         loss = keras.ops.mean(loss_fn(y, predictions))
-        if include_regularization and losses:
+        if losses:
             loss = loss + keras.ops.sum(keras.ops.stack(losses))
         return loss
 
-    loss, grads = jax.value_and_grad(compute)(trainable)
+    loss, grads = jax.value_and_grad(compute)([v.value for v in trainable])
     return float(loss), [np.asarray(g) for g in grads]

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
-from runner.diagnostics.gradients import loss_and_gradients
+from runner.diagnostics.gradients import computes_in_float64, float64_enabled, loss_and_gradients
 from runner.diagnostics.report import (
     FAIL,
     PASS,
@@ -502,6 +502,7 @@ def _dead_bias_finding(layer, kernels, activation: str) -> dict | None:
 # ---------------------------------------------------------------------------------------- gradients
 
 
+@float64_enabled()
 def check_gradients(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Backprop vs centred differences in float64 on a few entries of every trainable weight."""
     loss = compiled_loss(model)
@@ -571,7 +572,8 @@ def _float64_clone(model: keras.Model, loss: LossInfo) -> tuple[_Clone, bool]:
     """A float64 copy of ``model`` (same weights) and loss, or a float32 copy if the model refuses float64."""
     try:
         clone = _clone(model, dtype="float64")
-        return _Clone(clone, _float64_loss(loss)), True
+        precise = computes_in_float64(clone)
+        return _Clone(clone, _float64_loss(loss) if precise else loss.fn), precise
     except (TypeError, ValueError, NotImplementedError):
         return _Clone(_clone(model), loss.fn), False
 
