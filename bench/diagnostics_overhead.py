@@ -50,6 +50,31 @@ def time_job(overrides: list[str], output_dir: Path) -> tuple[float, float]:
     return time.perf_counter() - started, result.metrics["train_seconds"]
 
 
+def common_overrides(work: Path, epochs: int) -> list[str]:
+    return [f"tracking.uri=sqlite:///{work}/mlflow.db", f"trainer.epochs={epochs}", "trainer.verbose=0",
+            "tracking.log_model=false", "evaluation.plots=false"]
+
+
+def measure(experiment: str, suites: list[str], repeats: int, common: list[str], work: Path) -> dict:
+    """suite -> (median job seconds, median fit seconds) for one experiment."""
+    timings = {}
+    # One discarded job first: the first fit in a process also pays for tracing TensorFlow's functions.
+    time_job([f"+experiment={experiment}", *common, *SUITES["none"]], work / f"{experiment}-warmup")
+    for repeat in range(repeats):
+        for suite in suites:  # interleaved, so that a slow spell of a shared machine hits every suite
+            overrides = [f"+experiment={experiment}", *common, *SUITES[suite]]
+            wall, fit = time_job(overrides, work / f"{experiment}-{suite}-{repeat}")
+            timings.setdefault(suite, []).append((wall, fit))
+    return {suite: (statistics.median(w for w, _ in values), statistics.median(f for _, f in values))
+            for suite, values in timings.items()}
+
+
+def overhead(medians: dict, suite: str) -> float:
+    """The suite's extra job seconds as a share of fit's seconds without diagnostics."""
+    base_wall, base_fit = medians["none"]
+    return (medians[suite][0] - base_wall) / base_fit
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -63,35 +88,20 @@ def main() -> int:
         parser.error(f"--suites must include none and may hold only {', '.join(SUITES)} (got {args.suites})")
 
     work = Path(tempfile.mkdtemp(prefix="diag-overhead-"))
-    common = [f"tracking.uri=sqlite:///{work}/mlflow.db", f"trainer.epochs={args.epochs}", "trainer.verbose=0",
-              "tracking.log_model=false", "evaluation.plots=false"]
-    rows = []
-    for experiment in EXPERIMENTS:
-        if args.only and args.only not in experiment:
-            continue
-        timings = {}
-        # One discarded job first: the first fit in a process also pays for tracing TensorFlow's functions.
-        time_job([f"+experiment={experiment}", *common, *SUITES["none"]], work / f"{experiment}-warmup")
-        for repeat in range(args.repeats):
-            for suite in suites:  # interleaved, so that a slow spell of a shared machine hits every suite
-                overrides = [f"+experiment={experiment}", *common, *SUITES[suite]]
-                wall, fit = time_job(overrides, work / f"{experiment}-{suite}-{repeat}")
-                timings.setdefault(suite, []).append((wall, fit))
-        rows.append((experiment, {suite: (statistics.median(w for w, _ in values),
-                                          statistics.median(f for _, f in values))
-                                  for suite, values in timings.items()}))
+    common = common_overrides(work, args.epochs)
+    rows = [(experiment, measure(experiment, suites, args.repeats, common, work))
+            for experiment in EXPERIMENTS if not args.only or args.only in experiment]
 
     print(f"\n{args.epochs}-epoch trainings, median of {args.repeats}; seconds = whole job (fit)")
     print(f"{'experiment':<16}" + "".join(f"{suite:>22}" for suite in suites))
     for experiment, medians in rows:
-        base_wall, base_fit = medians["none"]
         cells = []
         for suite in suites:
             wall, fit = medians[suite]
-            overhead = (wall - base_wall) / base_fit
+            extra = overhead(medians, suite)
             target = TARGETS.get(suite)
-            mark = "" if target is None else (" ok" if overhead <= target else " OVER")
-            cells.append(f"{wall:6.1f} ({fit:5.1f})" + ("" if suite == "none" else f" {overhead:+.0%}{mark}"))
+            mark = "" if target is None else (" ok" if extra <= target else " OVER")
+            cells.append(f"{wall:6.1f} ({fit:5.1f})" + ("" if suite == "none" else f" {extra:+.0%}{mark}"))
         print(f"{experiment:<16}" + "".join(f"{cell:>22}" for cell in cells))
     print("overhead = (job seconds - job seconds with none) / fit seconds with none; "
           f"targets: {', '.join(f'{k} <= {v:.0%}' for k, v in TARGETS.items())}")

@@ -52,6 +52,15 @@ def configurations(jobs: int, cores: int, skip_unlimited: bool) -> list[tuple[st
     return chosen
 
 
+def sweep_overrides(experiment: str, trials: int, epochs: int, synthetic: bool) -> list[str]:
+    """The grid sweep's overrides: one trial per learning rate, on generated data when ``synthetic``."""
+    base = [f"+experiment={experiment}", f"trainer.epochs={epochs}",
+            f"optimizer.learning_rate={','.join(LEARNING_RATES[:trials])}"]
+    if synthetic:
+        base += ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300"]
+    return base
+
+
 def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trials: int) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "runner", "-m", *base, *extra, f"hydra.sweep.dir={folder}/multirun",
@@ -105,10 +114,7 @@ def main() -> int:
     if not 1 <= args.trials <= len(LEARNING_RATES):
         parser.error(f"--trials must be between 1 and {len(LEARNING_RATES)}")
     trials, epochs = (3, 2) if args.quick else (args.trials, args.epochs)
-    base = [f"+experiment={args.experiment}", f"trainer.epochs={epochs}",
-            f"optimizer.learning_rate={','.join(LEARNING_RATES[:trials])}"]
-    if args.quick:
-        base += ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300"]
+    base = sweep_overrides(args.experiment, trials, epochs, synthetic=args.quick)
     cores = available_cores()
     output = args.output or Path(tempfile.mkdtemp(prefix="sweep-speed-"))
     outcomes = [run_sweep(label, extra, base, output / f"run{i}", trials)

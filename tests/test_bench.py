@@ -1,0 +1,139 @@
+"""bench/speed.py's arithmetic and table, bench/common.py's process clock, and plain_keras.py's book settings.
+
+The benchmark itself takes minutes; these check what its numbers are made of.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import common, speed  # noqa: E402
+
+
+def run(variant, wall, epochs, first=5.0, metric=0.9, rows=None):
+    return speed.Run(variant, wall, epochs, first, metric, rows)
+
+
+def test_mnist_flops_follow_the_layer_widths():
+    assert speed.mlp_macs((784, 512, 256, 128, 10)) == 784 * 512 + 512 * 256 + 256 * 128 + 128 * 10 == 566_528
+    assert speed.epoch_flops((784, 512, 256, 128, 10), 55_000, 5_000) == pytest.approx(1.926195e11, rel=1e-6)
+    assert speed.epoch_flops((2, 3), 10, 0) == 6 * 6 * 10
+
+
+def test_median_epoch_leaves_out_the_first_unless_it_is_alone():
+    assert speed.median_epoch([9.0, 1.0, 3.0, 2.0]) == 2.0
+    assert speed.median_epoch([9.0, 1.0]) == 1.0
+    assert speed.median_epoch([4.0]) == 4.0
+
+
+def test_summary_takes_medians_over_repetitions_and_rows_per_epoch_second():
+    runs = [run("runner", 10.0, [5, 0.5, 0.5], first=2.0, metric=0.90),
+            run("runner", 30.0, [5, 1.0, 1.0], first=4.0, metric=0.96),
+            run("runner", 20.0, [5, 2.0, 2.0], first=None, metric=0.93)]
+    summary = speed.summarise(runs, train_rows=1000)
+    assert summary.wall == 20.0
+    assert summary.epoch == 1.0
+    assert summary.samples_per_second == 1000.0
+    assert summary.first_step == 3.0  # the run without one is left out
+    assert summary.metric == 0.93 and summary.metric_range == (0.90, 0.96)
+
+
+def test_experiment_rows_put_speed_ups_above_one_when_the_runner_is_faster():
+    summaries = {"plain": speed.summarise([run("plain", 40.0, [3, 0.4, 0.4], rows=4000)], 4000),
+                 "runner": speed.summarise([run("runner", 20.0, [3, 0.1, 0.1], metric=0.95)], 4000)}
+    rows = {row[1]: row for row in speed.experiment_rows("wine_mlp", 200, summaries, 1)}
+    assert rows["wall s (whole command)"][5] == "2.00x"
+    assert rows["epoch s (median, first left out)"][5] == "4.00x"
+    assert rows["samples/s"][2:4] == ["10,000", "40,000"] and rows["samples/s"][5] == "4.00x"
+    assert rows["test_mae"][5] == "diff +0.0500"
+    assert rows["test_mae"][4] == ""  # no JAX run
+
+
+def test_markdown_table_lines_up():
+    text = speed.markdown(["a", "bb"], [["long cell", "x"], ["y", "z"]])
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].startswith("|---") and lines[2].startswith("| long cell | x ")
+
+
+def test_startup_rows_fail_on_tensorflow_or_a_slow_start():
+    rows = speed.startup_rows({"--help": {"seconds": 0.3, "heavy_imports": []},
+                               "--cfg job": {"seconds": 0.4, "heavy_imports": ["tensorflow"]},
+                               "slow": {"seconds": 1.5, "heavy_imports": []}})
+    assert [row[5].endswith("pass") for row in rows] == [True, False, False]
+    assert "imports tensorflow" in rows[1][5]
+
+
+def test_imported_packages_reads_importtime_output():
+    output = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       330 |        330 |   tensorflow.python.eager\n"
+              "import time:       210 |       1405 | json\n"
+              "something else | keras\n")
+    assert speed.imported_packages(output) & speed.HEAVY_PACKAGES == {"tensorflow"}
+
+
+def test_only_selects_sections_by_part_of_their_name():
+    assert speed.selected("wine,startup") == ["startup", "wine_mlp"]
+    assert speed.selected(None) == list(speed.SECTIONS)
+    with pytest.raises(ValueError, match="cifar"):
+        speed.selected("wine,cifar")
+
+
+def test_repetitions_rotate_the_order_of_the_commands():
+    assert speed.rotated(["plain", "tensorflow", "jax"], 1) == ["tensorflow", "jax", "plain"]
+    assert speed.rotated(["plain", "tensorflow"], 2) == ["plain", "tensorflow"]
+
+
+def test_default_run_is_estimated_under_25_minutes_and_quick_under_default():
+    default = {name: epochs for name, (epochs, _, _) in speed.EXPERIMENTS.items()}
+    quick = {name: epochs for name, (_, epochs, _) in speed.EXPERIMENTS.items()}
+    full = speed.estimate_seconds(list(speed.SECTIONS), default, 3, True, speed.SWEEP["default"])
+    assert 5 * 60 < full < 25 * 60
+    assert speed.estimate_seconds(list(speed.SECTIONS), quick, 1, True, speed.SWEEP["quick"], quick=True) < full / 3
+    assert speed.estimate_seconds(["wine_mlp"], default, 3, False, (8, 20)) < full
+
+
+def test_process_start_matches_the_launch_of_a_child():
+    launched = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    try:
+        assert common.process_start(child.pid) == pytest.approx(launched, abs=0.2)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_speed_help_runs_without_tensorflow():
+    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "bench" / "speed.py"), "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--quick" in done.stdout and "sections: startup" in done.stdout
+    assert not speed.imported_packages(done.stderr) & speed.HEAVY_PACKAGES
+
+
+def test_plain_script_hard_codes_the_presets_settings():
+    plain_keras = pytest.importorskip("bench.plain_keras")
+    trainer_defaults = yaml.safe_load((REPO / "conf" / "trainer" / "default.yaml").read_text())
+    for name, book in plain_keras.BOOK.items():
+        preset = yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text())
+        assert list(book.hidden) == preset["model"]["hidden_units"], name
+        assert book.dropout == preset["model"].get("dropout", 0.0), name
+        assert book.batch_size == preset["trainer"]["batch_size"], name
+        assert book.epochs == preset["trainer"]["epochs"], name
+        monitor = preset["trainer"].get("checkpoint", {}).get("monitor", trainer_defaults["checkpoint"]["monitor"])
+        assert book.monitor == monitor, name
+        assert speed.EXPERIMENTS[name][2] == f"test_{book.metric}", name
+
+
+def test_a_failed_section_is_a_row_of_the_table():
+    text = speed.table({"errors": {"sweep": "RuntimeError: exit 1 | no store"}}, {}, 1)
+    row = text.splitlines()[-1]
+    assert row.startswith("| sweep ") and "FAILED" in row and "exit 1 / no store" in row
+    assert row.count("|") == len(speed.HEADER) + 1
