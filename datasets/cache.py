@@ -24,7 +24,7 @@ import pandas as pd
 import sklearn
 
 from .containers import SPLIT_NAMES, Dataset, Split
-from .fetch import FoundFile, default_cache_dir
+from .fetch import FoundFile, default_cache_dir, sha256_of
 
 log = logging.getLogger("datasets")
 
@@ -142,7 +142,7 @@ def write_array(path: Path, values: np.ndarray) -> dict:
             raise TypeError(f"{path.name}: an object array holding non-strings cannot be cached")
         values = values.astype(str)
     np.save(path, np.ascontiguousarray(values), allow_pickle=False)
-    return {"file": path.name, "sha256": sha256_file(path), "object": as_object}
+    return {"file": path.name, "sha256": sha256_of(path), "object": as_object}
 
 
 def publish(tmp: Path, entry: Path, replace: bool) -> None:
@@ -171,14 +171,6 @@ def remove_leftovers(folder: Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- reading
