@@ -116,8 +116,10 @@ def find_file(relpaths: str | list[str], *, data_dir=None, download=True, verify
 def not_found_message(relpaths: list[str], places: list[Place], attempt: str, hint: str = "") -> str:
     lines = [f"Data file {' or '.join(repr(r) for r in relpaths)} not found. Searched:"]
     for place in places:
+        # A folder that is not there at all is most often a typo in the path: say so.
+        missing = "; this folder does not exist" if place.origin != "user cache" and not place.root.is_dir() else ""
         for relpath in relpaths:
-            lines.append(f"  - {place.root / relpath}   ({place.origin})")
+            lines.append(f"  - {place.root / relpath}   ({place.origin}{missing})")
     if "RUNNER_DATA_DIR" not in {p.origin for p in places}:
         lines.append("  (RUNNER_DATA_DIR is not set)")
     lines.append(attempt)

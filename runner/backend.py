@@ -73,6 +73,23 @@ def fit_inputs(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
                      validation_data=_batched(x_val, y_val, batch_size, False, seed))
 
 
+# Keras's TensorFlow trainer opens two iterators over the training data per epoch (the one it trains on, and
+# one it opens when the epoch's batches run out and then drops); each draws the next shuffle order.
+TF_ITERATORS_PER_EPOCH = 2
+
+
+def skip_epochs(inputs: FitInputs, epochs: int) -> bool:
+    """Draw the shuffle orders of ``epochs`` epochs, so that a fit resumed after them sees the data in the
+    order the uninterrupted fit saw it. Arrays need nothing where Keras shuffles them with NumPy's global
+    generator (JAX), whose state the checkpoint restores; False for Keras's TensorFlow pipeline over shuffled
+    arrays, whose order cannot be promised."""
+    if isinstance(inputs.x, np.ndarray):
+        return not inputs.shuffle or name() != "tensorflow"
+    for _ in range(TF_ITERATORS_PER_EPOCH * epochs):
+        iter(inputs.x)
+    return True
+
+
 def _batched(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
     import tensorflow as tf
 

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from runner import console, interrupts
+
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC, or NaN when a split holds one class only (tiny subsets) or the scores are not finite."""
@@ -49,11 +51,13 @@ class EpochLogger(keras.callbacks.Callback):
 
     Adds ``epoch_seconds`` (the epoch's training, validation and the callbacks before this one) to the logs,
     so the history holds it too; ``first_step_at`` is the time the first training step began (time.time()).
+    ``checkpoint(epoch, logs, metrics)``, when given, saves the resumable state just before the epoch is logged.
     """
 
-    def __init__(self, log_fn):
+    def __init__(self, log_fn, checkpoint=None):
         super().__init__()
         self.log_fn = log_fn
+        self.checkpoint = checkpoint
         self.first_step_at = None
         self._epoch_started = 0.0
 
@@ -69,4 +73,28 @@ class EpochLogger(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._epoch_started
         metrics = {name: float(value) for name, value in (logs or {}).items()}
         metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        self.log_fn(metrics, epoch + 1)
+        # A SIGTERM waits for both: a resumed run then finds every checkpointed epoch in MLflow, and no other.
+        with interrupts.deferred():
+            if self.checkpoint is not None:
+                self.checkpoint(epoch + 1, logs, metrics)
+            self.log_fn(metrics, epoch + 1)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One console line per epoch (runner/console.py): loss, val_loss, the checkpoint monitor (``*`` when it
+    is the best so far, the epoch the run keeps) and the epoch's seconds. Used instead of Keras's own output
+    where that is not a terminal; after EpochLogger, whose ``epoch_seconds`` it shows."""
+
+    def __init__(self, monitor: str, mode: str, label: str = "", best: float | None = None):
+        super().__init__()
+        self.monitor, self.mode, self.label = monitor, mode, label
+        self.best = best  # a resumed run passes the best of its earlier epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        value = logs.get(self.monitor)
+        improved = value is not None and console.better(value, self.best, self.mode)
+        if improved:
+            self.best = value
+        print(console.epoch_line(epoch + 1, self.params.get("epochs") or epoch + 1, logs, self.monitor, improved,
+                                 self.label), flush=True)

@@ -5,6 +5,7 @@ Importing this module imports Hydra and the schemas only: TensorFlow is imported
 """
 
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -13,9 +14,12 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from runner import interrupts
+from runner.console import apply_verbosity, native_log_filtered
 from runner.errors import RunnerError
 from runner.resources import job_share
 from runner.schema import register_configs, validate
+from runner.security import TargetNotAllowed, check_targets
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking", "diagnostics")
@@ -27,15 +31,47 @@ def main() -> None:
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
         print(help_text())
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    if any(arg in ("-sc", "--shell-completion") or arg.startswith("--shell-completion=") for arg in sys.argv[1:]):
+        prepare_completion()
+    refuse_untrusted_targets()
+    interrupts.install()  # SIGTERM unwinds like Ctrl-C: the run is marked KILLED, its checkpoint kept
     try:
         _hydra_entry()
+    except interrupts.Interrupted as stop:
+        print(f"\nStopped: {stop}", file=sys.stderr)
+        sys.exit(stop.exit_code)
     finally:
         # Hydra skips on_multirun_end when the sweeper raises (its basic sweeper does when any job failed):
         # end the sweep's parent run here, while MLflow can still start its upload/download threads.
         sweep_record = sys.modules.get("runner.sweep_record")
         if sweep_record is not None:
             sweep_record.end_open_sweeps()
+
+
+def refuse_untrusted_targets() -> None:
+    """Check every config Hydra composes for `_target_`s outside our packages (runner/security.py).
+
+    Hydra instantiates hydra.callbacks right after composing, before the task function runs, and offers no
+    hook in between: wrapping its compose step is the one place that sees the config before any target is
+    imported (on every path: a run, a sweep, --cfg).
+    """
+    from hydra._internal.hydra import Hydra
+    from hydra.errors import ConfigCompositionException
+
+    compose = Hydra.compose_config
+    if getattr(compose, "checks_targets", False):
+        return
+
+    def compose_and_check(self, *args, **kwargs):
+        config = compose(self, *args, **kwargs)
+        try:
+            check_targets(config)
+        except TargetNotAllowed as error:
+            raise ConfigCompositionException(f"Error: {error}") from None  # Hydra prints just the message
+        return config
+
+    compose_and_check.checks_targets = True
+    Hydra.compose_config = compose_and_check
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -47,7 +83,9 @@ def _hydra_entry(cfg: DictConfig):
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         validate(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
-        from runner.job import run_job
+        apply_verbosity(cfg.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
+        with native_log_filtered(cfg.verbosity):  # TensorFlow loads here
+            from runner.job import run_job
         from runner.sweep_record import child_link
 
         # In a sweep the run becomes a child of the parent run that the sweep-record callback opened.
@@ -62,6 +100,33 @@ def _hydra_entry(cfg: DictConfig):
         print(f"\nError: {error}", file=sys.stderr)
         sys.exit(1)
     return result.objective
+
+
+def prepare_completion() -> None:
+    """Let Hydra's shell completion (``-sc install=bash``, ``-sc query=bash``) work from ``python -m runner`` too.
+
+    Hydra's bash script completes a command it can run again with ``-sc query=bash``: the ``runner`` script,
+    or ``python some_file.py``, never ``python -m runner``. So an install from ``python -m runner`` is made
+    for the ``runner`` script (not for every ``python`` command), and a query's ``python -m runner`` is read
+    as ``runner``, which Hydra's parser would otherwise take for an override.
+    """
+    if Path(sys.argv[0]).name == "__main__.py":
+        sys.argv[0] = "runner"
+    line = os.environ.get("COMP_LINE")
+    if line is not None:
+        os.environ["COMP_LINE"] = re.sub(r"^\s*\S*python[\d.]*\s+-m\s+runner\b", "runner", line)
+    from hydra.plugins.completion_plugin import CompletionPlugin
+
+    query = CompletionPlugin._query
+    if getattr(query, "hides_schemas", False):
+        return
+
+    def without_schemas(self, *args, **kwargs):
+        # schema/ holds the dataclasses the YAML files extend (runner/schema.py), not options to choose.
+        return [word for word in query(self, *args, **kwargs) if not word.lstrip("+~").startswith("schema/")]
+
+    without_schemas.hides_schemas = True
+    CompletionPlugin._query = without_schemas
 
 
 def _is_user_error(error: Exception) -> bool:
@@ -105,7 +170,11 @@ def help_text() -> str:
         "  python -m runner -m +experiment=mnist_dropout +sweep=mnist_search +launcher=joblib   an Optuna search",
         "",
         "Data: dataset.data_dir, else $RUNNER_DATA_DIR, else the user cache (downloaded there on first use).",
-        "Results: mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db   (then http://127.0.0.1:5000)",
+        "Results: mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///outputs/mlflow.db",
+        "         (then http://127.0.0.1:5000)",
+        "Console: verbosity=normal (default), quiet (warnings, errors, summaries) or debug (also TensorFlow's",
+        "         C++ log, every Python warning, MLflow's INFO lines)",
+        "Tab completion (bash): eval \"$(runner -sc install=bash)\"   (e.g. in ~/.bashrc)",
         "Hydra's own options: --hydra-help",
     ]
     return "\n".join(lines)

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,9 +18,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from datasets import load_dataset
-from runner import diagnose, evaluation, faults, objective, plots, pruning, resources, training
+from runner import diagnose, evaluation, faults, objective, plots, pruning, resources, resume, training
 from runner.console import print_summary
-from runner.errors import TrackingError, TrainingError
+from runner.errors import ConfigError, TrackingError, TrainingError
 from runner.schema import validate
 from runner.tracking import RunRecord, Tracker, attach, config_params, connect, data_tags, environment_tags
 
@@ -60,17 +59,25 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
         tracker = connect(tracking_cfg["uri"], tracking_cfg["experiment"], tracking_cfg["artifact_location"])
     else:
         tracker = attach(tracking_cfg["uri"], parent_run_id)
+    saved = _checkpoint_to_resume(resolved, parent_run_id)
     run_name = tracking_cfg["run_name"] or run_name or f"{resolved['name']}-{datetime.now():%Y%m%d-%H%M%S}"
     tags = {"runner.preset": resolved["name"], "mlflow.note.content": resolved["description"],
             "runner.output_dir": str(output_dir.resolve()), **environment_tags(), **_trial_tags(resolved),
             **plan.tags(), **(tags or {})}
-    record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
+    if saved:  # the same MLflow run goes on: one training, one record, whatever stopped it on the way
+        record = RunRecord.reopen(tracker, saved.run_id,
+                                  {**tags, "runner.resumed": f"after epoch {saved.epoch} from {saved.folder}"})
+    else:
+        record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
     log.info("MLflow run %s (%s) in experiment %r", record.run_id, run_name, tracking_cfg["experiment"])
     try:
-        record.log_params(config_params(resolved))
-        record.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
-        record.log_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))), "config/overrides.yaml")
-        result = _train_and_evaluate(resolved, output_dir, record, tracker)
+        if saved:
+            resume.log_missing_epoch(record, saved)
+        else:  # a resumed run has them from its start, and MLflow params cannot change
+            record.log_params(config_params(resolved))
+            record.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
+            record.log_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))), "config/overrides.yaml")
+        result = _train_and_evaluate(resolved, output_dir, record, tracker, saved)
     except BaseException as error:
         with contextlib.suppress(Exception):  # the original error matters more than a failed upload
             _log_file_artifacts(record, output_dir)
@@ -79,6 +86,8 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
             raise
         _tag_trial_state(record, resolved, "FAIL")
         record.fail(error)
+        if isinstance(error, KeyboardInterrupt) and (hint := resume.hint(output_dir, record.run_id)):
+            log.warning("%s: %s", error or "interrupted", hint)
         raise
     _log_file_artifacts(record, output_dir)
     _tag_trial_state(record, resolved, "COMPLETE")
@@ -97,20 +106,31 @@ def check_writable(output_dir: Path) -> None:
                             f"hydra.run.dir=... (or run from a folder you can write to).") from error
 
 
+def _checkpoint_to_resume(cfg: dict, parent_run_id: str | None) -> resume.Saved | None:
+    target = cfg["trainer"]["resume"]
+    if not target:
+        return None
+    if parent_run_id is not None or cfg["trial"]["id"] is not None:
+        raise ConfigError("trainer.resume continues one interrupted run; an interrupted search resumes when its "
+                          "command is run again")
+    saved = resume.load(target, cfg["tracking"]["uri"])
+    resume.check_config(saved, cfg)
+    return saved
+
+
 def load_data(dataset_cfg: dict):
     options = dict(dataset_cfg)
     return load_dataset(options.pop("name"), **options)
 
 
-def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker: Tracker) -> JobResult:
+def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker: Tracker,
+                        saved: resume.Saved | None = None) -> JobResult:
     data = faults.inject(load_data(cfg["dataset"]), cfg["fault"])  # a no-op unless a fault preset is used
     record.set_tags(data_tags(data))
     log.info("data: %s, %s task, rows train/val/test %d/%d/%d (%s split)", data.name, data.task,
              len(data.train.y), len(data.val.y), len(data.test.y), data.split_source)
 
     trainer = dict(cfg["trainer"])
-    if trainer["verbose"] is None:
-        trainer["verbose"] = 1 if sys.stdout.isatty() else 2
     training.seed_everything(trainer["seed"], trainer["deterministic"])
     loss = training.loss_name(cfg["model"], data.task)
     metrics = training.task_metrics(data.task, loss, cfg["evaluation"]["threshold"])
@@ -135,7 +155,8 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     try:
         trained = training.fit(model, data, {**cfg, "trainer": trainer}, output_dir, record.log_metrics,
                                extra_callbacks=schedule_callbacks + ([pruner] if pruner else [])
-                               + (diagnostics.callbacks() if diagnostics else []))
+                               + (diagnostics.callbacks() if diagnostics else []), saved=saved,
+                               context={"run_id": record.run_id, "tracking_uri": tracker.uri, "config": cfg})
     except Exception:
         if diagnostics:
             diagnostics.after_failure(model)

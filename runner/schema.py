@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from runner import objective
 from runner.errors import ConfigError
 
 
@@ -113,6 +114,8 @@ class ModelBase:
     output_units: Optional[int] = bounded(None, 1)
     output_activation: Optional[str] = None
     loss: Optional[str] = None  # None: mae / binary_crossentropy / sparse_categorical_crossentropy
+    # An output or loss that does not suit the task is refused unless this is true (the seeded-fault presets)
+    allow_unusual_output: bool = False
 
 
 @dataclass
@@ -197,6 +200,7 @@ class CheckpointConfig:
 
     monitor: str = "val_loss"
     mode: str = one_of("auto", "auto", "min", "max")
+    resumable: bool = True  # after every epoch, the full training state trainer.resume continues from
 
 
 @dataclass
@@ -226,6 +230,7 @@ class TrainerConfig:
     pipeline: str = one_of("auto", "auto", "arrays", "tf_data")
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    resume: Optional[str] = None  # an interrupted run to continue: its folder or MLflow run id (runner/resume.py)
 
 
 @dataclass
@@ -291,6 +296,9 @@ class FaultConfig:
 class RunConfig:
     name: str = "custom"  # the experiment preset; presets set it
     description: str = ""
+    # What the console shows (runner/console.py): quiet (warnings, errors, summaries), normal, or debug
+    # (also TensorFlow's C++ log, every Python warning, the libraries' INFO lines).
+    verbosity: str = one_of("normal", "quiet", "normal", "debug")
     dataset: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -340,7 +348,12 @@ def validate(cfg: DictConfig) -> None:
                         ("evaluation", EvaluationConfig), ("objective", ObjectiveConfig), ("trial", TrialLink),
                         ("diagnostics", DiagnosticsConfig), ("fault", FaultConfig)):
         problems += _check_node(cfg[key], schema, key)
+    problems += [f"{spec.name}={cfg.get(spec.name)!r} is not allowed; choose one of: "
+                 f"{', '.join(spec.metadata['choices'])}" for spec in fields(RunConfig)
+                 if "choices" in spec.metadata and cfg.get(spec.name, spec.default) not in spec.metadata["choices"]]
     problems += _contradictions(cfg)
+    if not problems:  # the checks below read several groups at once and assume each is valid
+        problems += _metric_problems(cfg) + _output_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -353,6 +366,68 @@ def _contradictions(cfg: DictConfig) -> list[str]:
         problems.append(f"dataset.val_fraction + dataset.test_fraction = "
                         f"{dataset.val_fraction + dataset.test_fraction:g} leaves no rows to train on; keep it below 1")
     return problems
+
+
+def _metric_problems(cfg: DictConfig) -> list[str]:
+    """Monitored metrics and the objective must be logged by the run: refused here, before any run exists."""
+    if objective.task_of(cfg) is None:
+        return []
+    per_epoch = [name for name in objective.epoch_metric_names(cfg) if name != "learning_rate"]
+    trainer, schedule = cfg.trainer, cfg.optimizer.schedule
+    monitors = {"trainer.checkpoint.monitor": trainer.checkpoint.monitor}
+    if trainer.early_stopping.enabled:
+        monitors["trainer.early_stopping.monitor"] = trainer.early_stopping.monitor
+    if schedule.name == "reduce_on_plateau":
+        monitors["optimizer.schedule.monitor"] = schedule.monitor
+    problems = [f"{key}={monitor!r} is not a metric of this run; choose one of: {', '.join(per_epoch)}"
+                for key, monitor in monitors.items() if monitor not in per_epoch]
+    metric, logged = cfg.objective.metric, objective.metric_names(cfg)
+    if metric not in logged and metric != trainer.checkpoint.monitor:  # else reported as the monitor above
+        problems.append(f"objective.metric={metric!r} is not a metric of this run; choose one of: {', '.join(logged)}")
+    return problems
+
+
+# Loss names as Keras accepts them, compared without case or underscores, by the task they suit.
+LOSS_TASKS = {
+    **dict.fromkeys(("meanabsoluteerror", "mae", "meansquarederror", "mse", "huber", "logcosh", "mape",
+                     "meansquaredlogarithmicerror", "msle", "meanabsolutepercentageerror"), "regression"),
+    **dict.fromkeys(("binarycrossentropy", "binaryfocalcrossentropy"), "binary"),
+    **dict.fromkeys(("categoricalcrossentropy", "sparsecategoricalcrossentropy", "categoricalfocalcrossentropy",
+                     "kldivergence"), "multiclass"),
+}
+TASK_OUTPUT = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax"}
+DATASET_CLASSES = {"mnist": 10}
+
+
+def _output_problems(cfg: DictConfig) -> list[str]:
+    """An output layer or loss that cannot suit the task trains without error but learns nothing useful."""
+    task, model = objective.task_of(cfg), cfg.model
+    if task is None or model.allow_unusual_output:
+        return []
+    activation = (model.output_activation or TASK_OUTPUT[task]).lower()
+    loss_task = LOSS_TASKS.get(model.loss.lower().replace("_", "")) if model.loss else task
+    classes = DATASET_CLASSES.get(cfg.dataset.name) or cfg.dataset.get("n_classes")
+    units = model.output_units or (classes if task == "multiclass" else 1)
+    reasons = []
+    if activation == "softmax" and units == 1:
+        reasons.append("softmax over one output unit always outputs 1.0")
+    if task == "regression" and activation in ("sigmoid", "softmax"):
+        reasons.append(f"a {activation} output cannot reach regression targets outside (0, 1)")
+    if loss_task is not None and loss_task != task:
+        reasons.append(f"{model.loss} is a {loss_task} loss")
+    if loss_task in ("binary", "multiclass") and activation not in ("sigmoid", "softmax"):
+        reasons.append(f"a {activation} output gives the cross-entropy loss no probabilities")
+    if loss_task == "multiclass" and activation == "sigmoid":
+        reasons.append("sigmoid outputs are no distribution over the classes, as the loss expects")
+    if task == "multiclass" and classes and units != classes:
+        reasons.append(f"{units} output units for {classes} classes")
+    if task != "multiclass" and units != 1:
+        reasons.append(f"{units} output units for one target")
+    if not reasons:
+        return []
+    loss = f"loss {model.loss}" if model.loss else "the default loss"
+    return [f"model output {activation} x{units} with {loss} on a {task} task: "
+            f"{'; '.join(reasons)}. Set model.allow_unusual_output=true to train it anyway."]
 
 
 def _check_node(node: DictConfig, schema, path: str) -> list[str]:

@@ -477,7 +477,9 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
             _validate_or_fail(study, trials, batch, validate_batch)
         results = launcher.launch(batch, initial_job_idx=trials[0].number)
         for trial, result in zip(trials, results):
-            tell_result(study, trial, result)
+            state = tell_result(study, trial, result)
+            if config.get("verbosity") != "quiet":
+                print(progress_line(study, trial, state, result, n_trials), flush=True)
         returns.append(results)
         if grid_exhausted(study):
             log.info("the grid is exhausted: every point ran")
@@ -488,6 +490,21 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
     check_failure_rate(finished, sweeper.max_failure_rate, floor)
     log_summary(study)
     return returns
+
+
+def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:
+    """``trial 3 (4/10) done: val_loss = 0.2211 (params); best so far: trial 1, val_loss = 0.2100``."""
+    from runner.console import trial_line
+
+    try:
+        best = study.best_trial
+        best = (best.number, best.value)
+    except ValueError:  # no trial completed yet
+        best = None
+    value = job_return._return_value if state == "COMPLETE" else None
+    return trial_line("trial", len(counted_trials(study)), n_trials, trial.number, state,
+                      study.user_attrs.get("runner.objective", "objective"), value, trial.params, best,
+                      reason=trial.user_attrs.get(ERROR, ""))
 
 
 def _none_complete(trials: list) -> bool:
@@ -518,7 +535,8 @@ def log_summary(study) -> None:
     summary = ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items())
     if counts[TrialState.COMPLETE]:
         best = study.best_trial
-        log.info("study %r: %s; best trial %d, %s = %g, params %s", study.study_name, summary, best.number,
-                 study.user_attrs.get("runner.objective"), best.value, json.dumps(best.params))
+        # At debug level: the sweep's summary (runner/sweep_record.py) prints the best trial and its params.
+        log.debug("study %r: %s; best trial %d, %s = %g, params %s", study.study_name, summary, best.number,
+                  study.user_attrs.get("runner.objective"), best.value, json.dumps(best.params))
     else:
         log.info("study %r: %s; no trial completed", study.study_name, summary)

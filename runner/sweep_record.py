@@ -29,6 +29,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from runner.console import apply_verbosity
+from runner.security import redact_text
 from runner.sweep_report import Objective
 
 log = logging.getLogger("runner")
@@ -66,6 +68,7 @@ class SweepRecord(Callback):
         self.plan: SweepPlan | None = None
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
+        apply_verbosity(OmegaConf.select(config, "verbosity", default="normal"))  # before MLflow, Optuna load
         self.plan = open_sweep(config, config_name, self.best_config_dir, self.mixed_experiment)
         OPEN_PLANS.append(self.plan)
         atexit.register(end_abandoned, self.plan)  # a last resort when the program is not run by runner.cli
@@ -73,6 +76,11 @@ class SweepRecord(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.plan is not None:
             close_safely(self.plan)
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        # A search prints its trials' progress from its own loop (runner/search.py); a grid's jobs do it here.
+        if self.plan is not None and self.plan.grid_jobs is not None and config.get("verbosity") != "quiet":
+            print(job_progress(self.plan, config, job_return), flush=True)
 
 
 # ---------------------------------------------------------------- start of the sweep
@@ -111,7 +119,7 @@ def open_sweep(config: DictConfig, config_name: str | None, best_config_dir: str
         client.set_tag(parent_id, "runner.resumed_at", f"{datetime.now():%Y-%m-%d %H:%M:%S}")
         log.info("resuming the search's parent run %s (%s)", parent_id, name)
     definition = sweep_definition(config, overrides, presets, experiments, sweep_dir)
-    client.log_text(parent_id, yaml.safe_dump(definition, sort_keys=False), "sweep/definition.yaml")
+    client.log_text(parent_id, redact_text(yaml.safe_dump(definition, sort_keys=False)), "sweep/definition.yaml")
 
     (sweep_dir / PARENT_FILE).write_text(json.dumps(
         {"run_id": parent_id, "experiment_id": experiment_id, "tracking_uri": uri, "experiment": experiment,
@@ -291,6 +299,30 @@ def child_link(hydra_cfg, cfg: DictConfig) -> dict:
     return {"parent_run_id": parent["run_id"], "run_name": run_name, "tags": tags}
 
 
+def job_progress(plan: SweepPlan, config: DictConfig, job_return) -> str:
+    """``job 2 (3/4) done: val_loss = 0.31 (optimizer.learning_rate=0.01); best so far: job 0, val_loss = 0.29``.
+
+    The count and the best come from the sweep folder's progress file, which every job appends to: with a
+    parallel launcher the jobs end in other processes.
+    """
+    from hydra.core.utils import JobStatus
+
+    from runner.console import best_entry, record_job, trial_line
+
+    number = int(config.hydra.job.num)
+    value = job_return._return_value  # the objective, or the exception of a failed job
+    finished = job_return.status == JobStatus.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value)
+    entries = record_job(Path(plan.sweep_dir), {"job": number, "value": float(value) if finished else None})
+    swept = {key.lstrip("+~") for key in plan.swept_keys}
+    params = dict(line.lstrip("+~").split("=", 1) for line in job_return.overrides or []
+                  if "=" in line and line.split("=", 1)[0].lstrip("+~") in swept)
+    reason = "" if finished else (f"{type(value).__name__}: {value}" if isinstance(value, BaseException)
+                                  else f"the objective is {value!r}")
+    return trial_line("job", len(entries), plan.grid_jobs, number, "COMPLETE" if finished else "FAIL",
+                      plan.objective.metric, value if finished else None, params,
+                      best_entry(entries, plan.objective.direction), reason=reason)
+
+
 # ---------------------------------------------------------------- end of the sweep
 
 
@@ -348,7 +380,8 @@ def close_sweep(plan: SweepPlan, stopped: str | None = None) -> None:
         metrics[f"best_{objective.metric}"] = float(report.best["objective"])
         best_run = client.get_run(report.best["run_id"])
         metrics.update({f"best_{name}": value for name, value in best_run.data.metrics.items()
-                        if name.startswith(("train_", "val_", "test_")) and name != objective.metric})
+                        if name.startswith(("train_", "val_", "test_")) and name != objective.metric
+                        and not name.endswith("_seconds")})  # best_train_seconds would read as "fastest"
         tags = {"runner.best_run_id": report.best["run_id"], "runner.best_trial": str(report.best["trial"]),
                 "runner.best_config": str(best_config)}
     if stopped:
@@ -356,7 +389,8 @@ def close_sweep(plan: SweepPlan, stopped: str | None = None) -> None:
     client.log_batch(plan.parent_run_id, metrics=_metric_entities(metrics), tags=_tag_entities(tags))
     status = "FINISHED" if counts["FINISHED"] and not stopped else "FAILED"
     client.set_terminated(plan.parent_run_id, status)
-    print_summary(plan, report, best_config, status, unrecorded=launched - len(runs))
+    print_summary(plan, report, best_config, status, unrecorded=launched - len(runs),
+                  trial_config=trial_config_path(best_run) if report.best is not None else None)
 
 
 def launched_jobs(plan: SweepPlan) -> int:
@@ -415,7 +449,17 @@ def rerun_command(plan: SweepPlan) -> str:
     return f"python -m runner --config-dir {conf_dir} +experiment=best/{plan.sweep_name}"
 
 
-def print_summary(plan: SweepPlan, report, best_config: Path | None, status: str, unrecorded: int = 0) -> None:
+def trial_config_path(run) -> str:
+    """Where the trial's own config is: its run folder's .hydra/config.yaml, else the run's artifact."""
+    folder = run.data.tags.get("runner.output_dir")
+    path = Path(folder) / ".hydra" / "config.yaml" if folder else None
+    if path is not None and path.is_file():
+        return str(path)
+    return f"config/config.yaml in the artifacts of run {run.info.run_id}"
+
+
+def print_summary(plan: SweepPlan, report, best_config: Path | None, status: str, unrecorded: int = 0,
+                  trial_config: str | None = None) -> None:
     from runner.console import ui_command
 
     counts = ", ".join(f"{report.count(state)} {state.lower()}" for state in ("FINISHED", "FAILED", "PRUNED"))
@@ -426,6 +470,8 @@ def print_summary(plan: SweepPlan, report, best_config: Path | None, status: str
     if best is not None:
         lines += [(f"  best:        trial {best['trial']} ({best['run_name']}), {report.objective.metric} = "
                    f"{best['objective']:.6g}, run id {best['run_id']}"),
+                  f"  params:      {', '.join(f'{key}={best[key]}' for key in report.param_columns) or '-'}",
+                  f"  its config:  {trial_config}",
                   f"  best config: {best_config}", f"  rerun it:    {rerun_command(plan)}"]
     else:
         lines.append("  no trial finished: see the failed runs' runner.error tags")

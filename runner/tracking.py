@@ -5,6 +5,7 @@ nested sweep runs cannot pick up each other's run.
 """
 
 import contextlib
+import fcntl
 import json
 import platform
 import subprocess
@@ -22,12 +23,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from runner.errors import TrackingError
+from runner.security import redact_mapping, redact_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",
             "mlflow", "hydra-core", "omegaconf", "numpy", "pandas", "scikit-learn", "keras-runner")
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batch call
+TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv"}  # files log_artifact redacts like log_text
+MAX_REDACTED_BYTES = 50 << 20
 
 
 @dataclass
@@ -57,20 +61,33 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
     elif urlparse(uri).scheme in ("http", "https"):
         check_server(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
-        elif found.lifecycle_stage == "deleted":
-            raise TrackingError(f"MLflow experiment {experiment!r} is deleted in {uri}; restore it in the UI "
-                                f"or choose another name with tracking.experiment=...")
-        else:
-            experiment_id = found.experiment_id
+        with _creation_lock(database):
+            client = MlflowClient(tracking_uri=uri)
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
+            elif found.lifecycle_stage == "deleted":
+                raise TrackingError(f"MLflow experiment {experiment!r} is deleted in {uri}; restore it in the UI "
+                                    f"or choose another name with tracking.experiment=...")
+            else:
+                experiment_id = found.experiment_id
     except TrackingError:
         raise
     except Exception as error:
-        raise TrackingError(f"cannot use the tracking store {uri} (tracking.uri): {error}") from error
+        raise TrackingError(redact_text(f"cannot use the tracking store {uri} (tracking.uri): {error}")) from error
     return Tracker(client=client, experiment_id=experiment_id, uri=uri)
+
+
+@contextlib.contextmanager
+def _creation_lock(database: Path | None):
+    """Processes opening one SQLite store at once take turns: MLflow's table creation (its migrations) and
+    the experiment's creation are not safe against each other, and all but one would fail on a new store."""
+    if database is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def attach(uri: str, parent_run_id: str) -> Tracker:
@@ -93,7 +110,7 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             response.read()
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise TrackingError(f"the tracking server {uri} (tracking.uri) is unreachable: {reason}. Start it "
+        raise TrackingError(f"the tracking server {redact_text(uri)} (tracking.uri) is unreachable: {reason}. Start it "
                             f"(mlflow server --host 127.0.0.1 --port 5000) or point tracking.uri elsewhere; "
                             f"nothing was trained.") from error
 
@@ -157,18 +174,35 @@ class RunRecord:
         self.client = tracker.client
         if parent_run_id is not None:  # the tag MLflow's UI nests child runs by
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
-        run = self.client.create_run(tracker.experiment_id, run_name=run_name, tags=tags)
+        # Every param, tag and text artifact goes through redaction: secrets never reach the store.
+        run = self.client.create_run(tracker.experiment_id, run_name=run_name, tags=redact_mapping(tags))
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
         self.experiment_id = tracker.experiment_id
 
+    @classmethod
+    def reopen(cls, tracker: Tracker, run_id: str, tags: dict[str, str]) -> "RunRecord":
+        """A run stopped before its end, RUNNING again with ``tags`` added: a resumed training continues it."""
+        run = tracker.client.get_run(run_id)
+        if run.info.status == "FINISHED":
+            raise TrackingError(f"run {run_id} has finished: there is nothing to resume")
+        record = cls.__new__(cls)
+        record.client, record.run_id = tracker.client, run_id
+        record.artifact_uri, record.experiment_id = run.info.artifact_uri, run.info.experiment_id
+        for key in ("runner.error", "runner.error_type"):  # why it stopped no longer describes the run
+            if key in run.data.tags:
+                tracker.client.delete_tag(run_id, key)
+        tracker.client.update_run(run_id, status="RUNNING")
+        record.set_tags(tags)
+        return record
+
     def log_params(self, params: dict[str, str]) -> None:
-        items = [Param(key, value) for key, value in params.items()]
+        items = [Param(key, value) for key, value in redact_mapping(params).items()]
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, params=items[start:start + BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        items = [RunTag(key, str(value)) for key, value in tags.items()]
+        items = [RunTag(key, value) for key, value in redact_mapping(tags).items()]
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, tags=items[start:start + BATCH])
 
@@ -179,10 +213,16 @@ class RunRecord:
             self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
 
     def log_artifact(self, path: Path, folder: str) -> None:
+        path = Path(path)
+        if path.suffix in TEXT_SUFFIXES and path.stat().st_size <= MAX_REDACTED_BYTES:
+            text = path.read_text(errors="replace")
+            if redact_text(text) != text:
+                self.log_text(text, f"{folder}/{path.name}")
+                return
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self.run_id, redact_text(text), artifact_file)
 
     def log_json(self, data, artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), artifact_file)

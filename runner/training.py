@@ -1,6 +1,8 @@
 """Training: seeding, the network and optimizer from config, callbacks, and a fit that keeps the best epoch."""
 
+import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +11,8 @@ import keras
 import numpy as np
 
 from models import build_model, output_head
-from runner import backend
-from runner.callbacks import EpochLogger, RocAucHistory
+from runner import backend, console, resume
+from runner.callbacks import EpochLogger, EpochProgress, RocAucHistory
 from runner.errors import ConfigError, TrainingError
 from runner.objective import HIGHER_IS_BETTER, ONE_HOT_LOSSES
 
@@ -19,6 +21,7 @@ DEFAULT_LOSS = {
     "binary": "binary_crossentropy",
     "multiclass": "sparse_categorical_crossentropy",
 }
+log = logging.getLogger("runner")
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}
 
@@ -40,7 +43,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def build_network(model_cfg: dict, data) -> keras.Model:
-    options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "loss")}
+    options = {k: v for k, v in model_cfg.items() if k not in ("architecture", "loss", "allow_unusual_output")}
     units, activation = output_head(data.task, data.n_classes)
     options["output_units"] = options.get("output_units") or units
     options["output_activation"] = options.get("output_activation") or activation
@@ -120,8 +123,13 @@ def check_monitors(trainer_cfg: dict, optimizer_cfg: dict, available: list[str])
                               f"{', '.join(available)}")
 
 
-def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_callbacks=()) -> TrainResult:
-    """Fit with the best epoch (by the checkpoint monitor) restored into ``model`` at the end."""
+def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_callbacks=(), *,
+        saved: resume.Saved | None = None, context: dict | None = None) -> TrainResult:
+    """Fit with the best epoch (by the checkpoint monitor) restored into ``model`` at the end.
+
+    ``saved``: a checkpoint to continue from (``trainer.resume``); ``context``: what every checkpoint records
+    besides the training state (the config, the MLflow run).
+    """
     trainer = cfg["trainer"]
     task, loss = data.task, loss_name(cfg["model"], data.task)
     y_train = training_targets(data.train.y, task, loss, data.n_classes)
@@ -146,15 +154,34 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=stopping["monitor"], mode=resolve_mode(stopping["monitor"], stopping["mode"]),
             patience=stopping["patience"], min_delta=stopping["min_delta"]))
-    logger = EpochLogger(log_epoch)
+    state = None
+    if trainer["checkpoint"]["resumable"] or saved:
+        if saved:
+            saved = resume.adopt(saved, output_dir, best_path)
+        # After the callbacks whose counters it restores: Keras resets them when training begins.
+        state = resume.TrainingState(output_dir / resume.FOLDER, best_path, callbacks, context or {}, saved)
+        callbacks.append(state)
+    logger = EpochLogger(log_epoch, checkpoint=state.save if state else None)
     callbacks.append(logger)
+    verbose, epoch_lines = console.progress_mode(trainer["verbose"], cfg.get("verbosity", "normal"),
+                                                 sys.stdout.isatty())
+    if epoch_lines:  # after the logger: the line shows its epoch_seconds
+        trial = (cfg.get("trial") or {}).get("number")
+        earlier_best = best_of(saved.state["history"].get(monitor, []), mode)[1] if saved else math.nan
+        callbacks.append(EpochProgress(monitor, mode, label=f"trial {trial}: " if trial is not None else "",
+                                       best=None if math.isnan(earlier_best) else earlier_best))
 
     inputs = backend.fit_inputs(data.train.x, y_train, data.val.x, y_val, batch_size=trainer["batch_size"],
                                 shuffle=trainer["shuffle"], seed=trainer["seed"], pipeline=trainer["pipeline"])
+    if saved and not backend.skip_epochs(inputs, saved.epoch):
+        log.warning("the resumed epochs may see the training data in another order than an uninterrupted run "
+                    "would: Keras's own pipeline shuffles the arrays (trainer.pipeline=%s)", trainer["pipeline"])
     started = time.perf_counter()
     history = model.fit(**inputs.fit_kwargs(), epochs=trainer["epochs"], callbacks=callbacks,
-                        verbose=trainer["verbose"]).history
+                        verbose=verbose, initial_epoch=saved.epoch if saved else 0).history
     seconds = time.perf_counter() - started
+    if saved:  # this fit's history starts after the checkpoint's epoch
+        history = {name: saved.state["history"].get(name, []) + values for name, values in history.items()}
 
     epochs_run = len(history["loss"])
     bad_epoch = next((i + 1 for i, value in enumerate(history["loss"]) if not math.isfinite(value)), None)
@@ -165,6 +192,8 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
             f"{cfg['optimizer']['learning_rate']}), unscaled inputs, or exploding gradients "
             f"(try optimizer.clipnorm=1.0). Metrics up to that epoch are recorded.")
     best_epoch, best_value = best_of(history.get(monitor, []), mode)
+    if state:
+        state.discard()  # the training ended: nothing is left to resume
     if best_path.exists():
         model.load_weights(best_path)
     return TrainResult(history=history, best_epoch=best_epoch, best_value=best_value, monitor=monitor,

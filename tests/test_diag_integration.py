@@ -196,6 +196,7 @@ def test_stop_on_fail_stops_before_training_and_keeps_the_verdicts(tmp_path):
     # softmax over one unit always outputs 1: the loss/output pairing check must FAIL
     with pytest.raises(DiagnosticsStop, match="preflight.loss_output_pairing"):
         run(tmp_path, "diagnostics=quick", "diagnostics.stop_on_fail=true", "model.output_activation=softmax",
+            "model.allow_unusual_output=true",
             "diagnostics.disable=[preflight.gradient_check,preflight.overfit_batch]")
     client = client_for(tmp_path)
     (failed,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])

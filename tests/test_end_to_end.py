@@ -186,7 +186,8 @@ def test_command_line_run_prints_a_summary(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "== wine_mlp: finished 2 epochs" in result.stdout
-    assert "run id:" in result.stdout and "mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db" in result.stdout
+    assert "run id:" in result.stdout
+    assert "mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///outputs/mlflow.db" in result.stdout
     assert (tmp_path / "outputs" / "mlflow.db").is_file()
     run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*_wine_mlp"))
     assert len(run_dirs) == 1 and (run_dirs[0] / "model" / "model.keras").is_file()

@@ -32,6 +32,7 @@ SUBSET = [
     "tests/test_end_to_end.py::test_tiny_synthetic_run_leaves_the_full_record",
     "tests/test_end_to_end.py::test_same_seed_gives_identical_metrics_and_another_seed_does_not",
     "tests/test_end_to_end.py::test_best_epoch_weights_are_used_for_the_final_evaluation",
+    "tests/test_reliability.py::test_resume_refuses_another_config_then_reproduces_the_uninterrupted_run",
     "tests/test_diag_preflight.py::test_healthy_binary_mlp_has_no_fail_and_keeps_its_weights",
     "tests/test_diag_preflight.py::test_a_wrong_custom_gradient_fails_the_gradient_check",
     "tests/test_diag_monitors.py::test_subclassed_model_skips_activation_checks",
