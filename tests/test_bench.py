@@ -137,3 +137,26 @@ def test_a_failed_section_is_a_row_of_the_table():
     row = text.splitlines()[-1]
     assert row.startswith("| sweep ") and "FAILED" in row and "exit 1 / no store" in row
     assert row.count("|") == len(speed.HEADER) + 1
+
+
+def test_checkpoint_bench_builds_the_presets_networks():
+    from hydra import compose, initialize_config_dir
+
+    from bench import checkpoint_cost
+    from runner.schema import register_configs
+
+    register_configs()
+    for name, (_, _, _, _, hidden, dropout) in checkpoint_cost.NETWORKS.items():
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            model = compose(config_name="config", overrides=[f"+experiment={name}"]).model
+        assert list(model.hidden_units) == hidden, name
+        assert model.get("dropout", 0.0) == dropout, name
+
+
+def test_checkpoint_bench_times_every_save_and_leaves_one_checkpoint():
+    from bench import checkpoint_cost
+
+    parameters, seconds, size = checkpoint_cost.checkpoint_times("wine_mlp", 3)
+    assert parameters == 10 * 32 + 32 + 32 + 1
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert size > parameters * 4 * 3  # weights and Adam's two moments, as float32

@@ -67,13 +67,24 @@ def checkpointed_epoch(run_dir: Path) -> int:
 def interrupt_after_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, signum: int,
                           timeout: float = 300) -> tuple[str, str]:
     """Send ``signum`` once the run has checkpointed ``epoch`` (the checkpoint is renamed into place whole,
-    so reading it never races the writer); returns the process's output after it ends."""
+    so reading it never races the writer); returns the process's output after it ends.
+
+    The run is frozen (SIGSTOP) while its checkpoint is read again and the signal is sent: on a loaded machine
+    this process can lose the CPU between seeing the checkpoint and signalling, long enough for a short run
+    to finish. A checkpoint still there while it is frozen means training has not ended (it is deleted when
+    training ends), so the signal lands mid-run.
+    """
     deadline = time.monotonic() + timeout
     while checkpointed_epoch(run_dir) < epoch:
         assert process.poll() is None, "the run ended before it could be interrupted:\n" + process.stderr.read()
         assert time.monotonic() < deadline, "no checkpoint in time"
         time.sleep(0.05)
-    process.send_signal(signum)
+    process.send_signal(signal.SIGSTOP)
+    try:
+        assert checkpointed_epoch(run_dir) >= epoch, "the run finished before it could be interrupted"
+        process.send_signal(signum)
+    finally:
+        process.send_signal(signal.SIGCONT)
     return process.communicate(timeout=timeout)
 
 
