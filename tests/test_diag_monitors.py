@@ -49,6 +49,7 @@ def data() -> DiagnosticData:
 
 def mlp(units=(32, 16), activation="relu", **dense_options) -> keras.Model:
     keras.backend.clear_session()  # layer names restart at dense, dense_1, ...
+    keras.utils.set_random_seed(0)  # the same initial weights whichever tests ran before
     inputs = keras.Input((FEATURES,))
     x = inputs
     for count in units:
@@ -298,8 +299,14 @@ def test_update_ratio_band():
     options = DiagnosticOptions()
     healthy = Records(update_epochs=[1, 2], update_ratio={"a": [1e-3, 2e-3], "b": [1e-2, 1e-2]})
     assert check_update_ratio(healthy, options).verdict == PASS
-    one_slow = Records(update_epochs=[1], update_ratio={"a": [1e-3], "b": [1e-5], "c": [1e-2]})
-    assert check_update_ratio(one_slow, options).verdict == WARN
+    slow = Records(update_epochs=[1], update_ratio={"a": [1e-5], "b": [1e-5], "c": [1e-2]}, data_loss=[1.0, 0.9])
+    assert check_update_ratio(slow, options).verdict == WARN  # small updates and the loss barely moved
+    converged = Records(update_epochs=[1, 2], update_ratio={"a": [1e-3, 1e-7], "b": [1e-3, 1e-8]},
+                        data_loss=[1.0, 0.01])
+    assert check_update_ratio(converged, options).verdict == PASS  # tiny late updates after the loss fell
+    late_huge = Records(update_epochs=[1, 2, 3, 4, 5], data_loss=[1.0, 5.0],
+                        update_ratio={"a": [2.0, 1e-3, 1e-3, 1e-3, 1e-3], "b": [3.0, 1e-3, 1e-3, 1e-3, 1e-3]})
+    assert check_update_ratio(late_huge, options).verdict == FAIL  # the median would have hidden it
     huge = Records(update_epochs=[1], update_ratio={"a": [3.0], "b": [5.0], "c": [1e-2]})
     result = check_update_ratio(huge, options)
     assert result.verdict == FAIL and "larger than the weights" in result.message

@@ -79,7 +79,7 @@ def test_healthy_regression_and_multiclass_pairings_pass():
     model = mlp(6, 1, "linear", "mean_absolute_error")
     assert preflight.check_loss_output_pairing(model, regression, OPTIONS).verdict == PASS
     initial = preflight.check_initial_loss(model, regression, OPTIONS)
-    assert initial.verdict == PASS and "mean" in initial.evidence["reference"]
+    assert initial.verdict == PASS and "zeros" in initial.evidence["reference"]
 
     multiclass = learnable("multiclass")
     model = mlp(6, 3, "softmax", "sparse_categorical_crossentropy")
@@ -157,14 +157,14 @@ def test_rows_copied_from_train_into_test_fail_split_leakage():
     assert result.verdict == FAIL and result.value == pytest.approx(20 / 100)
 
 
-def test_overlap_explained_by_duplicates_in_the_data_itself_only_warns():
+def test_overlap_explained_by_duplicates_in_the_data_itself_passes_with_the_reason():
     rng = np.random.default_rng(1)
     distinct = rng.standard_normal((140, 4)).astype("float32")
     rows = np.concatenate([distinct, distinct[:60]])[rng.permutation(200)]  # 30% of rows repeated
     data = DiagnosticData("regression", rows[:160], rows[:160, 0], rows[160:], rows[160:, 0])
     result = preflight.check_split_leakage(data, OPTIONS)
     assert result.value > preflight.LEAKAGE_FAIL
-    assert result.verdict == WARN and "data set itself" in result.message
+    assert result.verdict == PASS and "data set itself" in result.message
 
 
 # ------------------------------------------------------------------------------------ loss and output
@@ -178,7 +178,7 @@ def test_overlap_explained_by_duplicates_in_the_data_itself_only_warns():
     (1, "sigmoid", "mean_squared_error", "binary", "regression loss"),
     (1, "sigmoid", "mean_absolute_error", "regression", "only reaches"),
     (1, "relu", "mean_absolute_error", "regression", "only reaches"),
-    (4, "softmax", "sparse_categorical_crossentropy", "multiclass", "4 output units for 3 classes"),
+    (2, "softmax", "sparse_categorical_crossentropy", "multiclass", "2 output units for 3 classes"),
 ])
 def test_wrong_loss_output_pairings_fail(units, activation, loss, task, expected):
     data = learnable(task)
@@ -244,7 +244,7 @@ def test_very_negative_relu_biases_are_dead_units_and_the_batch_cannot_be_memori
     assert weights.verdict == FAIL and "dead" in weights.message
     options = DiagnosticOptions(seed=0, thresholds={"preflight.overfit_batch.max_steps": 200})
     report = preflight.run(model, data, options)
-    assert report["preflight.overfit_batch"].verdict == FAIL
+    assert report["preflight.overfit_batch"].verdict in (WARN, FAIL)  # only the output bias learns
     zeroed = report["preflight.zeroed_inputs"]
     assert zeroed.verdict == FAIL and "ignores its inputs" in zeroed.message
 
@@ -295,16 +295,16 @@ def test_shuffled_labels_can_still_be_memorised_so_zeroed_inputs_is_skipped():
     assert report["preflight.zeroed_inputs"].verdict == SKIP
 
 
-def test_a_tiny_learning_rate_fails_overfit_but_zeroed_inputs_shows_the_inputs_matter():
+def test_a_tiny_learning_rate_fails_overfit_and_zeroed_inputs_cannot_judge():
     data = learnable("regression")
-    model = mlp(6, 1, "linear", "mean_squared_error", optimizer=keras.optimizers.SGD(1e-3), hidden=(32,))
+    model = mlp(6, 1, "linear", "mean_squared_error", optimizer=keras.optimizers.SGD(3e-5), hidden=(32,))
     options = DiagnosticOptions(seed=0, thresholds={"preflight.overfit_batch.max_steps": 200})
     trainer = preflight.OneBatchTrainer(model, data, options)
     overfit = preflight.check_overfit_batch(model, data, options, trainer)
     assert overfit.verdict == FAIL and overfit.evidence["steps"] == 200
     assert overfit.evidence["loss_after"] < overfit.evidence["loss_before"]
     zeroed = preflight.check_zeroed_inputs(model, data, options, overfit, trainer)
-    assert zeroed.verdict == PASS and zeroed.value < preflight.ZEROED_SAME_CURVE
+    assert zeroed.verdict == SKIP and "inconclusive" in zeroed.message  # nothing moved: no evidence either way
 
 
 def test_non_finite_data_skips_the_model_checks_instead_of_measuring_nan():
@@ -317,13 +317,27 @@ def test_non_finite_data_skips_the_model_checks_instead_of_measuring_nan():
         assert "NaN" in report[f"preflight.{name}"].message
 
 
-def test_an_overfit_test_cut_short_by_its_time_budget_only_warns():
-    options = DiagnosticOptions(seed=0, disabled={"preflight.gradient_check"},
-                                thresholds={"preflight.overfit_batch.max_seconds": 0.0})
-    report = preflight.run(mlp(6), learnable("binary"), options)
-    overfit = report["preflight.overfit_batch"]
-    assert overfit.verdict == WARN and "budget" in overfit.message and overfit.evidence["steps"] == 1
+def test_a_slow_but_learning_optimiser_passes_the_overfit_test():
+    # Plain SGD at 0.01 is a usual, healthy choice that needs more than the step budget to memorise 16 rows.
+    model = mlp(6, optimizer=keras.optimizers.SGD(0.01))
+    report = preflight.run(model, learnable("binary"), DiagnosticOptions(seed=0))
+    assert report["preflight.overfit_batch"].verdict == PASS, report["preflight.overfit_batch"].message
     assert report["preflight.zeroed_inputs"].verdict == SKIP
+
+
+def test_the_overfit_verdict_has_no_time_budget():
+    # Budgets are steps: a machine so slow that every step takes "forever" still gets the same verdict.
+    import time
+    options = DiagnosticOptions(seed=0, disabled={"preflight.gradient_check"})
+    idle = preflight.run(mlp(6), learnable("binary"), options).verdicts()
+    clock = iter(range(0, 10**9, 3600))
+    real = time.perf_counter
+    try:
+        time.perf_counter = lambda: float(next(clock))  # an hour passes between any two readings
+        loaded = preflight.run(mlp(6), learnable("binary"), options).verdicts()
+    finally:
+        time.perf_counter = real
+    assert loaded == idle
 
 
 @pytest.mark.parametrize("rate, expected", [(0.0, PASS), (0.5, PASS), (0.6, WARN), (0.9, FAIL)])

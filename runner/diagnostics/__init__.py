@@ -21,6 +21,9 @@ Importing this package imports neither Hydra nor MLflow; Keras is imported when 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.report import (
     FAIL,
@@ -86,31 +89,94 @@ def diagnose(model, data: DiagnosticData, suite: str = "quick", options: Diagnos
     if suite == "none":
         return report
     report.extend(run_preflight(model, data, options))
-    if suite == "quick":
+    if suite == "quick" or not (options.enabled("monitor") or options.enabled("analysis")):
         return report
-    trained, history, monitor = _fit_copy(model, data, options, fit_kwargs)
-    if options.enabled("monitor"):
-        report.extend(monitor.report(history))
-    if options.enabled("analysis"):
-        report.extend(analyse(trained, data, options, history=history, monitor=monitor))
+    trained = _fit_copy(model, data, options, fit_kwargs)
+    try:
+        if trained.error is not None:
+            report.add(CheckResult("monitor.training", FAIL, None, None,
+                                   f"training raised {trained.error}; the checks below judge what was recorded "
+                                   "before it", "see the other verdicts for the likely cause", "monitor"))
+        if options.enabled("monitor") and trained.monitor.records.epochs:
+            report.extend(_stage_or_skip("monitor", lambda: trained.monitor.report(trained.history)))
+        if options.enabled("analysis"):
+            if trained.error is None:
+                report.extend(_stage_or_skip("analysis", lambda: analyse(
+                    trained.model, data, options, history=trained.history, monitor=trained.monitor)))
+            else:
+                report.add(CheckResult("analysis.skipped", SKIP, None, None,
+                                       "not run: training did not finish", stage="analysis"))
+    finally:
+        trained.restore()
     return report
 
 
-def _fit_copy(model, data: DiagnosticData, options: DiagnosticOptions, fit_kwargs: dict):
+@dataclass
+class _Trained:
+    model: object
+    history: dict
+    monitor: object
+    error: str | None
+    restore: Callable[[], None]
+
+
+def _fit_copy(model, data: DiagnosticData, options: DiagnosticOptions, fit_kwargs: dict) -> _Trained:
+    """Train a copy (same architecture, weights and compile settings) under a TrainingMonitor.  A model that
+    cannot be cloned (subclassed without get_config) is trained itself and put back afterwards (weights and
+    optimizer state), so the caller's model still ends as it was given."""
     import keras
 
     from runner.diagnostics.monitors import TrainingMonitor
 
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    copy.compile_from_config(model.get_compile_config())
+    restore = _nothing
+    try:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        copy.compile_from_config(model.get_compile_config())
+    except Exception:  # noqa: BLE001 - subclassed models without a config cannot be cloned: train in place
+        copy, restore = model, _snapshot(model)
     monitor = TrainingMonitor(data, options)
     kwargs = {"x": data.x_train, "y": data.y_train, "verbose": 0, **fit_kwargs}
     if data.x_val is not None and "validation_data" not in kwargs and "validation_split" not in kwargs:
         kwargs["validation_data"] = (data.x_val, data.y_val)
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), monitor]
-    history = copy.fit(**kwargs).history
-    return copy, history, monitor
+    try:
+        history, error = copy.fit(**kwargs).history, None
+    except Exception as failure:  # noqa: BLE001 - a run that blows up is what the monitors explain
+        history = dict(getattr(getattr(copy, "history", None), "history", None) or {})
+        error = f"{type(failure).__name__}: {failure}"
+    return _Trained(copy, history, monitor, error, restore)
+
+
+def _snapshot(model) -> Callable[[], None]:
+    import keras
+
+    weights = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    optimizer = getattr(model, "optimizer", None)
+    slots = [keras.ops.convert_to_numpy(v) for v in optimizer.variables] if optimizer is not None else []
+
+    def restore():
+        for variable, value in zip(model.variables, weights):
+            variable.assign(value)
+        if optimizer is not None:
+            for variable, value in zip(optimizer.variables, slots):
+                variable.assign(value)
+
+    return restore
+
+
+def _nothing() -> None:
+    return None
+
+
+def _stage_or_skip(stage: str, run_stage) -> Report:
+    """A stage that raises outside its checks (e.g. while setting up) becomes one SKIP naming the error."""
+    try:
+        return run_stage()
+    except Exception as error:  # noqa: BLE001 - never lose the report for one stage
+        return Report([CheckResult(f"{stage}.crashed", SKIP, None, None,
+                                   f"could not run: {type(error).__name__}: {error}", stage=stage,
+                                   evidence={"error": f"{type(error).__name__}: {error}"})])
 
 
 def __getattr__(name: str):

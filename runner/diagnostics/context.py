@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = ("regression", "binary", "multiclass")
+TASKS = ("regression", "binary", "multiclass", "multilabel")
+CLASSIFICATION = ("binary", "multiclass")  # one class per row; multilabel rows hold a 0/1 column per label
 
 
 @dataclass
 class DiagnosticData:
     """Arrays for the checks.  ``y`` holds what the model is trained on (integer labels for sparse losses,
-    one-hot rows for categorical ones, floats for regression).  ``slices`` maps a split name to one label per
-    row (e.g. the seizure data's original classes 1-5) for stratified metrics."""
+    one-hot rows for categorical ones, floats for regression, one 0/1 column per label for multilabel).
+    ``slices`` maps a split name to one label per row (e.g. the seizure data's original classes 1-5) for stratified metrics."""
 
     task: str
     x_train: np.ndarray
@@ -34,12 +35,23 @@ class DiagnosticData:
 
     @property
     def n_classes(self) -> int:
+        """Classes (binary, multiclass), labels (multilabel: columns of y) or 1 (regression)."""
         if self.task == "regression":
             return 1
         if self.class_names:
             return len(self.class_names)
-        labels = self.y_train if self.y_train.ndim == 1 else self.y_train.argmax(axis=-1)
-        return max(2, int(labels.max()) + 1)
+        y = np.asarray(self.y_train)
+        if self.task == "multilabel":
+            return int(y.shape[-1]) if y.ndim > 1 else 1
+        if y.size == 0:
+            return 2
+        labels = y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
+        return max(2, int(np.nanmax(labels)) + 1)
+
+    @property
+    def single_label(self) -> bool:
+        """Binary or multiclass: each row belongs to exactly one class."""
+        return self.task in CLASSIFICATION
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -47,7 +59,7 @@ class DiagnosticData:
     def labels(self, name: str) -> np.ndarray | None:
         """Integer class labels of a split (classification), whatever the encoding of ``y``."""
         y = getattr(self, f"y_{name}")
-        if y is None or self.task == "regression":
+        if y is None or not self.single_label:
             return y
         return y.argmax(axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1).astype(int)
 

@@ -163,3 +163,21 @@ def _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularizati
 
     loss, grads = jax.value_and_grad(compute)([v.value for v in trainable])
     return float(loss), [np.asarray(g) for g in grads]
+
+
+def forward_loss(model: keras.Model, loss_fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``(x, y) -> mean loss`` in inference mode through the same path as ``loss_and_gradients``.
+
+    On TensorFlow a sigmoid/softmax output keeps its logits (``_keras_logits``) when the model is called
+    directly, and cross-entropy uses them; ``predict`` returns clipped probabilities instead, so a loss
+    computed from ``predict`` differs from the one backprop differentiates on confident outputs.  The call is
+    traced once (a recurrent layer run eagerly steps through time in Python)."""
+    def compute(x, y):
+        return keras.ops.mean(loss_fn(y, model(x, training=False)))
+
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(compute, reduce_retracing=True)
+        return lambda x, y: float(compiled(np.asarray(x), np.asarray(y)))
+    return lambda x, y: float(keras.ops.convert_to_numpy(compute(np.asarray(x), np.asarray(y))))

@@ -23,7 +23,7 @@ import numpy as np
 
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.gradients import loss_and_gradients, regularization_loss_and_gradients
-from runner.diagnostics.report import FAIL, PASS, SKIP, WARN, CheckResult, Report
+from runner.diagnostics.report import FAIL, PASS, SKIP, WARN, CheckResult, Report, run_check
 
 STAGE = "monitor"
 RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "softplus",
@@ -38,6 +38,12 @@ VANISHING_RATIO, VANISHING_FIRST_NORM, VANISHING_MEAN_ABS = 1e-3, 1e-4, 1e-7
 EXPLODING_RATIO, EXPLODING_NORM = 70.0, 1e6
 UPDATE_BAND = (-4.0, -1.0)  # healthy log10(mean |delta w| / mean |w|) per update
 UPDATE_EXTREME = (-6.0, 0.0)
+EARLY_UPDATES = 3  # epochs whose first update judges "too large"
+# early_blowup: the windowed loss of epoch 1 climbing this share of the start loss above its running minimum.
+BLOWUP_WARN, BLOWUP_FAIL = 0.5, 1.0
+# still_improving: the windowed loss still fell this much between the last two fifths of training, while it
+# was still this share of its start or more.
+STILL_FALLING, STILL_HIGH = 0.1, 0.3
 WINDOWS_PER_EPOCH = 10  # per-batch losses are averaged into this many windows per epoch
 HIST_EDGES = np.linspace(-10.0, 2.0, 31)  # log10 |x|; exact zeros get their own first bin
 END_ROWS = 8192  # rows of train and val evaluated once at the end (underfitting)
@@ -59,6 +65,7 @@ class Records:
     update_epochs: list[int] = field(default_factory=list)
     update_ratio: dict[str, list[float]] = field(default_factory=dict)
     window_losses: list[float] = field(default_factory=list)
+    window_epochs: list[int] = field(default_factory=list)  # the epoch (1..n) of each window
     histograms: dict[str, dict[str, list[np.ndarray]]] = field(
         default_factory=lambda: {"weights": {}, "activations": {}, "gradients": {}})
     end_losses: dict[str, float] = field(default_factory=dict)  # inference-mode data loss on train / val
@@ -75,6 +82,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.records = Records()
         self._probe = None
         self._extractor = None
+        self._extractor_error: str | None = None
         self._watched: dict[str, str] = {}
         self._snapshot = None
         self._batch_losses: list[float] = []
@@ -88,7 +96,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             x, y = probe_rows(self.data.x_train, self.data.y_train, self.options.probe_samples, self.options.seed)
             self._probe = x, match_output_rank(self.model, x, y)
             self._watched = watched_layers(self.model)
-            self._extractor = feature_extractor(self.model, list(self._watched))
+            self._extractor, self._extractor_error = feature_extractor(self.model, list(self._watched), x)
         self._measure(0)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -107,7 +115,9 @@ class TrainingMonitor(keras.callbacks.Callback):
                 self._record_update(steps=batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.records.window_losses.extend(window_means(self._batch_losses, WINDOWS_PER_EPOCH))
+        windows = window_means(self._batch_losses, WINDOWS_PER_EPOCH)
+        self.records.window_losses.extend(windows)
+        self.records.window_epochs.extend([epoch + 1] * len(windows))
         self._measure(epoch + 1)
 
     def on_train_end(self, logs=None):
@@ -183,12 +193,17 @@ class TrainingMonitor(keras.callbacks.Callback):
         if not self.records.epochs:
             raise RuntimeError("the monitor recorded nothing: pass it to model.fit(callbacks=[...]) first")
         history = dict(history or {})
-        chance = chance_loss(self.model, self.data)
+        try:
+            chance = chance_loss(self.model, self.data)
+        except Exception:  # noqa: BLE001 - only the checks that need a chance level lose it (they SKIP)
+            chance = None
         checks = {
             "monitor.gradient_norms": lambda: check_gradient_norms(self.records, self.options),
             "monitor.update_ratio": lambda: check_update_ratio(self.records, self.options),
-            "monitor.dead_units": lambda: check_dead_units(self.records, self.options, self._watched),
-            "monitor.saturation": lambda: check_saturation(self.records, self.options, self._watched),
+            "monitor.dead_units": lambda: check_dead_units(self.records, self.options, self._watched,
+                                                           self._extractor_error),
+            "monitor.saturation": lambda: check_saturation(self.records, self.options, self._watched,
+                                                           self._extractor_error),
             "monitor.loss_numeric": lambda: check_loss_numeric(self.records, history, self.options),
             "monitor.loss_stalled": lambda: check_loss_stalled(self.records, history, self.options),
             "monitor.loss_diverging": lambda: check_loss_diverging(self.records, history, self.options),
@@ -196,14 +211,13 @@ class TrainingMonitor(keras.callbacks.Callback):
             "monitor.overfitting": lambda: check_overfitting(self.records, history, self.options),
             "monitor.underfitting": lambda: check_underfitting(self.records, history, self.options, chance),
             "monitor.regularization": lambda: check_regularization(self.records, self.options, chance),
+            "monitor.early_blowup": lambda: check_early_blowup(self.records, self.options),
+            "monitor.still_improving": lambda: check_still_improving(self.records, history, self.options),
         }
         report = Report()
         for name, check in checks.items():
             if self.options.enabled(name):
-                started = time.perf_counter()
-                result = check()
-                result.seconds += time.perf_counter() - started
-                report.add(result)
+                report.add(run_check(name, STAGE, check))
         if self.options.output_dir is not None:
             self._attach_plots(report)
         return report
@@ -275,27 +289,43 @@ def activation_kind(layer) -> str | None:
 def watched_layers(model) -> dict[str, str]:
     """Hidden layers whose activations are checked, with their kind.  Output layers are left out: a
     confident sigmoid or softmax output is saturated by design."""
+    layers = list(getattr(model, "layers", []))
+    if not layers:
+        return {}
     try:
         outputs = {id(t) for t in model.outputs}
+
+        def is_output(layer):
+            return _single_output_id(layer) in outputs
     except (AttributeError, ValueError):
-        return {}
-    watched = {}
-    for layer in model.layers:
-        kind = activation_kind(layer)
-        if kind is not None and _single_output_id(layer) not in outputs:
-            watched[layer.name] = kind
-    return watched
+        # A Sequential model that was never called symbolically: its last layer is the output.
+
+        def is_output(layer):
+            return layer is layers[-1]
+    return {layer.name: kind for layer in layers
+            if (kind := activation_kind(layer)) is not None and not is_output(layer)}
 
 
-def feature_extractor(model, names: list[str]):
-    """One Keras model over the watched layers' outputs, built once (None for a subclassed model)."""
+def feature_extractor(model, names: list[str], x: np.ndarray):
+    """One Keras model over the watched layers' outputs, built once; (extractor, None) or (None, reason).
+
+    A Functional model is read through its graph; a Sequential one (called or not, with an Input or not) is
+    re-traced through its own layers from a fresh Input shaped like ``x``; a subclassed model has no graph."""
     if not names:
-        return None
+        return None, None
     try:
-        outputs = [model.get_layer(name).output for name in names]
-        return keras.Model(model.input, outputs)
-    except (AttributeError, ValueError):
-        return None
+        if isinstance(model, keras.Sequential):
+            inputs = keras.Input(shape=tuple(np.asarray(x).shape[1:]), dtype=str(np.asarray(x).dtype))
+            tensor, found = inputs, {}
+            for layer in model.layers:
+                tensor = layer(tensor)
+                found[layer.name] = tensor
+            return keras.Model(inputs, [found[name] for name in names]), None
+        return keras.Model(model.input, [model.get_layer(name).output for name in names]), None
+    except (AttributeError, ValueError, TypeError) as error:
+        kind = "a subclassed model has no layer graph" if not isinstance(model, keras.Model) or \
+            type(model).__name__ not in ("Functional", "Sequential") else f"{type(error).__name__}: {error}"
+        return None, f"hidden activations cannot be read: {kind}"
 
 
 def _single_output_id(layer):
@@ -365,6 +395,10 @@ def chance_loss(model, data: DiagnosticData) -> float | None:
     compiled loss of the median or mean target for regression.  None when neither applies."""
     loss_fn = compiled_loss(model)
     name = model.loss if isinstance(model.loss, str) else getattr(loss_fn, "name", type(loss_fn).__name__)
+    if data.task == "multilabel":
+        prevalence = np.clip(np.asarray(data.y_train, dtype="float64").reshape(len(data.y_train), -1).mean(axis=0),
+                             1e-7, 1 - 1e-7)
+        return float(np.mean(-(prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence))))
     if data.task != "regression":
         if "crossentropy" not in str(name).replace("_", "").lower():
             return None
@@ -477,32 +511,57 @@ def _vanishing_epochs(records: Records, ratios: list[float], ratio_limit: float)
 
 
 def check_update_ratio(records: Records, options: DiagnosticOptions) -> CheckResult:
+    """Size of one update relative to the weights, per layer.  Too large is judged on the first updates (a
+    huge learning rate shows at once, and later epochs must not average it away); too small only while the
+    loss has not fallen (tiny updates after convergence are what a converged model should make)."""
     check = "monitor.update_ratio"
     low, high = UPDATE_BAND
-    threshold = f"per-layer median log10(mean |dw| / mean |w|) per update in [{low:g}, {high:g}]"
+    threshold = (f"per-layer log10(mean |dw| / mean |w|) per update: largest of the first {EARLY_UPDATES} <= "
+                 f"{high:g} (FAIL above {UPDATE_EXTREME[1]:g}); median >= {low:g} (FAIL below "
+                 f"{UPDATE_EXTREME[0]:g}) unless the loss fell by half")
     if not records.update_ratio:
         return _result(check, SKIP, None, threshold,
                        "no update was measured: Keras never called the batch hooks for the first batch")
-    medians = {name: _median_log10(ratios) for name, ratios in records.update_ratio.items()}
+    early = {name: _max_log10(ratios[:EARLY_UPDATES]) for name, ratios in records.update_ratio.items()}
+    typical = {name: _median_log10(ratios) for name, ratios in records.update_ratio.items()}
     evidence = {"update_epochs": records.update_epochs, "ratios": records.update_ratio,
-                "median_log10": medians}
-    value = float(np.median(list(medians.values())))
-    extreme = [n for n, m in medians.items() if not (UPDATE_EXTREME[0] <= m <= UPDATE_EXTREME[1])]
-    outside = [n for n, m in medians.items() if not (low <= m <= high)]
-    if len(extreme) > len(medians) / 2:
-        too_big = sum(medians[n] > UPDATE_EXTREME[1] for n in extreme) > len(extreme) / 2
-        return _result(check, FAIL, value, threshold,
-                       f"updates are {'larger than the weights' if too_big else 'below 1e-6 of the weights'} "
-                       f"in {len(extreme)} of {len(medians)} layers ({', '.join(extreme)})",
-                       _update_fix(too_big), **evidence)
-    if outside:
-        too_big = sum(medians[n] > high for n in outside) > len(outside) / 2
-        return _result(check, WARN, value, threshold,
-                       f"update/weight ratio outside the healthy band in {', '.join(outside)} "
-                       f"(log10 {', '.join(f'{medians[n]:.1f}' for n in outside)})", _update_fix(too_big),
-                       **evidence)
+                "early_max_log10": early, "median_log10": typical}
+    value = float(np.nanmax(list(early.values()))) if any(math.isfinite(v) for v in early.values()) else math.nan
+    half = len(early) / 2
+    learning = _loss_fell(records, 0.5)
+    huge = [n for n, v in early.items() if v > UPDATE_EXTREME[1]]
+    big = [n for n, v in early.items() if v > high]
+    tiny = [n for n, v in typical.items() if v < low]
+    vanishing = [n for n, v in typical.items() if v < UPDATE_EXTREME[0]]
+    if len(huge) > half:
+        return _result(check, FAIL, value, threshold, f"updates larger than the weights from the first steps in "
+                       f"{len(huge)} of {len(early)} layers ({', '.join(huge)})", _update_fix(True), **evidence)
+    if len(big) > half:
+        return _result(check, WARN, value, threshold, f"large updates in the first steps in {', '.join(big)} "
+                       f"(log10 {', '.join(f'{early[n]:.1f}' for n in big)})", _update_fix(True), **evidence)
+    if len(tiny) > half and not learning:
+        verdict = FAIL if len(vanishing) > half else WARN
+        level = UPDATE_EXTREME[0] if verdict == FAIL else low
+        return _result(check, verdict, float(np.nanmedian(list(typical.values()))), threshold,
+                       f"updates below 1e{level:g} of the weights in {', '.join(vanishing if verdict == FAIL else tiny)}"
+                       " while the loss has not fallen by half", _update_fix(False), **evidence)
+    note = "; small later updates after the loss fell are convergence" if tiny and learning else ""
     return _result(check, PASS, value, threshold,
-                   f"updates are 10^{value:.1f} of the weights per step (median over layers)", **evidence)
+                   f"first updates at most 10^{value:.1f} of the weights{note}", **evidence)
+
+
+def _loss_fell(records: Records, share: float) -> bool:
+    """Whether the probe batch's data loss ended at most ``share`` of its start."""
+    if not records.data_loss:
+        return False
+    start, end = records.data_loss[0], records.data_loss[-1]
+    return math.isfinite(start) and math.isfinite(end) and start > 0 and end <= share * start
+
+
+def _max_log10(ratios: list[float]) -> float:
+    with np.errstate(divide="ignore"):
+        logs = np.log10(np.asarray([r for r in ratios if not math.isnan(r)], dtype=float))
+    return float(np.max(logs)) if logs.size else math.nan
 
 
 def _median_log10(ratios: list[float]) -> float:
@@ -517,8 +576,9 @@ def _update_fix(too_big: bool) -> str:
     return "raise the learning rate (by 10x or more), or check that gradients reach these layers"
 
 
-def check_dead_units(records: Records, options: DiagnosticOptions, watched: dict[str, str]) -> CheckResult:
-    result = _activation_check("monitor.dead_units", records.dead, options, watched, "relu",
+def check_dead_units(records: Records, options: DiagnosticOptions, watched: dict[str, str],
+                     unreadable: str | None = None) -> CheckResult:
+    result = _activation_check("monitor.dead_units", records.dead, options, watched, unreadable, "relu",
                                "dead units (95th percentile of |activation| < 1e-5)",
                                "use he_normal initialisation, zero or small positive biases, a lower learning "
                                "rate, or leaky_relu/elu")
@@ -535,21 +595,21 @@ def _regularizer_dominated(records: Records) -> bool:
     return any(r > d for r, d in zip(records.reg_loss, records.data_loss))
 
 
-def check_saturation(records: Records, options: DiagnosticOptions, watched: dict[str, str]) -> CheckResult:
-    return _activation_check("monitor.saturation", records.saturated, options, watched, "squashing",
+def check_saturation(records: Records, options: DiagnosticOptions, watched: dict[str, str],
+                     unreadable: str | None = None) -> CheckResult:
+    return _activation_check("monitor.saturation", records.saturated, options, watched, unreadable, "squashing",
                              "saturated activations (|z| > 5 for sigmoid, > 2.5 for tanh)",
                              "use Glorot initialisation (smaller weights), scale the inputs, add batch "
                              "normalisation, or switch hidden layers to ReLU")
 
 
-def _activation_check(check, shares_by_layer, options, watched, family, what, fix) -> CheckResult:
+def _activation_check(check, shares_by_layer, options, watched, unreadable, family, what, fix) -> CheckResult:
     limit = options.threshold(check, 0.5)
     threshold = f"share of {what} per layer > {limit:g}"
-    if not watched:
-        return _result(check, SKIP, None, threshold,
-                       "no hidden activation reachable (subclassed model, or no activation layers)")
+    kinds = "ReLU-family" if family == "relu" else "sigmoid/tanh"
+    if unreadable and any((kind == "relu") == (family == "relu") for kind in watched.values()):
+        return _result(check, SKIP, None, threshold, unreadable)
     if not shares_by_layer:
-        kinds = "ReLU-family" if family == "relu" else "sigmoid/tanh"
         return _result(check, SKIP, None, threshold, f"no {kinds} hidden layer")
     final = {name: shares[-1] for name, shares in shares_by_layer.items()}
     flagged = [name for name, share in final.items() if share > limit]
@@ -785,6 +845,56 @@ def check_regularization(records: Records, options: DiagnosticOptions, chance: f
     if start > limit or (end > limit and data_far) or (end > max(start, 0.25) and data_far):
         return _result(check, WARN, end, threshold, f"regularisation dominates: {message}", fix, **evidence)
     return _result(check, PASS, end, threshold, message, **evidence)
+
+
+def check_early_blowup(records: Records, options: DiagnosticOptions) -> CheckResult:
+    """A learning rate that is too high shows in the first epoch: the batch loss climbs above where it
+    started instead of falling.  Judged on epoch 1 alone, so a sweep can act on it before more epochs run."""
+    check = "monitor.early_blowup"
+    warn = options.threshold(check, BLOWUP_WARN)
+    fail = options.threshold(f"{check}.fail", BLOWUP_FAIL)
+    threshold = f"epoch-1 windowed loss climb above its running minimum, in start losses: WARN >= {warn:g}, FAIL >= {fail:g}"
+    first = [loss for loss, epoch in zip(records.window_losses, records.window_epochs) if epoch == 1]
+    start = _start_loss(records)
+    if not first or not (math.isfinite(start) and start > 0):
+        return _result(check, SKIP, None, threshold, "no loss windows in epoch 1, or no finite positive start loss")
+    evidence = {"start": start, "epoch1_windows": first}
+    if not all(math.isfinite(v) for v in first):
+        return _result(check, FAIL, math.nan, threshold, "the loss became NaN/Inf within the first epoch",
+                       _DIVERGING_FIX, **evidence)
+    climb = largest_climb([start] + first) / start
+    if climb >= warn:
+        return _result(check, FAIL if climb >= fail else WARN, climb, threshold,
+                       f"the loss climbed {climb:.2g}x its start above its running minimum within the first epoch",
+                       _DIVERGING_FIX, **evidence)
+    return _result(check, PASS, climb, threshold, f"epoch 1 climbed at most {climb:.2g}x the start loss", **evidence)
+
+
+def check_still_improving(records: Records, history: dict, options: DiagnosticOptions) -> CheckResult:
+    """Training that stopped while the loss still fell steeply, far above where it is heading: more epochs
+    (or a higher learning rate) would help.  A loss that flattened, or that is already low, passes."""
+    check = "monitor.still_improving"
+    falling = options.threshold(check, STILL_FALLING)
+    threshold = (f"windowed training loss: drop >= {falling:.0%} from the second-last to the last fifth of training "
+                 f"while still >= {STILL_HIGH:.0%} of the start loss (and the val loss not rising)")
+    series = [v for v in records.window_losses if math.isfinite(v)]
+    start = _start_loss(records)
+    if len(series) < 4 or not (math.isfinite(start) and start > 0):
+        return _result(check, SKIP, None, threshold, f"only {len(series)} loss windows recorded; need 4")
+    k = max(2, len(series) // 5)
+    recent, before = float(np.mean(series[-k:])), float(np.mean(series[-2 * k:-k]))
+    drop = 1.0 - recent / before if before > 0 else 0.0
+    val = [v for v in history.get("val_loss", []) if math.isfinite(v)]
+    val_rising = len(val) >= 2 and val[-1] > val[-2]
+    evidence = {"recent": recent, "before": before, "drop": drop, "start": start, "share_of_start": recent / start,
+                "val_rising": val_rising}
+    if drop >= falling and recent >= STILL_HIGH * start and not val_rising:
+        return _result(check, WARN, drop, threshold,
+                       f"training stopped while the loss still fell steeply ({drop:.0%} over the last fifth) at "
+                       f"{recent / start:.0%} of its start", "Train for more epochs (or raise the learning rate a "
+                       "little); early stopping on the validation loss picks the point to stop.", **evidence)
+    return _result(check, PASS, drop, threshold, f"the loss changed {-drop:+.0%} over the last fifth, at "
+                   f"{recent / start:.0%} of its start", **evidence)
 
 
 # -- plots ---------------------------------------------------------------------------------------------------
