@@ -5,8 +5,9 @@ healthy experiments stay free of FAILs?
     RUNNER_DATA_DIR=../shared/data python bench/fault_benchmark.py --epochs 3 --only wine
 
 Every fault in conf/experiment/faults/ runs in-process with diagnostics=full; its ``fault.expect`` lists the
-checks that must trip.  Detected: an expected check is WARN or FAIL.  Diagnosis right: among the checks with
-the run's worst verdict there is an expected one (the loudest alarm points at the seeded bug).  One more
+checks that must trip and its ``fault.cause`` the diagnosis it should get (one cause or a list of acceptable
+ones, from runner/diagnostics/diagnosis.py).  Detected: an expected check is WARN or FAIL.  Diagnosis right: the
+report's top ranked cause (report.json "diagnosis") is an accepted one.  One more
 entry, ``bilstm_unreachable_context``, is the capacity check of a unidirectional LSTM (the runner's bilstm
 builder with ``bidirectional=false``) on a target set 99 steps before the end of the sequence.
 Runs are recorded in a temporary MLflow store unless --tracking-uri is given.
@@ -40,7 +41,10 @@ SEVERITY = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
 class Outcome:
     name: str
     expect: list[str]
+    causes: list[str] = field(default_factory=list)  # accepted top diagnoses
     verdicts: dict[str, str] = field(default_factory=dict)
+    cause: str = ""  # the report's top diagnosis
+    cause2: str = ""  # its second cause, if any
     seconds: float = 0.0
     error: str = ""
 
@@ -54,10 +58,14 @@ class Outcome:
 
     @property
     def diagnosis_right(self) -> bool:
-        if not self.flagged:
-            return False
-        worst = max(SEVERITY[v] for v in self.flagged.values())
-        return any(SEVERITY[self.flagged.get(check, "PASS")] == worst for check in self.expect)
+        return self.cause in self.causes
+
+
+def accepted_causes(value) -> list[str]:
+    """``fault.cause``: one cause name, a list of them, or unset (nothing accepted)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(cause) for cause in value]
 
 
 def fault_names(only: str | None) -> list[str]:
@@ -81,7 +89,7 @@ def run_entry(name: str, overrides: list[str], work: Path) -> Outcome:
     from runner.job import run_job
 
     cfg = compose(overrides)
-    outcome = Outcome(name, list(cfg.fault.expect))
+    outcome = Outcome(name, list(cfg.fault.expect), accepted_causes(cfg.fault.get("cause")))
     output_dir = work / name
     started = time.perf_counter()
     try:
@@ -91,7 +99,11 @@ def run_entry(name: str, overrides: list[str], work: Path) -> Outcome:
     outcome.seconds = time.perf_counter() - started
     report = output_dir / "diagnostics" / "report.json"
     if report.is_file():
-        outcome.verdicts = {c["check"]: c["verdict"] for c in json.loads(report.read_text())["checks"]}
+        saved = json.loads(report.read_text())
+        outcome.verdicts = {c["check"]: c["verdict"] for c in saved["checks"]}
+        diagnosis = saved.get("diagnosis") or {}
+        outcome.cause = diagnosis.get("cause", "")
+        outcome.cause2 = (diagnosis.get("second") or {}).get("cause", "")
     return outcome
 
 
@@ -99,6 +111,7 @@ def run_capacity_entry() -> Outcome:
     """The BiLSTM asked to use context it cannot reach: only one direction, a target 99 steps back."""
     from models import build_model
     from runner.diagnostics import capacity
+    from runner.diagnostics.diagnosis import rank
 
     def unidirectional(shape):
         return build_model("bilstm", input_shape=shape, output_units=1, output_activation="sigmoid",
@@ -106,26 +119,30 @@ def run_capacity_entry() -> Outcome:
 
     started = time.perf_counter()
     result = capacity.check_long_context(unidirectional)
-    return Outcome("bilstm_unreachable_context", ["capacity.long_context"], {result.check: result.verdict},
-                   time.perf_counter() - started)
+    return Outcome("bilstm_unreachable_context", ["capacity.long_context"], ["underfitting_capacity"],
+                   {result.check: result.verdict}, rank([result]).cause, seconds=time.perf_counter() - started)
 
 
 def print_faults(outcomes: list[Outcome]) -> None:
-    print(f"\n{'fault':<32} {'expected':<34} {'det':<4} {'right':<5} {'sec':>6}  raised (non-PASS)")
+    print(f"\n{'fault':<32} {'expected':<34} {'det':<4} {'diagnosis (2nd)':<42} {'right':<5} {'sec':>6}  "
+          "raised (non-PASS)")
     for o in outcomes:
         raised = ", ".join(f"{c}={v}" for c, v in sorted(o.flagged.items(), key=lambda kv: -SEVERITY[kv[1]]))
+        diagnosed = o.cause + (f" ({o.cause2})" if o.cause2 else "")
         print(f"{o.name:<32} {'|'.join(o.expect)[:34]:<34} {'yes' if o.detected else 'no':<4} "
-              f"{'yes' if o.diagnosis_right else 'no':<5} {o.seconds:>6.1f}  {raised or '-'}"
+              f"{diagnosed[:42] or '-':<42} {'yes' if o.diagnosis_right else 'no':<5} {o.seconds:>6.1f}  "
+              f"{raised or '-'}"
               + (f"  [run failed: {o.error}]" if o.error else ""))
 
 
 def print_healthy(outcomes: list[Outcome]) -> None:
-    print(f"\n{'healthy experiment':<32} {'FAIL':<5} {'sec':>6}  raised (non-PASS; * = expected by the book)")
+    print(f"\n{'healthy experiment':<32} {'FAIL':<5} {'diagnosis':<26} {'sec':>6}  raised (non-PASS; * = expected "
+          "by the book)")
     for o in outcomes:
         allowed = ALLOWED_WARNINGS.get(o.name, set())
         raised = ", ".join(f"{c}={v}{'*' if c in allowed else ''}" for c, v in sorted(o.flagged.items()))
         fails = sum(v == "FAIL" for v in o.verdicts.values())
-        print(f"{o.name:<32} {fails:<5} {o.seconds:>6.1f}  {raised or '-'}"
+        print(f"{o.name:<32} {fails:<5} {o.cause or '-':<26} {o.seconds:>6.1f}  {raised or '-'}"
               + (f"  [run failed: {o.error}]" if o.error else ""))
 
 

@@ -41,9 +41,12 @@ class DiagnosticsSession:
     record: object  # runner.tracking.RunRecord (anything with set_tags, log_metrics, client, run_id)
     stop_on_fail: bool = False
     title: str = "Diagnostics"
+    prune: bool = False  # a sweep trial with diagnostics.prune_on_cause: stop it on a FAIL-level diagnosis
     report: Report = field(default_factory=Report)
     monitor: object = None
+    pruned_because: str | None = None
     _logged_plots: set = field(default_factory=set)
+    _cause2_tagged: bool = False
 
     @property
     def folder(self) -> Path:
@@ -53,13 +56,18 @@ class DiagnosticsSession:
         """The preflight checks on the compiled, untrained model; raises DiagnosticsStop on a FAIL if asked."""
         from runner.diagnostics import preflight
 
+        log.info("diagnostics: preflight checks on the untrained model ...")
         found = self._guarded("preflight", lambda: preflight.run(model, self.data, self.options))
         self._publish(found)
+        log.info("diagnostics: preflight done in %.1f s", sum(r.seconds for r in found.results))
         failed = [result for result in found.results if result.verdict == FAIL]
         if failed and self.stop_on_fail:
             lines = "\n".join(f"  {r.check}: {r.message} Fix: {r.fix}" for r in failed)
             raise DiagnosticsStop(f"preflight check(s) failed; nothing was trained "
                                   f"(diagnostics.stop_on_fail=true):\n{lines}")
+        diagnosis = found.diagnosis
+        if self.prune and diagnosis.verdict == FAIL and diagnosis.cause != "none":
+            self._prune(f"diagnosis {diagnosis.cause} (FAIL) before training: {diagnosis.summary}")
         return found
 
     def callbacks(self) -> list:
@@ -69,7 +77,18 @@ class DiagnosticsSession:
         from runner.diagnostics.monitors import TrainingMonitor
 
         self.monitor = TrainingMonitor(self.data, self.options)
-        return [self.monitor]
+        return [self.monitor] + ([_FirstEpochJudge(self)] if self.prune else [])
+
+    def _prune(self, reason: str) -> None:
+        import optuna
+
+        self.pruned_because = reason
+        raise optuna.TrialPruned(reason)
+
+    def check_pruned(self) -> None:
+        """After ``fit``: raise ``optuna.TrialPruned`` if the first epoch's verdict stopped the trial."""
+        if self.pruned_because is not None:
+            self._prune(self.pruned_because)
 
     def after_training(self, model, history: dict) -> None:
         """Judge the monitor's records and run the analysis on the trained (best-epoch) model."""
@@ -80,6 +99,7 @@ class DiagnosticsSession:
         if self.options.enabled("analysis"):
             from runner.diagnostics import analysis
 
+            log.info("diagnostics: analysing the trained model ...")
             self._publish(self._guarded("analysis", lambda: analysis.run(
                 model, self.data, self.options, history=history, monitor=self.monitor)))
 
@@ -110,15 +130,19 @@ class DiagnosticsSession:
     def _publish(self, found: Report) -> None:
         self.report.extend(found)
         self.report.write(self.folder, self.title)
-        log_to_mlflow(self.record, found, self.report.worst)
+        self._cause2_tagged = log_to_mlflow(self.record, found, self.report.worst, self.report.diagnosis,
+                                            self._cause2_tagged)
         self._log_files()
 
     def _log_files(self) -> None:
-        """report.json/html every time; each plot file once."""
+        """report.json/html every time; each plot or table file (e.g. confident_errors.csv, which report.html
+        links to) once."""
         client, run_id = self.record.client, self.record.run_id
         for name in ("report.json", "report.html"):
             client.log_artifact(run_id, str(self.folder / name), ARTIFACT_FOLDER)
-        for path in sorted(self.folder.rglob("*.png")):
+        files = [path for path in self.folder.rglob("*") if path.is_file()
+                 and path.relative_to(self.folder).as_posix() not in ("report.json", "report.html")]
+        for path in sorted(files):
             relative = path.relative_to(self.folder)
             if relative not in self._logged_plots:
                 subfolder = "/".join([ARTIFACT_FOLDER, *relative.parent.parts])
@@ -135,7 +159,9 @@ def start(cfg: dict, data, output_dir: Path, record) -> DiagnosticsSession | Non
     options = diagnostic_options(settings, Path(output_dir) / ARTIFACT_FOLDER)
     session = DiagnosticsSession(settings["suite"], diagnostic_data(data, loss, settings["slices"]), options,
                                  record, stop_on_fail=settings["stop_on_fail"],
-                                 title=f"Diagnostics: {cfg['name']} ({settings['suite']})")
+                                 title=f"Diagnostics: {cfg['name']} ({settings['suite']})",
+                                 prune=bool(settings.get("prune_on_cause")) and (cfg.get("trial") or {}).get("id")
+                                 is not None)
     record.set_tags({"diag.suite": settings["suite"]})
     return session
 
@@ -193,30 +219,79 @@ def _slice_values(data, column: str | None) -> dict[str, np.ndarray]:
     return {name: np.asarray(part.meta[column]) for name, part in data.splits().items() if column in part.meta}
 
 
-def log_to_mlflow(record, report: Report, worst: str) -> None:
-    """Tag ``diag.<check>`` = verdict for every check, metric ``diag.<check>`` = value where numeric."""
+def log_to_mlflow(record, report: Report, worst: str, diagnosis=None, cause2_tagged: bool = False) -> bool:
+    """Tag ``diag.<check>`` = verdict for every check, metric ``diag.<check>`` = value where numeric; with a
+    ``diagnosis`` (of the whole report so far) also ``diag.cause`` and, when there is one, ``diag.cause2``.
+    Returns whether ``diag.cause2`` now names a cause; ``cause2_tagged``: an earlier stage tagged one, which a
+    later diagnosis without a second cause overwrites with "none" rather than leave stale."""
     tags = {f"diag.{result.check}": result.verdict for result in report.results}
     tags["diag.worst"] = worst
+    second = diagnosis.second if diagnosis is not None else None
+    has_second = second is not None and second.cause != "none"
+    if diagnosis is not None:
+        tags["diag.cause"] = diagnosis.cause
+        if has_second or cause2_tagged:
+            tags["diag.cause2"] = second.cause if has_second else "none"
     record.set_tags(tags)
     metrics = {f"diag.{result.check}": result.value for result in report.results
                if result.value is not None and math.isfinite(result.value)}
     if metrics:
         record.log_metrics(metrics)
+    return has_second or cause2_tagged
 
 
 def console_lines(report: Report, folder: Path | None = None) -> list[str]:
-    """One line per non-PASS verdict (worst first) with its fix; empty when all passed."""
-    problems = report.problems()
+    """The ranked diagnosis first (cause, its one fix, the checks behind it, the flagged checks it explains
+    without their own fixes, which could contradict it), then the second cause, then the counts."""
     if not report.results:
         return []
+    skipped = sum(result.verdict == SKIP for result in report.results)
+    problems = report.problems()
     if not problems:
-        return [f"  diagnostics: all {len(report.results)} checks passed"]
-    lines = [f"  diagnostics: {len(problems)} of {len(report.results)} checks flagged (worst {report.worst})"
-             + (f", report: {folder / 'report.html'}" if folder else "")]
-    for result in sorted(problems, key=lambda r: (-SEVERITY[r.verdict], r.check)):
+        passed = len(report.results) - skipped
+        return [f"  diagnostics: all {passed} checks passed" if not skipped
+                else f"  diagnostics: {passed} passed, {skipped} skipped"]
+    diagnosis = report.diagnosis
+    by_name = {result.check: result for result in report.results}
+    lines = _diagnosis_lines("diagnosis", diagnosis, by_name)
+    if diagnosis.second is not None:
+        lines += _diagnosis_lines("second cause", diagnosis.second, by_name)
+    lines += _unexplained_lines(diagnosis, problems)
+    lines.append(f"  diagnostics: {len(problems)} of {len(report.results)} checks flagged (worst {report.worst})"
+                 + (f", {skipped} skipped" if skipped else "")
+                 + (f", report: {folder / 'report.html'}" if folder else ""))
+    return lines
+
+
+def _unexplained_lines(diagnosis, problems: list[CheckResult]) -> list[str]:
+    """Flagged checks that neither cause covers (a third problem): listed with their own fixes."""
+    covered = set()
+    for cause in (diagnosis, diagnosis.second):
+        if cause is not None:
+            covered |= {row["check"] for row in cause.evidence} | set(cause.consequences)
+    rest = [result for result in problems if result.check not in covered]
+    lines = ["  also flagged:"] if rest else []
+    for result in rest:
         lines.append(f"    {result.verdict:<4} {result.check}: {result.message}")
         if result.fix:
             lines.append(f"         fix: {result.fix}")
+    return lines
+
+
+def _diagnosis_lines(title: str, diagnosis, by_name: dict) -> list[str]:
+    lines = [f"  {title}: {diagnosis.cause} ({diagnosis.verdict}): {diagnosis.summary}",
+             f"    fix: {diagnosis.fix}"]
+    unknown = diagnosis.cause == "none"  # no cause, so each flagged check keeps its own fix
+    for row in sorted(diagnosis.evidence, key=lambda r: (-SEVERITY[r["verdict"]], r["check"])):
+        lines.append(f"    {row['verdict']:<4} {row['check']}: {row['message']}")
+        fix = by_name[row["check"]].fix if unknown and row["check"] in by_name else ""
+        if fix:
+            lines.append(f"         fix: {fix}")
+    if diagnosis.consequences:
+        lines.append("    explained by it:")
+        for name in diagnosis.consequences:
+            result = by_name[name]
+            lines.append(f"      {result.verdict:<4} {result.check}: {result.message}")
     return lines
 
 
@@ -226,3 +301,32 @@ def reseed(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(int(seed))
+
+
+def _first_epoch_judge_class():
+    import keras
+
+    from runner.diagnostics.monitors import check_early_blowup
+
+    class FirstEpochJudge(keras.callbacks.Callback):
+        """After epoch 1: a learning rate so high that the loss blows up within the first epoch stops the trial
+        (``monitor.early_blowup`` FAIL); the job then raises ``optuna.TrialPruned`` through ``check_pruned``."""
+
+        def __init__(self, session: DiagnosticsSession):
+            super().__init__()
+            self.session = session
+
+        def on_epoch_end(self, epoch, logs=None):
+            monitor = self.session.monitor
+            if epoch != 0 or monitor is None or not monitor.records.window_losses:
+                return
+            verdict = check_early_blowup(monitor.records, self.session.options)
+            if verdict.verdict == FAIL:
+                self.session.pruned_because = f"diagnosis lr_too_high (FAIL) in epoch 1: {verdict.message}"
+                self.model.stop_training = True
+
+    return FirstEpochJudge
+
+
+def _FirstEpochJudge(session: DiagnosticsSession):  # noqa: N802 - reads as the class it builds
+    return _first_epoch_judge_class()(session)

@@ -163,6 +163,8 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
         raise
     if pruner:
         pruner.check()
+    if diagnostics:
+        diagnostics.check_pruned()
     result = evaluation.evaluate(model, data, cfg["evaluation"]["threshold"])
     if diagnostics:
         diagnostics.after_training(model, trained.history)

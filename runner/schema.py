@@ -276,6 +276,8 @@ class DiagnosticsConfig:
     probe_samples: int = bounded(256, 8)
     slices: Optional[str] = "auto"  # auto: the data set's natural slice; null: none; else a Split.meta column
     stop_on_fail: bool = False  # a preflight FAIL stops the run before training
+    prune_on_cause: bool = False  # a sweep trial whose diagnosis is a FAIL-level cause is pruned (before training
+    # on a preflight diagnosis, after epoch 1 when the loss blows up)
     seed: int = bounded(0, 0)
 
 
@@ -286,6 +288,8 @@ class FaultConfig:
     name: Optional[str] = None
     description: str = ""
     expect: List[str] = field(default_factory=list)  # checks that must trip (WARN/FAIL) on this fault
+    # the diagnosis (runner/diagnostics/diagnosis.py CAUSES) the fault should get: one cause or a list of them
+    cause: Any = None
     shuffle_labels: bool = False  # permute the training targets: no signal left
     input_scale: float = bounded(1.0, 0.0, lo_open=True)  # multiply every input (x1000, or 1/255 twice)
     duplicate_into_test: float = bounded(0.0, 0.0, 1.0)  # share of test rows replaced by training rows

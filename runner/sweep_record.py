@@ -475,6 +475,8 @@ def print_summary(plan: SweepPlan, report, best_config: Path | None, status: str
                   f"  best config: {best_config}", f"  rerun it:    {rerun_command(plan)}"]
     else:
         lines.append("  no trial finished: see the failed runs' runner.error tags")
+    # The trials' diagnoses (tag diag.cause) and the parameter ranges that go with them (sweep/diagnoses.txt).
+    lines += [f"  {line}" for line in getattr(report, "diagnoses", [])]
     lines += [f"  parent run:  {plan.parent_run_id} (experiment {plan.experiment!r}); trials table: sweep/trials.html",
               f"  browse:      {ui_command(plan.tracking_uri)}"]
     print("\n".join(lines), flush=True)

@@ -51,6 +51,7 @@ class SweepReport:
     param_columns: list[str]
     best: pd.Series | None
     files: dict[str, Path] = field(default_factory=dict)  # artifact name -> local file
+    diagnoses: list[str] = field(default_factory=list)  # the trials' diagnoses and their parameter ranges
 
     def count(self, state: str) -> int:
         return int((self.table["state"] == state).sum()) if len(self.table) else 0
@@ -147,6 +148,16 @@ def trial_table(client, runs: list, swept_keys: list[str], objective: Objective)
             table[name] = [run.data.params.get(name) for run in runs]
     table = table[[*FIXED_COLUMNS, *params, "run_id"]]
     return table.sort_values("trial", kind="stable").reset_index(drop=True), params
+
+
+def trial_diagnoses(runs: list, table: pd.DataFrame, params: list[str]) -> list[str]:
+    """The trials' ``diag.cause`` tags counted, with the parameter ranges that go with each cause."""
+    from runner.diagnostics.diagnosis import cause_ranges
+
+    causes = {run.info.run_id: run.data.tags.get("diag.cause") for run in runs}
+    trials = [{"cause": causes.get(row["run_id"]), "params": {name: row[name] for name in params}}
+              for _, row in table.iterrows()]
+    return cause_ranges(trials)
 
 
 def varying_params(runs: list) -> list[str]:
@@ -403,6 +414,10 @@ def build_report(client, runs: list, swept_keys: list[str], objective: Objective
     table.to_csv(folder / "trials.csv", index=False)
     write_html(table, report.best, objective, title, folder / "trials.html")
     report.files = {"trials.csv": folder / "trials.csv", "trials.html": folder / "trials.html"}
+    report.diagnoses = trial_diagnoses(runs, table, params)
+    if report.diagnoses:
+        (folder / "diagnoses.txt").write_text("\n".join(report.diagnoses) + "\n")
+        report.files["diagnoses.txt"] = folder / "diagnoses.txt"
     if table.empty:
         return report
     plot_history(table, objective, folder / "objective_history.png")

@@ -113,9 +113,10 @@ def test_html_names_a_missing_plot_instead_of_failing(tmp_path):
 
 def test_console_lines_list_problems_worst_first_with_fixes():
     lines = console_lines(stand_in_report(None))
-    assert "2 of 3 checks flagged (worst FAIL)" in lines[0]
-    assert lines[1].strip().startswith("FAIL monitor.dead_units")
-    assert "fix: lower the LR" in lines[2]
+    # The ranked diagnosis leads (runner/diagnostics/diagnosis.py): its one fix, not each check's own.
+    assert lines[0].strip().startswith("diagnosis: dead_relu (FAIL)") and lines[1].strip().startswith("fix: ")
+    assert "2 of 3 checks flagged (worst FAIL)" in lines[-1]
+    assert lines[2].strip().startswith("FAIL monitor.dead_units")
     assert any(line.strip().startswith("WARN analysis.slices") for line in lines)
     assert console_lines(Report([CheckResult("preflight.x", "PASS", 1, 1, "ok")]))[0].strip() == \
         "diagnostics: all 1 checks passed"
@@ -153,13 +154,14 @@ def test_quick_logs_preflight_verdicts_and_trains_like_none(tmp_path, capsys):
     client = client_for(tmp_path)
     run_data = client.get_run(quick.run_id).data
     verdicts = {k[len("diag."):]: v for k, v in run_data.tags.items()
-                if k.startswith("diag.") and k not in ("diag.worst", "diag.suite")}
+                if k.startswith("diag.") and k not in ("diag.worst", "diag.suite", "diag.cause", "diag.cause2")}
     assert verdicts and all(check.startswith("preflight.") for check in verdicts)
     assert "preflight.initial_loss" in verdicts and "preflight.gradient_check" not in verdicts
     assert "preflight.zeroed_inputs" not in verdicts
     assert set(verdicts.values()) <= {"PASS", "WARN", "FAIL", "SKIP"}
     assert run_data.tags["diag.suite"] == "quick"
     assert run_data.tags["diag.worst"] in {"PASS", "WARN", "FAIL"}
+    assert run_data.tags["diag.cause"]  # the ranked diagnosis (runner/diagnostics/diagnosis.py) is tagged too
     assert "diag.preflight.initial_loss" in run_data.metrics
     assert not any(k.startswith("diag.") for k in client.get_run(plain.run_id).data.tags)
 

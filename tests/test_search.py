@@ -271,3 +271,19 @@ def test_a_job_reaches_its_running_trial_with_the_study_pruner_and_no_other(tmp_
     trial = search.load_trial(link)
     assert trial.number == running.number and isinstance(trial.study.pruner, optuna.pruners.MedianPruner)
     assert search.load_trial({**link, "number": finished.number, "id": finished._trial_id}) is None
+
+
+def test_prune_on_cause_prunes_trials_whose_preflight_diagnosis_fails(tmp_path):
+    # Every trial starts from constant kernels: preflight.initial_weights FAILs, the diagnosis is bad_init (FAIL),
+    # so with the opt-in each trial is pruned before it trains and its run says why.
+    result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "diagnostics=quick", "diagnostics.prune_on_cause=true",
+                   "model.kernel_initializer=constant", "+model.kernel_initializer_args={value: 0.1}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state for t in load_study(tmp_path).trials] == [TrialState.PRUNED] * 2
+    runs = trial_runs(tmp_path)
+    assert len(runs) == 2
+    for run in runs:
+        assert run.data.tags["runner.trial_state"] == "PRUNED"
+        assert "diagnosis bad_init (FAIL) before training" in run.data.tags["runner.pruned"]
+        assert run.data.tags["diag.cause"] == "bad_init"
+        assert "val_loss" not in run.data.metrics  # nothing was trained

@@ -9,7 +9,6 @@ under ``options.output_dir`` (none when it is None).  The model's weights and st
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable
 from math import isqrt
@@ -20,7 +19,16 @@ import numpy as np
 from runner.diagnostics import figures
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.gradients import input_gradients
-from runner.diagnostics.report import FAIL, PASS, SKIP, WARN, CheckResult, Report
+from runner.diagnostics.introspect import output_units
+from runner.diagnostics.report import (
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    CheckResult,
+    Report,
+    run_check,
+)
 
 STAGE = "analysis"
 RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
@@ -48,9 +56,12 @@ TOP_ERRORS = 10
 # the error of all other rows and (classification) at least SLICE_MARGIN higher in absolute terms, so a
 # naturally harder class (seizure recall 0.93 vs 0.98 elsewhere) is not an alarm.
 SLICE_MIN_ROWS, SLICE_RATIO, SLICE_MARGIN = 20, 2.0, 0.1
-# baseline: ratio of the network's test error to the baseline's.  PASS below 0.98 (better by 2%), FAIL above
-# 1.25 (clearly worse, as a broken network is), WARN between.
-BASELINE_PASS, BASELINE_FAIL = 0.98, 1.25
+# baseline: each model's skill is 1 - error / error of the best constant predictor (0: no better than a
+# constant, 1: perfect), so a near-linear problem where both models are excellent is not an alarm, as a raw
+# error ratio of two tiny errors was.  FAIL when the network has (almost) no skill (< SKILL_NONE) while the
+# linear model has a lot (> SKILL_BASELINE_HAS): a broken network; WARN when the network's skill is more
+# than SKILL_GAP_WARN below the baseline's and less than half of it.
+SKILL_NONE, SKILL_BASELINE_HAS, SKILL_GAP_WARN = 0.1, 0.3, 0.25
 BASELINE_ROWS = 5000
 # dropout_consistency: share of probe rows whose prediction changes between inference mode and the mean of
 # TRAIN_PASSES train-mode passes (regression: mean |difference| in target std units).
@@ -65,12 +76,8 @@ def run(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions | N
     options = options or DiagnosticOptions()
     report = Report()
     for check, function in CHECKS.items():
-        if not options.enabled(check):
-            continue
-        start = time.perf_counter()
-        result = function(model, data, options)
-        result.seconds = time.perf_counter() - start
-        report.add(result)
+        if options.enabled(check):
+            report.add(run_check(check, STAGE, function, model, data, options))
     return report
 
 
@@ -80,6 +87,9 @@ def constant_units(model: keras.Model, data: DiagnosticData, options: Diagnostic
     """Share of each hidden layer's units whose activation does not vary over probe samples (dense) or over
     samples and time steps (recurrent); heat maps of units x samples and units x time steps."""
     check = "analysis.constant_units"
+    if not _has_graph(model):
+        return _skip(check, "the model is subclassed: its hidden layers' outputs are not reachable without "
+                            "its call() (use a Functional or Sequential model for this check)")
     layers = _unit_layers(model)
     if not layers:
         return _skip(check, "the model has no hidden Dense, Activation or recurrent layer")
@@ -197,12 +207,17 @@ def attributions(model: keras.Model, data: DiagnosticData, options: DiagnosticOp
     shape = _image_shape(model, data, x)
     if shape is None:
         return _skip(check, "not an image classifier (needs 2-D inputs or a square number of at least 256 "
-                            "features, a classification task and no recurrent layer)")
+                            "features, a single-label classification task and no recurrent layer)")
+    mismatch = _units_mismatch(model, data, x)
+    if mismatch:
+        return _skip(check, mismatch)
+    if np.issubdtype(x.dtype, np.integer):
+        return _skip(check, "the inputs are integers (tokens): the output has no gradient with respect to them")
     labels = _row_labels(data, split)
     rows = np.array([np.flatnonzero(labels == c)[0] for c in np.unique(labels)[:10]])
     images, targets = x[rows].astype("float32"), labels[rows]
     probabilities = _class_probabilities(_predict(model, images))[np.arange(len(rows)), targets]
-    saliency = np.abs(input_gradients(model, images, _true_class_score(targets, _output_units(model))))
+    saliency = np.abs(input_gradients(model, images, _true_class_score(targets, output_units(model, images))))
     fill = float(np.median(data.x_train))
     drops = _occlusion_drops(model, images, targets, probabilities, shape, fill)
     plots = _attribution_figure(options, images, targets, probabilities, saliency, drops, shape)
@@ -216,7 +231,7 @@ def attributions(model: keras.Model, data: DiagnosticData, options: DiagnosticOp
 
 
 def _image_shape(model, data, x):
-    if data.task == "regression" or _has_layers(model, SEQUENCE_LAYERS):
+    if not data.single_label or _has_layers(model, SEQUENCE_LAYERS):
         return None
     return _flat_image_shape(x)
 
@@ -264,6 +279,10 @@ def receptive_field(model: keras.Model, data: DiagnosticData, options: Diagnosti
     split, x, _ = _evaluation_split(data)
     if not (x.ndim == 3 or (x.ndim == 2 and _has_layers(model, SEQUENCE_LAYERS))):
         return _skip(check, "not a sequence model (needs 3-D inputs or a recurrent/convolutional sequence layer)")
+    if np.issubdtype(x.dtype, np.integer) or _has_layers(model, {"Embedding"}):
+        # An embedding lookup is not differentiable in its integer index: d output / d token does not exist.
+        return _skip(check, "the inputs are integer tokens (Embedding): the output has no gradient with "
+                            "respect to them")
     probe = x[_probe_rows(data, split, options, limit=64)].astype("float32")
     outputs = _predict(model, probe)
     per_step_output = outputs.ndim == 3
@@ -330,6 +349,8 @@ def confident_errors(model: keras.Model, data: DiagnosticData, options: Diagnost
     outputs = _predict(model, x)
     if data.task == "regression":
         return _largest_residuals(check, options, split, y, outputs)
+    if data.task == "multilabel":
+        return _confident_label_errors(check, options, split, y, outputs)
     labels = _row_labels(data, split)
     probabilities = _class_probabilities(outputs)
     predicted = probabilities.argmax(axis=1)
@@ -351,6 +372,31 @@ def confident_errors(model: keras.Model, data: DiagnosticData, options: Diagnost
     evidence = {"split": split, "errors": len(wrong), "overconfident_errors": overconfident, "table": table}
     return CheckResult(check, verdict, share_of_rows, OVERCONFIDENT_SHARE_OF_ROWS, message, fix, STAGE,
                        evidence, plots)
+
+
+def _confident_label_errors(check, options, split, y, outputs):
+    """Multilabel: every (row, label) decision is a binary prediction; the same overconfidence rule as for
+    single-label rows, counted over decisions."""
+    actual = np.asarray(y).reshape(len(y), -1) > 0.5
+    probabilities = _label_probabilities(outputs)[:, :actual.shape[1]]
+    confidence = np.maximum(probabilities, 1.0 - probabilities)
+    wrong_rows, wrong_labels = np.nonzero((probabilities > 0.5) != actual)
+    order = np.argsort(-confidence[wrong_rows, wrong_labels])[:TOP_ERRORS]
+    table = [{"kind": "wrong label", "index": int(wrong_rows[i]), "label": int(wrong_labels[i]),
+              "predicted": float(probabilities[wrong_rows[i], wrong_labels[i]]),
+              "score": float(confidence[wrong_rows[i], wrong_labels[i]])} for i in order]
+    overconfident = int(np.sum(confidence[wrong_rows, wrong_labels] > CONFIDENT))
+    share_of_errors = overconfident / max(len(wrong_rows), 1)
+    share_of_decisions = overconfident / actual.size
+    verdict = WARN if (share_of_errors > OVERCONFIDENT_SHARE_OF_ERRORS
+                       and share_of_decisions > OVERCONFIDENT_SHARE_OF_ROWS) else PASS
+    message = (f"{len(wrong_rows)} of {actual.size} {split} label decisions wrong; {overconfident} of them with "
+               f"probability > {CONFIDENT} ({share_of_errors:.0%} of the errors)")
+    fix = "" if verdict == PASS else (
+        "overconfident mistakes: look at these rows for label noise, add regularisation or calibrate")
+    evidence = {"split": split, "errors": len(wrong_rows), "overconfident_errors": overconfident, "table": table}
+    return CheckResult(check, verdict, share_of_decisions, OVERCONFIDENT_SHARE_OF_ROWS, message, fix, STAGE,
+                       evidence, _write_table(options, "analysis/confident_errors.csv", table))
 
 
 def _error_table(wrong, labels, predicted, confidence, probabilities, task):
@@ -399,7 +445,9 @@ def _error_images(options, x, table, data, name) -> list[str]:
     path = options.plot_path(name) if shape is not None and table else None
     if path is None:
         return []
-    names = data.class_names or [str(k) for k in range(data.n_classes)]
+    # An output with more units than named classes can predict a class that has no name: show its index.
+    largest = max(max(row["label"], row["predicted"]) for row in table)
+    names = list(data.class_names or []) + [str(k) for k in range(len(data.class_names or []), largest + 1)]
     shown = table[:8]
     figures.image_grid(path, [[x[row["index"]].reshape(shape)] for row in shown],
                        [[f"{row['kind']}: {names[row['label']]}->{names[row['predicted']]} {row['score']:.3f}"]
@@ -418,8 +466,10 @@ def _flat_image_shape(x):
 # ------------------------------------------------------------------------------------------------- slices
 
 def slices(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
-    """Error rate (classification) or MAE (regression) per slice of the test split, each compared with all
-    other rows; WARN when a slice of SLICE_MIN_ROWS+ rows is SLICE_RATIO times worse than the rest."""
+    """Error rate (classification, multilabel: share of wrong label decisions) or MAE (regression) per slice
+    of the evaluation split.  A classification slice is compared only with rows of the same true labels
+    outside it: a slice that is mostly one class must not look bad because that class is the harder one.
+    WARN when a slice of SLICE_MIN_ROWS+ rows is SLICE_RATIO times worse than those rows."""
     check = "analysis.slices"
     split, x, y = _evaluation_split(data)
     groups = data.slices.get(split)
@@ -429,38 +479,77 @@ def slices(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions)
     if len(groups) != len(x):
         raise ValueError(f"data.slices[{split!r}] has {len(groups)} entries for {len(x)} {split} rows")
     errors = _row_errors(model, data, split, x, y)
-    table = {}
-    for value in np.unique(groups):
-        inside = groups == value
-        rest = float(errors[~inside].mean()) if (~inside).any() else float("nan")
-        table[str(value)] = {"rows": int(inside.sum()), "error": float(errors[inside].mean()), "rest": rest}
+    strata = _label_strata(data, split)
+    table = {str(value): _slice_entry(errors, groups == value, strata) for value in np.unique(groups)}
+    # A slice that is a whole label class (with slices == the labels: every slice) has no same-label rows
+    # to compare with.  Its error is then that class's error rate, whose spread across classes measures how
+    # hard each class is, not a flaw of the slice; preflight.class_balance and the confusion of classes are
+    # the place for that, so such a slice is listed, never judged.
+    unjudged = sorted(k for k, v in table.items() if not np.isfinite(v["rest"]))
     ratio_limit = options.threshold(check, SLICE_RATIO)
     flagged = {k: v for k, v in table.items() if _slice_is_worse(v, ratio_limit, data.task)}
-    eligible = [v for v in table.values() if v["rows"] >= SLICE_MIN_ROWS and v["rest"] > 0]
-    worst_ratio = max((v["error"] / v["rest"] for v in eligible), default=0.0)
-    metric = "MAE" if data.task == "regression" else "error rate"
+    eligible = [v for v in table.values() if v["rows"] >= SLICE_MIN_ROWS and np.isfinite(v["rest"]) and v["rest"] > 0]
+    worst_ratio = max((v["compared"] / v["rest"] for v in eligible), default=0.0)
+    metric = {"regression": "MAE", "multilabel": "label error rate"}.get(data.task, "error rate")
     name = data.slice_name or "slice"
+    comparison = "the rest" if strata is None else "rows of the same labels outside it"
+    evidence = {"metric": metric, "slices": table, "not_judged": unjudged, "compared_with": comparison}
     plots = _slice_plot(options, table, metric, name)
+    if len(unjudged) == len(table):
+        return CheckResult(check, SKIP, None, ratio_limit,
+                           f"skipped: every {name} is a whole label class (no rows of the same labels outside "
+                           f"it), so a {name}'s error is a class's error; nothing to compare", "", STAGE,
+                           evidence, plots)
     if flagged:
-        listed = ", ".join(f"{name}={k}: {metric} {v['error']:.3f} vs {v['rest']:.3f} on the rest ({v['rows']} "
-                           f"rows)" for k, v in flagged.items())
-        return CheckResult(check, WARN, worst_ratio, ratio_limit, f"slices much worse than the rest: {listed}",
+        listed = ", ".join(f"{name}={k}: {metric} {v['compared']:.3f} vs {v['rest']:.3f} on {comparison} "
+                           f"({v['rows']} rows)" for k, v in flagged.items())
+        return CheckResult(check, WARN, worst_ratio, ratio_limit, f"slices much worse than {comparison}: {listed}",
                            "inspect these rows (label errors, a distribution shift, too few training rows "
                            "of this kind); collect or weight more data for the slice", STAGE,
-                           {"metric": metric, "slices": table, "flagged": sorted(flagged)}, plots)
+                           {**evidence, "flagged": sorted(flagged)}, plots)
     margin = f" and {SLICE_MARGIN:g} above" if data.task != "regression" else ""
+    skipped = f"; not judged (whole label classes): {', '.join(unjudged)}" if unjudged else ""
     return CheckResult(check, PASS, worst_ratio, ratio_limit,
                        f"no {name} of {SLICE_MIN_ROWS}+ {split} rows has a {metric} more than {ratio_limit:g}x"
-                       f"{margin} the rest's (largest ratio {worst_ratio:.2f}; "
-                       + ", ".join(f"{k}: {v['error']:.3f}" for k, v in table.items()) + ")", "", STAGE,
-                       {"metric": metric, "slices": table}, plots)
+                       f"{margin} that of {comparison} (largest ratio {worst_ratio:.2f}; "
+                       + ", ".join(f"{k}: {v['error']:.3f}" for k, v in table.items()) + ")" + skipped, "",
+                       STAGE, evidence, plots)
+
+
+def _label_strata(data, split) -> np.ndarray | None:
+    """One integer per row naming its true label (multilabel: its set of labels); None for regression."""
+    if data.task == "regression":
+        return None
+    if data.task == "multilabel":
+        y = np.asarray(data.split(split)[1])
+        label_sets = y.reshape(len(y), -1) > 0.5
+        return np.unique(label_sets, axis=0, return_inverse=True)[1].reshape(len(y))
+    return _row_labels(data, split)
+
+
+def _slice_entry(errors, inside, strata) -> dict:
+    """A slice's error, and the error of the rows it is compared with.  With label strata: only the slice's
+    rows whose label also occurs outside it count ("compared"), against the outside rows of those labels
+    weighted by the slice's label mix; "rest" is NaN when no label of the slice occurs outside it."""
+    entry = {"rows": int(inside.sum()), "error": float(errors[inside].mean())}
+    if strata is None:
+        rest = float(errors[~inside].mean()) if (~inside).any() else float("nan")
+        return {**entry, "compared": entry["error"], "rest": rest}
+    shared_labels = [label for label in np.unique(strata[inside]) if np.any(~inside & (strata == label))]
+    if not shared_labels:
+        return {**entry, "compared": entry["error"], "rest": float("nan")}
+    weights = [np.sum(inside & (strata == label)) for label in shared_labels]
+    outside_errors = [errors[~inside & (strata == label)].mean() for label in shared_labels]
+    compared = errors[inside & np.isin(strata, shared_labels)]
+    return {**entry, "compared": float(compared.mean()),
+            "rest": float(np.average(outside_errors, weights=weights))}
 
 
 def _slice_is_worse(entry, ratio_limit, task) -> bool:
     if entry["rows"] < SLICE_MIN_ROWS or not np.isfinite(entry["rest"]):
         return False
     margin = 0.0 if task == "regression" else SLICE_MARGIN
-    return entry["error"] > ratio_limit * entry["rest"] and entry["error"] - entry["rest"] >= margin
+    return entry["compared"] > ratio_limit * entry["rest"] and entry["compared"] - entry["rest"] >= margin
 
 
 def _row_errors(model, data, split, x, y):
@@ -468,6 +557,9 @@ def _row_errors(model, data, split, x, y):
     if data.task == "regression":
         actual = np.asarray(y, dtype="float64").reshape(len(y), -1)
         return np.abs(outputs.reshape(len(y), -1)[:, :actual.shape[1]] - actual).mean(axis=1)
+    if data.task == "multilabel":
+        actual = np.asarray(y).reshape(len(y), -1) > 0.5
+        return ((_label_probabilities(outputs)[:, :actual.shape[1]] > 0.5) != actual).mean(axis=1)
     return (_class_probabilities(outputs).argmax(axis=1) != _row_labels(data, split)).astype("float64")
 
 
@@ -486,71 +578,159 @@ def _slice_plot(options, table, metric, name):
 
 def baseline(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """A linear baseline (Ridge / logistic regression on standardised, flattened inputs, at most
-    BASELINE_ROWS training rows) against the network on the same test rows: ratio of the test errors
-    (balanced error rate, or MAE), and the Pearson correlation of the two models' scores."""
+    BASELINE_ROWS training rows) against the network on the same held-out rows, judged by skill:
+    1 - error / error of the best constant predictor (balanced error rate, or MAE), averaged over target
+    columns (regression) or labels (multilabel).  Also the Pearson correlation of the two models' scores."""
     check = "analysis.baseline"
     split, x, y = _evaluation_split(data)
-    fitted, converged = _fit_baseline(data, options.seed)
-    flat = x.reshape(len(x), -1)
+    reason = _baseline_not_applicable(model, data, split, x, y)
+    if reason:
+        return _skip(check, reason)
     outputs = _predict(model, x)
-    if data.task == "regression":
-        actual = np.asarray(y, dtype="float64").reshape(-1)
-        network_scores = outputs.reshape(len(x), -1)[:, 0]
-        baseline_scores = fitted.predict(flat).reshape(-1)  # Ridge's predict is one small product
-        network_error = float(np.mean(np.abs(network_scores - actual)))
-        baseline_error = float(np.mean(np.abs(baseline_scores - actual)))
-        floor, metric = 1e-3 * (float(actual.std()) or 1.0), "MAE"
-    else:
-        labels = _row_labels(data, split)
-        network_probabilities = _class_probabilities(outputs)
-        baseline_probabilities = _full_probabilities(fitted, flat, network_probabilities.shape[1])
-        network_error = _balanced_error(labels, network_probabilities.argmax(axis=1))
-        baseline_error = _balanced_error(labels, baseline_probabilities.argmax(axis=1))
-        network_scores, baseline_scores = _scores_to_correlate(network_probabilities, baseline_probabilities)
-        floor, metric = 1e-3, "balanced error rate"
-    ratio = (network_error + floor) / (baseline_error + floor)
-    correlation = _pearson(network_scores, baseline_scores)
-    fail_at = options.threshold(check, BASELINE_FAIL)
-    verdict = PASS if ratio < BASELINE_PASS else FAIL if ratio > fail_at else WARN
-    baseline_name = type(fitted[-1]).__name__
-    message = (f"test {metric}: network {network_error:.4f}, {baseline_name} {baseline_error:.4f} "
-               f"(ratio {ratio:.2f}); correlation of their predictions "
+    predictions, baseline_name, converged = _baseline_predictions(data, x.reshape(len(x), -1), options.seed)
+    scores = {"regression": _regression_skill, "multilabel": _multilabel_skill}.get(data.task, _class_skill)
+    measured = scores(data, split, y, outputs, predictions)
+    network, linear = measured["network_skill"], measured["baseline_skill"]
+    gap_limit = options.threshold(check, SKILL_GAP_WARN)
+    verdict = _skill_verdict(network, linear, gap_limit)
+    correlation = _pearson(*measured.pop("scores"))
+    message = (f"{split} {measured['metric']}: network {measured['network']:.4f} (skill {network:.2f}), "
+               f"{baseline_name} {measured['baseline']:.4f} (skill {linear:.2f}), best constant "
+               f"{measured['constant']:.4f}; correlation of their predictions "
                + ("undefined (a constant prediction)" if correlation is None else f"{correlation:.2f}"))
-    fix = {PASS: "", WARN: "the network is no better than a linear model: train longer, tune the learning "
+    fix = {PASS: "", WARN: "the network has far less skill than a linear model: train longer, tune the learning "
                            "rate and capacity, or check that the features need a non-linear model",
-           FAIL: "the network is clearly worse than a linear model: look for a bug (wrong loss or output "
-                 "activation, missing scaling, dead or saturated units, a constant output)"}[verdict]
-    evidence = {"metric": metric, "split": split, "network": network_error, "baseline": baseline_error,
-                "baseline_model": baseline_name, "baseline_converged": converged,
+           FAIL: "the network has almost no skill while a linear model has a lot: look for a bug (wrong loss or "
+                 "output activation, missing scaling, dead or saturated units, a constant output)"}[verdict]
+    evidence = {**measured, "split": split, "baseline_model": baseline_name, "baseline_converged": converged,
                 "train_rows": min(len(data.x_train), BASELINE_ROWS), "correlation": correlation}
-    return CheckResult(check, verdict, ratio, fail_at, message, fix, STAGE, evidence)
+    return CheckResult(check, verdict, linear - network, gap_limit, message, fix, STAGE, evidence)
 
 
-def _fit_baseline(data, seed):
-    """A standardise + linear pipeline fitted on at most BASELINE_ROWS training rows; (model, converged)."""
+def _skill_verdict(network: float, linear: float, gap_limit: float) -> str:
+    if network < SKILL_NONE and linear > SKILL_BASELINE_HAS:
+        return FAIL
+    if linear - network > gap_limit and network < linear / 2:
+        return WARN
+    return PASS  # also when both models are (near) perfect: no skill is missing
+
+
+def _baseline_not_applicable(model, data, split, x, y) -> str | None:
+    """Why neither model can be scored against a constant on this data, or None."""
+    if data.task == "regression":
+        actual = np.asarray(y, dtype="float64").reshape(len(y), -1)
+        if output_units(model, x) < actual.shape[1]:
+            return f"the output has {output_units(model, x)} units but the target has {actual.shape[1]} columns"
+        if np.all(np.ptp(actual, axis=0) == 0):
+            return f"the {split} target is constant: no predictor can beat the constant one"
+        return None
+    if data.task == "multilabel":
+        actual = np.asarray(y).reshape(len(y), -1) > 0.5
+        if not np.any(actual.any(axis=0) & ~actual.all(axis=0)):
+            return f"no label takes both values in the {split} split: balanced errors are undefined"
+        return None
+    if len(np.unique(data.labels("train"))) < 2:
+        return "the training labels hold a single class: a classifier cannot be fitted"
+    if len(np.unique(_row_labels(data, split))) < 2:
+        return f"the {split} labels hold a single class: the constant predictor is already perfect"
+    return _units_mismatch(model, data, x)
+
+
+def _baseline_predictions(data, x, seed):
+    """The linear baseline's held-out predictions (regression: values; classification: a probability per
+    class; multilabel: a probability per label), its name, and whether every fit converged."""
+    rows = np.arange(len(data.x_train))
+    if len(rows) > BASELINE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, BASELINE_ROWS, replace=False))
+    x_train = data.x_train[rows].reshape(len(rows), -1)
+    if data.task == "regression":
+        y = np.asarray(data.y_train, dtype="float64")[rows].reshape(len(rows), -1)
+        fitted, converged = _fit_linear(x_train, y[:, 0] if y.shape[1] == 1 else y, regression=True)
+        return _in_one_thread(fitted.predict, x).reshape(len(x), -1), "Ridge", converged
+    if data.task == "multilabel":
+        y = np.asarray(data.y_train)[rows].reshape(len(rows), -1) > 0.5
+        columns, converged = [], True
+        for label in y.T:
+            if label.all() or not label.any():  # one value in training: the baseline predicts it
+                columns.append(np.full(len(x), float(label[0])))
+                continue
+            fitted, ok = _fit_linear(x_train, label.astype(int), regression=False)
+            columns.append(_in_one_thread(fitted.predict_proba, x)[:, 1])
+            converged = converged and ok
+        return np.stack(columns, axis=1), "LogisticRegression", converged
+    fitted, converged = _fit_linear(x_train, data.labels("train")[rows], regression=False)
+    n_classes = max(data.n_classes, int(fitted[-1].classes_.max()) + 1)
+    return _full_probabilities(fitted, x, n_classes), "LogisticRegression", converged
+
+
+def _fit_linear(x, y, regression: bool):
+    """A standardise + linear pipeline; (pipeline, converged)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    rows = np.arange(len(data.x_train))
-    if len(rows) > BASELINE_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, BASELINE_ROWS, replace=False))
-    x = data.x_train[rows].reshape(len(rows), -1)
-    if data.task == "regression":
-        estimator, y = Ridge(alpha=1.0), np.asarray(data.y_train, dtype="float64")[rows].reshape(len(rows), -1)
-        y = y[:, 0] if y.shape[1] == 1 else y
-    else:
-        # lbfgs with 200 iterations: about 3 s for 5,000 MNIST rows; it may stop before full convergence,
-        # which only makes the baseline (and so the check) more lenient; the evidence says so.
-        estimator, y = LogisticRegression(max_iter=200, C=1.0), data.labels("train")[rows]
+    # lbfgs with 200 iterations: about 3 s for 5,000 MNIST rows; it may stop before full convergence,
+    # which only makes the baseline (and so the check) more lenient; the evidence says so.
+    estimator = Ridge(alpha=1.0) if regression else LogisticRegression(max_iter=200, C=1.0)
     pipeline = make_pipeline(StandardScaler(), estimator)
     # One BLAS thread: on a busy machine OpenBLAS's threads contend and MNIST's fit took 30 s instead of 3.
     with warnings.catch_warnings(record=True) as caught, threadpool_limits(1):
         warnings.simplefilter("always", ConvergenceWarning)
-        pipeline.fit(x, y)
+        pipeline.fit(np.asarray(x, dtype="float64"), y)
     return pipeline, not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def _in_one_thread(function, x):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return np.asarray(function(np.asarray(x, dtype="float64")))
+
+
+def _regression_skill(data, split, y, outputs, predictions) -> dict:
+    """MAE per target column; the best constant for MAE is the column's median on this split."""
+    actual = np.asarray(y, dtype="float64").reshape(len(y), -1)
+    network = np.asarray(outputs, dtype="float64").reshape(len(y), -1)[:, :actual.shape[1]]
+    constant = np.abs(actual - np.median(actual, axis=0)).mean(axis=0)
+    network_error = np.abs(network - actual).mean(axis=0)
+    baseline_error = np.abs(predictions - actual).mean(axis=0)
+    varying = constant > 0  # a constant column has no skill to measure
+    return {"metric": "MAE", "network": float(network_error.mean()), "baseline": float(baseline_error.mean()),
+            "constant": float(constant.mean()),
+            "network_skill": float(np.mean(1 - network_error[varying] / constant[varying])),
+            "baseline_skill": float(np.mean(1 - baseline_error[varying] / constant[varying])),
+            "scores": (network[:, 0], predictions[:, 0])}
+
+
+def _class_skill(data, split, y, outputs, predictions) -> dict:
+    """Balanced error rate; a constant class scores 1 - 1/k over the k classes present in the split."""
+    labels = _row_labels(data, split)
+    network_probabilities = _class_probabilities(outputs)
+    if predictions.shape[1] < network_probabilities.shape[1]:  # the output has more units than classes
+        predictions = np.pad(predictions, ((0, 0), (0, network_probabilities.shape[1] - predictions.shape[1])))
+    constant = 1.0 - 1.0 / len(np.unique(labels))
+    network = _balanced_error(labels, network_probabilities.argmax(axis=1))
+    linear = _balanced_error(labels, predictions.argmax(axis=1))
+    return {"metric": "balanced error rate", "network": network, "baseline": linear, "constant": constant,
+            "network_skill": 1 - network / constant, "baseline_skill": 1 - linear / constant,
+            "scores": _scores_to_correlate(network_probabilities, predictions)}
+
+
+def _multilabel_skill(data, split, y, outputs, predictions) -> dict:
+    """Balanced error per label (a constant scores 0.5), averaged over labels that take both values."""
+    actual = np.asarray(y).reshape(len(y), -1) > 0.5
+    network_probabilities = _label_probabilities(outputs)[:, :actual.shape[1]]
+    judged = [k for k in range(actual.shape[1]) if 0 < actual[:, k].sum() < len(actual)]
+    network = [_balanced_error(actual[:, k].astype(int), (network_probabilities[:, k] > 0.5).astype(int))
+               for k in judged]
+    linear = [_balanced_error(actual[:, k].astype(int), (predictions[:, k] > 0.5).astype(int)) for k in judged]
+    return {"metric": "balanced error rate (mean over labels)", "network": float(np.mean(network)),
+            "baseline": float(np.mean(linear)), "constant": 0.5, "labels_judged": len(judged),
+            "network_skill": float(np.mean(1 - np.asarray(network) / 0.5)),
+            "baseline_skill": float(np.mean(1 - np.asarray(linear) / 0.5)),
+            "scores": (network_probabilities.reshape(-1), predictions.reshape(-1))}
 
 
 def _full_probabilities(fitted, x, n_classes):
@@ -602,6 +782,9 @@ def dropout_consistency(model: keras.Model, data: DiagnosticData, options: Diagn
         spread = float(np.std(np.asarray(target, dtype="float64"))) or 1.0
         value = float(np.mean(np.abs(averaged - inference)) / spread)
         measure = "mean |difference| in target standard deviations"
+    elif data.task == "multilabel":
+        value = float(np.mean((_label_probabilities(averaged) > 0.5) != (_label_probabilities(inference) > 0.5)))
+        measure = "share of label decisions that change"
     else:
         value = float(np.mean(_class_probabilities(averaged).argmax(axis=1)
                               != _class_probabilities(inference).argmax(axis=1)))
@@ -661,9 +844,22 @@ def _evaluation_split(data: DiagnosticData):
 
 
 def _row_labels(data, split):
+    """One sortable label per row: the class, the first target column (regression) or, for multilabel
+    rows, how many labels the row has."""
+    y = np.asarray(data.split(split)[1])
     if data.task == "regression":
-        return np.asarray(data.split(split)[1], dtype="float64").reshape(len(data.split(split)[1]), -1)[:, 0]
+        return y.astype("float64").reshape(len(y), -1)[:, 0]
+    if data.task == "multilabel":
+        return (y.reshape(len(y), -1) > 0.5).sum(axis=1)
     return np.asarray(data.labels(split)).astype(int)
+
+
+def _label_probabilities(outputs) -> np.ndarray:
+    """(rows, labels) independent probabilities of a multilabel output; logits are squashed."""
+    out = np.asarray(outputs, dtype="float64").reshape(len(outputs), -1)
+    if out.min() < 0 or out.max() > 1:
+        out = 1.0 / (1.0 + np.exp(-out))
+    return out
 
 
 def _probe_rows(data, split, options, limit=None):
@@ -703,8 +899,26 @@ def _true_class_score(targets, units) -> Callable:
     return lambda out: keras.ops.sum(out * chosen, axis=-1)
 
 
-def _output_units(model) -> int:
-    return int(model.outputs[0].shape[-1])
+def _has_graph(model) -> bool:
+    """Whether the model has symbolic inputs and outputs (Functional, or Sequential once built); a
+    subclassed model has neither, so its layers' outputs cannot be tapped."""
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _units_mismatch(model, data, x) -> str | None:
+    """Why the output cannot be read as one probability per class (too few units), or None."""
+    if not data.single_label:
+        return None
+    units = output_units(model, x)
+    classes = max(data.n_classes, int(_row_labels(data, _evaluation_split(data)[0]).max()) + 1)
+    if units == 1 and classes == 2:
+        return None
+    if units < classes:
+        return f"the output has {units} unit{'s' * (units != 1)} but the labels have {classes} classes"
+    return None
 
 
 def _all_layers(model):

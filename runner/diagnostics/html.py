@@ -12,6 +12,8 @@ from pathlib import Path
 
 from runner.diagnostics.report import SEVERITY, CheckResult, Report
 
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".svg": "image/svg+xml"}
 COLOURS = {"PASS": "#d9f2d9", "WARN": "#fff1c2", "FAIL": "#f8d0d0", "SKIP": "#e8e8e8"}
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -22,6 +24,7 @@ td.verdict { font-weight: bold; text-align: center; }
 figure { display: inline-block; margin: 0.5em; }
 figure img { max-width: 640px; border: 1px solid #ddd; }
 figcaption { font-size: 0.8em; color: #555; }
+div.diagnosis { border: 2px solid #999; padding: 0 1em; margin-bottom: 1em; }
 """
 
 
@@ -34,6 +37,7 @@ def render(report: Report, plots_dir: Path | None = None, title: str = "Diagnost
              f"<style>{STYLE}</style></head><body>",
              f"<h1>{_esc(title)}: worst verdict {_badge(report.worst)}</h1>",
              f"<p>{len(report.results)} checks: {_esc(summary) or 'none run'}.</p>",
+             *_diagnosis_section(report),
              _verdict_table(ordered)]
     parts += _plot_sections(ordered, report.plots, plots_dir)
     parts.append("</body></html>")
@@ -47,12 +51,39 @@ def write(report: Report, path: Path, plots_dir: Path | None = None, title: str 
     return path
 
 
+def _diagnosis_section(report: Report) -> list[str]:
+    """The ranked cause on top: summary, its one fix, the checks behind it, the flagged checks it explains
+    (without their own fixes), then the second cause."""
+    if not report.results:
+        return []
+    diagnosis = report.diagnosis
+    parts = ["<div class='diagnosis'>"] + _cause_block("Diagnosis", diagnosis)
+    if diagnosis.second is not None:
+        parts += _cause_block("Second cause", diagnosis.second)
+    return [*parts, "</div>"]
+
+
+def _cause_block(title: str, diagnosis) -> list[str]:
+    parts = [f"<h2>{_esc(title)}: {_esc(diagnosis.cause)} {_badge(diagnosis.verdict)}</h2>",
+             f"<p>{_esc(diagnosis.summary)}</p>", f"<p><b>Fix:</b> {_esc(diagnosis.fix)}</p>"]
+    if diagnosis.evidence:
+        parts.append("<p>Evidence:</p><ul>")
+        parts += [f"<li>{_badge(row['verdict'])} <a href='#{_anchor(row['check'])}-row'>{_esc(row['check'])}</a>: "
+                  f"{_esc(row['message'])}</li>" for row in diagnosis.evidence]
+        parts.append("</ul>")
+    if diagnosis.consequences:
+        parts.append("<p>Explained by this cause (their own fixes do not apply):</p><ul>")
+        parts += [f"<li><a href='#{_anchor(name)}-row'>{_esc(name)}</a></li>" for name in diagnosis.consequences]
+        parts.append("</ul>")
+    return parts
+
+
 def _verdict_table(results: list[CheckResult]) -> str:
     rows = [("<table><tr><th>check</th><th>verdict</th><th>value</th><th>threshold</th><th>message</th>"
              "<th>suggested fix</th><th>seconds</th></tr>")]
     for result in results:
         rows.append(
-            f"<tr><td><a href='#{_anchor(result.check)}'>{_esc(result.check)}</a></td>"
+            f"<tr id='{_anchor(result.check)}-row'><td><a href='#{_anchor(result.check)}'>{_esc(result.check)}</a></td>"
             f"<td class='verdict' style='background:{COLOURS[result.verdict]}'>{result.verdict}</td>"
             f"<td>{_number(result.value)}</td><td>{_esc(_number(result.threshold))}</td>"
             f"<td>{_esc(result.message)}</td><td>{_esc(result.fix)}</td><td>{result.seconds:.2f}</td></tr>")
@@ -73,11 +104,16 @@ def _plot_sections(results: list[CheckResult], loose_plots: list[str], plots_dir
 
 
 def _figure(name: str, plots_dir: Path | None) -> str:
+    """An image inline (base64); any other file (a table such as confident_errors.csv) as a relative link,
+    since a browser cannot show it as an <img>."""
     path = Path(plots_dir) / name if plots_dir is not None else Path(name)
     if not path.is_file():
         return f"<p>plot {_esc(name)} was not found.</p>"
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None:
+        return f"<p>file: <a href='{_esc(name)}'>{_esc(name)}</a></p>"
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<figure><img alt='{_esc(name)}' src='data:image/png;base64,{encoded}'>"
+    return (f"<figure><img alt='{_esc(name)}' src='data:{mime};base64,{encoded}'>"
             f"<figcaption>{_esc(name)}</figcaption></figure>")
 
 

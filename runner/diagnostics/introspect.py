@@ -7,8 +7,20 @@ output shape is read from one forward pass, not from ``model.outputs``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import keras
 import numpy as np
+
+# Activations by what they do to the initialisation (He for the ReLU family, LeCun for SELU) and to the
+# activations the monitors watch (units that can die; units that saturate).
+RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "swish", "softplus", "mish"}
+LECUN_FAMILY = {"selu"}
+RELU_LAYERS = {"ReLU", "LeakyReLU", "ELU", "PReLU"}  # activation layers of the ReLU family
+SQUASHING = {"sigmoid", "hard_sigmoid", "tanh", "hard_tanh"}
+RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 
 # Layers that compute an affine map of their input (or pass it through): a stack made only of these, with
 # linear activations, is one linear model however deep it is.
@@ -44,6 +56,48 @@ def output_units(model: keras.Model, x: np.ndarray) -> int:
     return int(shape[-1]) if len(shape) > 1 else 1
 
 
+@dataclass
+class LossInfo:
+    """The compiled loss as the checks need it: a callable, its canonical name and its options."""
+
+    fn: Callable
+    name: str
+    from_logits: bool
+    reduction: str | None
+
+
+def compiled_loss(model: keras.Model) -> LossInfo:
+    """The compiled loss as a callable returning per-row losses, its canonical name and options."""
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError("the model is not compiled with a loss; compile it before the diagnostics")
+    if isinstance(loss, (list, tuple, dict)):
+        raise TypeError("the diagnostics support single-output models with one loss")
+    fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    if isinstance(fn, keras.losses.Loss):
+        config = fn.get_config()
+        name = snake_case(type(fn).__name__)
+        if name == "loss_function_wrapper":
+            name = getattr(getattr(fn, "fn", None), "__name__", config.get("name", name))
+        return LossInfo(fn, name, bool(config.get("from_logits", False)), config.get("reduction"))
+    return LossInfo(rank_aligned(fn), getattr(fn, "__name__", "custom"), False, None)
+
+
+def rank_aligned(fn: Callable) -> Callable:
+    """A bare loss function with (n,) targets for an (n, 1) output, as fit and Keras's Loss wrappers allow."""
+    def loss(y_true, y_pred):
+        y_true = keras.ops.convert_to_tensor(y_true)
+        if len(y_true.shape) == len(y_pred.shape) - 1 and y_pred.shape[-1] == 1:
+            y_true = keras.ops.expand_dims(y_true, -1)
+        return fn(y_true, y_pred)
+
+    return loss
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def leaf_layers(model) -> list:
     """Layers in order, with nested models expanded and wrappers (Bidirectional, TimeDistributed) kept."""
     found = []
@@ -56,13 +110,43 @@ def leaf_layers(model) -> list:
 
 
 def activation_name(layer) -> str:
-    """The name of a layer's activation ("linear" when it has none); wrappers report their inner layer's."""
+    """The snake_case name of a layer's activation ("linear" when it has none); wrappers (Bidirectional,
+    TimeDistributed) report their inner layer's."""
     inner = getattr(layer, "forward_layer", None) or getattr(layer, "layer", None) or layer
     activation = getattr(inner, "activation", None)
     if activation is None:
         return "linear"
     name = getattr(activation, "__name__", None) or type(activation).__name__
-    return name
+    return snake_case(name) if name[0].isupper() else name
+
+
+def output_layer(model):
+    """The last layer that has an activation (None when none has)."""
+    return next((layer for layer in reversed(leaf_layers(model)) if hasattr(layer, "activation")), None)
+
+
+def output_activation(model) -> str:
+    layer = output_layer(model)
+    return activation_name(layer) if layer is not None else "linear"
+
+
+def all_layers(model) -> list:
+    """Every layer, also those nested in sub-models and wrappers (Bidirectional, TimeDistributed)."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found.extend(all_layers(layer))
+        for attribute in ("layer", "forward_layer", "backward_layer"):
+            inner = getattr(layer, attribute, None)
+            if isinstance(inner, keras.layers.Layer):
+                found.append(inner)
+    return found
+
+
+def is_recurrent(layer) -> bool:
+    inner = getattr(layer, "forward_layer", None) or layer
+    return isinstance(inner, keras.layers.RNN) or type(inner).__name__ in RECURRENT
 
 
 def is_nonlinear(layer) -> bool:

@@ -23,13 +23,17 @@ import numpy as np
 
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.gradients import loss_and_gradients, regularization_loss_and_gradients
+from runner.diagnostics.introspect import (
+    LECUN_FAMILY,
+    RECURRENT,
+    RELU_FAMILY,
+    RELU_LAYERS,
+    SQUASHING,
+    compiled_loss,
+)
 from runner.diagnostics.report import FAIL, PASS, SKIP, WARN, CheckResult, Report, run_check
 
 STAGE = "monitor"
-RELU_FAMILY = {"relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "softplus",
-               "ReLU", "LeakyReLU", "ELU", "PReLU"}
-SQUASHING = {"sigmoid", "hard_sigmoid", "tanh", "hard_tanh"}
-RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 
 DEAD_LEVEL = 1e-5  # a unit is dead when the 95th percentile of |activation| is below this
 # Saturated: as close to an asymptote as sigmoid(z) is at |z| = 5 (tanh(z) = 2 sigmoid(2z) - 1: |z| = 2.5).
@@ -43,7 +47,10 @@ EARLY_UPDATES = 3  # epochs whose first update judges "too large"
 BLOWUP_WARN, BLOWUP_FAIL = 0.5, 1.0
 # still_improving: the windowed loss still fell this much between the last two fifths of training, while it
 # was still this share of its start or more.
-STILL_FALLING, STILL_HIGH = 0.1, 0.3
+STILL_FALLING, STILL_HIGH = 0.2, 0.5
+# loss_oscillating: a swing doubles the local minimum and is a fifth of the start loss; OSCILLATION_SHARE of the
+# windows must be such swings, and the loss must still be at STUCK_SHARE of its start in the last third.
+SWING, SWING_OF_START, OSCILLATION_SHARE, STUCK_SHARE = 1.0, 0.2, 0.1, 0.5
 WINDOWS_PER_EPOCH = 10  # per-batch losses are averaged into this many windows per epoch
 HIST_EDGES = np.linspace(-10.0, 2.0, 31)  # log10 |x|; exact zeros get their own first bin
 END_ROWS = 8192  # rows of train and val evaluated once at the end (underfitting)
@@ -276,10 +283,10 @@ def activation_kind(layer) -> str | None:
         return activation_kind(layer.forward_layer)
     if class_name in RECURRENT:
         return "tanh"  # h = o * tanh(c) for an LSTM: bounded by the tanh's asymptotes
-    if class_name in RELU_FAMILY:
+    if class_name in RELU_LAYERS:
         return "relu"
     name = getattr(getattr(layer, "activation", None), "__name__", "")
-    if name in RELU_FAMILY:
+    if name in RELU_FAMILY or name in LECUN_FAMILY:
         return "relu"
     if name in SQUASHING:
         return "sigmoid" if "sigmoid" in name else "tanh"
@@ -375,7 +382,7 @@ def window_means(values: list[float], windows: int) -> list[float]:
 
 def data_loss(model, x, y, batch_size: int = 2048) -> float:
     """Inference-mode compiled loss (no regularisation) on (x, y), in chunks."""
-    loss_fn = compiled_loss(model)
+    loss_fn = compiled_loss(model).fn
     total = 0.0
     for start in range(0, len(x), batch_size):
         predictions = model(x[start:start + batch_size], training=False)
@@ -384,17 +391,11 @@ def data_loss(model, x, y, batch_size: int = 2048) -> float:
     return total / len(x)
 
 
-def compiled_loss(model):
-    if getattr(model, "loss", None) is None:
-        raise ValueError("the model is not compiled with a loss: compile it before fit")
-    return keras.losses.get(model.loss) if isinstance(model.loss, str) else model.loss
-
-
 def chance_loss(model, data: DiagnosticData) -> float | None:
     """The loss of the best constant prediction: the entropy of the class priors for a cross-entropy, the
     compiled loss of the median or mean target for regression.  None when neither applies."""
-    loss_fn = compiled_loss(model)
-    name = model.loss if isinstance(model.loss, str) else getattr(loss_fn, "name", type(loss_fn).__name__)
+    loss_fn = compiled_loss(model).fn
+    name = compiled_loss(model).name
     if data.task == "multilabel":
         prevalence = np.clip(np.asarray(data.y_train, dtype="float64").reshape(len(data.y_train), -1).mean(axis=0),
                              1e-7, 1 - 1e-7)
@@ -629,7 +630,10 @@ def _losses(history: dict) -> list[float]:
 
 
 def _start_loss(records: Records) -> float:
-    """Training loss before any update (data + regularisation, inference mode, probe batch)."""
+    """Training loss before any update (data + regularisation, inference mode, probe batch); NaN when none was
+    measured (training failed before its first step)."""
+    if not records.data_loss or not records.reg_loss:
+        return math.nan
     return records.data_loss[0] + records.reg_loss[0]
 
 
@@ -732,20 +736,30 @@ _DIVERGING_FIX = "lower the learning rate (by 10x), clip gradients (optimizer.cl
 
 
 def check_loss_oscillating(records: Records, history: dict, options: DiagnosticOptions) -> CheckResult:
+    """Many large swings of the windowed batch loss while it makes no progress.  Small-batch SGD is noisy on
+    healthy programs too (15% of the healthy corpus swung by half its level), so a swing must double the loss
+    and the loss must still sit at half its start or more in the last third of training."""
     check = "monitor.loss_oscillating"
     series = [v for v in records.window_losses if math.isfinite(v)]
-    needed = max(3, math.ceil(len(series) * options.threshold(check, 0.1)))
-    threshold = (f">= {needed} rises of the windowed batch loss (10 windows per epoch) by > 50% of the local "
-                 "minimum and > 10% of the start loss")
+    needed = max(3, math.ceil(len(series) * options.threshold(check, OSCILLATION_SHARE)))
+    threshold = (f">= {needed} rises of the windowed batch loss (10 windows per epoch) by > {SWING:.0%} of the "
+                 f"local minimum and > {SWING_OF_START:.0%} of the start loss, with the last third's median >= "
+                 f"{STUCK_SHARE:.0%} of the start")
     if len(series) < 8:
         return _result(check, SKIP, None, threshold, f"only {len(series)} loss windows recorded; need 8")
-    rises = large_rises(series, scale=_start_loss(records))
-    evidence = {"window_losses": series, "large_rises": rises}
-    if len(rises) >= needed:
+    start = _start_loss(records)
+    rises = large_rises(series, scale=start)
+    late = float(np.median(series[-max(1, len(series) // 3):]))
+    stuck = math.isfinite(start) and start > 0 and late >= STUCK_SHARE * start
+    evidence = {"window_losses": series, "large_rises": rises, "late_median_over_start": late / start
+                if math.isfinite(start) and start > 0 else None}
+    if len(rises) >= needed and stuck:
         return _result(check, WARN, len(rises), threshold,
-                       f"the loss oscillates: {len(rises)} large rises between local extrema",
+                       f"the loss oscillates: {len(rises)} large rises between local extrema, and it is still at "
+                       f"{late / start:.0%} of its start late in training",
                        "lower the learning rate or raise the batch size", **evidence)
-    return _result(check, PASS, len(rises), threshold, f"{len(rises)} large rises of the loss", **evidence)
+    note = "" if stuck or not rises else " (noise around a falling loss)"
+    return _result(check, PASS, len(rises), threshold, f"{len(rises)} large rises of the loss{note}", **evidence)
 
 
 def large_rises(series: list[float], scale: float) -> list[tuple[float, float]]:
@@ -757,7 +771,7 @@ def large_rises(series: list[float], scale: float) -> list[tuple[float, float]]:
             low = current
         elif current >= previous and current > following:
             rise = current - low
-            if rise > 0.5 * low and rise > 0.1 * scale:
+            if rise > SWING * low and rise > SWING_OF_START * scale:
                 rises.append((low, current))
             low = current
     return rises
@@ -766,8 +780,9 @@ def large_rises(series: list[float], scale: float) -> list[tuple[float, float]]:
 def check_overfitting(records: Records, history: dict, options: DiagnosticOptions) -> CheckResult:
     check = "monitor.overfitting"
     # Measured on the book runs (50/20 epochs): val loss ends at 2.26x its minimum for the plain MNIST MLP and
-    # 1.72x for seizure_dnn (both overfit), 1.30x with dropout (which the book calls flat).
-    limit = options.threshold(check, 0.5)
+    # 1.72x for seizure_dnn (both overfit), 1.30x with dropout (which the book calls flat); healthy small runs
+    # of the corpus (bench/healthy_corpus) reach 1.5-1.6x on noise, so only 1.7x and more is a warning.
+    limit = options.threshold(check, 0.7)
     threshold = (f"val loss at the end > {1 + limit:g}x its minimum, the best epoch at least 2 epochs and 20% of "
                  "the run before the end, and the training loss still falling and below its start")
     val, train = history.get("val_loss", []), _losses(history)
@@ -842,7 +857,9 @@ def check_regularization(records: Records, options: DiagnosticOptions, chance: f
     # data loss still high after 5 epochs) is a deliberate, if too strong, choice the book shows as underfitting.
     if start >= 0.9:
         return _result(check, FAIL, end, threshold, f"strong regularisation: {message}", fix, **evidence)
-    if start > limit or (end > limit and data_far) or (end > max(start, 0.25) and data_far):
+    # A penalty that grows to a quarter of the loss is what L2 on a small data set does by design (it fixed the
+    # overfitting); only a penalty that is most of the loss says the data term is swamped.
+    if start > limit or (end > limit and data_far):
         return _result(check, WARN, end, threshold, f"regularisation dominates: {message}", fix, **evidence)
     return _result(check, PASS, end, threshold, message, **evidence)
 

@@ -6,7 +6,9 @@ Plain dataclasses, so a report can be built, read and saved without Keras, Hydra
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,21 @@ class CheckResult:
         return SEVERITY[self.verdict] == 0
 
 
+def run_check(check: str, stage: str, function, *args) -> CheckResult:
+    """Run one check, timed; an exception inside it becomes a SKIP that names the error (``evidence["error"]``)
+    instead of costing the other checks their results.  Such a SKIP is a bug in the check, never a verdict on
+    the model: the zoo test (tests/test_diag_zoo.py) requires that none occurs."""
+    started = time.perf_counter()
+    try:
+        result = function(*args)
+    except Exception as error:  # noqa: BLE001 - isolation is the point: one check must not sink the report
+        logging.getLogger("runner.diagnostics").warning("check %s could not run", check, exc_info=True)
+        result = CheckResult(check, SKIP, None, None, f"could not run: {type(error).__name__}: {error}",
+                             stage=stage, evidence={"error": f"{type(error).__name__}: {error}"})
+    result.seconds = time.perf_counter() - started
+    return result
+
+
 @dataclass
 class Report:
     results: list[CheckResult] = field(default_factory=list)
@@ -80,9 +97,16 @@ class Report:
     def worst(self) -> str:
         return max((result.verdict for result in self.results), key=SEVERITY.get, default=PASS)
 
+    @property
+    def diagnosis(self):
+        """The ranked cause of the flagged checks (runner.diagnostics.diagnosis.rank), computed afresh."""
+        from runner.diagnostics.diagnosis import rank  # a sibling module that imports this one
+
+        return rank(self.results)
+
     def to_dict(self) -> dict:
-        return {"worst": self.worst, "checks": [_jsonable(asdict(result)) for result in self.results],
-                "plots": list(self.plots)}
+        return {"worst": self.worst, "diagnosis": _jsonable(self.diagnosis.to_dict()),
+                "checks": [_jsonable(asdict(result)) for result in self.results], "plots": list(self.plots)}
 
     def write_json(self, path: Path) -> Path:
         path = Path(path)
