@@ -87,7 +87,7 @@ def test_unscaled_inputs_explain_a_stalled_loss_and_its_contradicting_fix():
               "raise the learning rate (by 10x or more)"),
         check("preflight.overfit_batch", "FAIL", "could not overfit one batch", "raise the learning rate")]
     diagnosis = rank(results)
-    assert (diagnosis.cause, diagnosis.verdict) == ("unscaled_inputs", "WARN")
+    assert (diagnosis.cause, diagnosis.verdict) == ("unscaled_inputs", "FAIL")  # as serious as the FAIL it explains
     assert [row["check"] for row in diagnosis.evidence] == ["preflight.input_scale"]
     assert set(diagnosis.consequences) == {"monitor.loss_stalled", "monitor.update_ratio", "preflight.overfit_batch"}
     assert diagnosis.second is None
@@ -154,7 +154,7 @@ def test_console_leads_with_the_diagnosis_and_counts_skips():
                check("preflight.split_leakage", "WARN", "leak", "dedupe"),
                check("analysis.slices", "SKIP"), *passing("preflight.data_finite")]
     lines = console_lines(Report(results))
-    assert lines[0].strip().startswith("diagnosis: unscaled_inputs (WARN): ")
+    assert lines[0].strip().startswith("diagnosis: unscaled_inputs (FAIL): ")
     assert lines[1].strip() == f"fix: {CAUSES['unscaled_inputs'][1]}"
     text = "\n".join(lines)
     assert "FAIL monitor.loss_stalled: loss flat" in text and "raise the learning rate" not in text
@@ -264,3 +264,30 @@ def test_labels_that_look_unlearnable_outrank_training_symptoms_but_not_unscaled
     unscaled = rank([label_signal, check("preflight.input_scale", "FAIL", "unscaled inputs")])
     assert unscaled.cause == "unscaled_inputs" and unscaled.second is None
     assert rank([label_signal, check("analysis.baseline", "WARN")]).cause == "wrong_labels"
+
+
+def test_a_target_scale_hint_names_the_root_only_when_training_misbehaves():
+    hinted = CheckResult("preflight.target_scale", "PASS", 60.0, 100.0, "targets are within 60 of unit scale",
+                         stage="preflight", evidence={"hint": "unscaled_targets"})
+    blown = rank([hinted, check("monitor.loss_diverging", "FAIL", "the training loss blew up")])
+    assert blown.cause == "unscaled_targets" and blown.consequences == ["monitor.loss_diverging"]
+    assert blown.verdict == "FAIL"
+    assert rank([hinted]).cause == "none"  # targets in the tens that train well are no problem
+    assert rank([hinted, check("monitor.overfitting", "WARN", "overfitting")]).cause == "overfitting"
+
+
+def test_dead_units_beside_a_blow_up_are_the_blow_up_s_consequence():
+    dead = check("monitor.dead_units", "FAIL", "dead units dominate: dense 90%")
+    alone = rank([dead])
+    assert alone.cause == "dead_relu"
+    with_blowup = rank([dead, check("monitor.early_blowup", "WARN", "the loss ended the first epoch 70% above")])
+    assert with_blowup.cause == "lr_too_high" and "monitor.dead_units" in with_blowup.consequences
+
+
+def test_a_stalled_loss_after_healthy_steps_in_a_short_run_is_too_few_epochs():
+    short = CheckResult("monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor",
+                        evidence={"short_run": True})
+    long = CheckResult("monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor",
+                       evidence={"short_run": False})
+    assert rank([short]).cause == "too_few_epochs"
+    assert rank([long]).cause == "lr_too_low"

@@ -286,10 +286,12 @@ def test_stalled_distinguishes_no_drop_slow_start_and_early_plateau():
 def test_overfitting_rule():
     options = DiagnosticOptions()
     train_loss = [0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01]
-    rising = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.32, 0.36, 0.4, 0.45, 0.5]}
+    rising = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.32, 0.36, 0.42, 0.48, 0.54]}
     result = check_overfitting(records_with(0.7), rising, options)
     assert result.verdict == WARN and result.evidence["best_epoch"] == 3
-    assert math.isclose(result.value, 0.5 / 0.3 - 1)
+    assert math.isclose(result.value, 0.54 / 0.3 - 1)
+    noisy = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.32, 0.36, 0.4, 0.45, 0.5]}  # 1.67x: small-data noise
+    assert check_overfitting(records_with(0.7), noisy, options).verdict == PASS
     flat = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.31, 0.3, 0.32, 0.31, 0.33]}
     assert check_overfitting(records_with(0.7), flat, options).verdict == PASS
     assert check_overfitting(records_with(0.7), {"loss": train_loss}, options).verdict == SKIP

@@ -156,7 +156,7 @@ VOTES: tuple[Vote, ...] = (
     Vote("preflight.constant_target", "bad_data", ROOT),
     Vote("preflight.class_balance", "bad_data", ROOT, verdicts=(FAIL,)),  # a class with no rows
     Vote("preflight.input_scale", "unscaled_inputs", ROOT),
-    Vote("preflight.target_scale", "unscaled_targets", ROOT),
+    Vote("preflight.target_scale", "unscaled_targets", ROOT),  # also a PASS with a hint (see _hints)
     Vote("preflight.split_leakage", "leakage", ROOT),
     Vote("preflight.split_shift", "split_shift", ROOT),
     Vote("preflight.loss_output_pairing", "loss_output_mismatch", ROOT),
@@ -180,7 +180,8 @@ VOTES: tuple[Vote, ...] = (
     Vote("monitor.early_blowup", "lr_too_high", MECHANISM),
     Vote("monitor.regularization", "regularization_too_strong", MECHANISM),
     # symptoms: many causes produce them; they win only when nothing deeper is flagged
-    Vote("monitor.loss_stalled", "lr_too_low", SYMPTOM),
+    Vote("monitor.loss_stalled", "lr_too_low", SYMPTOM, when=lambda r: not r.evidence.get("short_run")),
+    Vote("monitor.loss_stalled", "too_few_epochs", SYMPTOM, 1.2, when=lambda r: bool(r.evidence.get("short_run"))),
     Vote("preflight.overfit_batch", "lr_too_low", SYMPTOM, 0.5),
     Vote("preflight.initial_loss", "loss_output_mismatch", SYMPTOM, 0.5),
     Vote("preflight.initial_loss", "bad_init", SYMPTOM, 0.4),
@@ -240,17 +241,54 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A flagged cause that another flagged signal shows to be a consequence: (cause, signals, becomes).  Steps so
+# large that the loss blows up also kill ReLU units; the dead units are then not the root.
+OVERRIDES = (("dead_relu", ("monitor.loss_diverging", "monitor.early_blowup", "monitor.loss_numeric",
+                            "monitor.loss_oscillating"), "lr_too_high"),)
+
+
 def rank(results: list[CheckResult]) -> Diagnosis:
     """The likeliest cause of the flagged checks in ``results`` (SKIPs never count), with a second cause for
-    what it leaves unexplained."""
+    what it leaves unexplained.  A PASS may carry a ``hint`` (a target scale in the tens): it counts as a root
+    cause only when some flagged check is a consequence of it."""
     flagged = [result for result in results if SEVERITY.get(result.verdict, 0) > 0]
+    flagged += _hints(results, flagged)
     top = _diagnose(flagged)
+    top = _override(top, flagged)
     if top.cause == "none":
         return top
     explained = {row["check"] for row in top.evidence} | set(top.consequences)
     rest = [result for result in flagged if result.check not in explained]
     if rest:
         top.second = _diagnose(rest)
+    return top
+
+
+def _hints(results: list[CheckResult], flagged: list[CheckResult]) -> list[CheckResult]:
+    """PASS results with a hinted cause, as WARN stand-ins, when that cause explains a flagged check."""
+    names = {result.check for result in flagged}
+    found = []
+    for result in results:
+        cause = result.evidence.get("hint") if isinstance(result.evidence, dict) else None
+        if result.verdict == PASS and cause in CAUSES and names & set(_POOR_FIT + _UNSTABLE):
+            found.append(CheckResult(result.check, WARN, result.value, result.threshold,
+                                     f"{result.message} (a likely root of the checks below)", stage=result.stage,
+                                     evidence=result.evidence))
+    return found
+
+
+def _override(top: Diagnosis, flagged: list[CheckResult]) -> Diagnosis:
+    names = {result.check for result in flagged}
+    own = {row["check"] for row in top.evidence}
+    for cause, signals, becomes in OVERRIDES:
+        if top.cause == cause and names & set(signals) and "preflight.initial_weights" not in own:
+            votes = [result for result in flagged if result.check in signals]
+            evidence = [_evidence_row(result) for result in votes]
+            consequences = [result.check for result in flagged if result.check not in {row["check"] for row in
+                            evidence} and result.check in EXPLAINS.get(becomes, ())]
+            verdict = max((row["verdict"] for row in evidence), key=SEVERITY.get)
+            return Diagnosis(becomes, verdict, _summary(becomes, evidence, consequences), CAUSES[becomes][1],
+                             evidence, consequences)
     return top
 
 
@@ -268,7 +306,9 @@ def _diagnose(flagged: list[CheckResult]) -> Diagnosis:
     evidence = [_evidence_row(by_name[name]) for name in evidence_results]
     consequences = [result.check for result in flagged
                     if result.check not in evidence_results and result.check in EXPLAINS.get(cause, ())]
-    verdict = max((row["verdict"] for row in evidence), key=SEVERITY.get)
+    # The problem is as serious as the worst thing it explains (a WARN-level root behind a FAIL-level symptom).
+    verdict = max([row["verdict"] for row in evidence] + [by_name[name].verdict for name in consequences],
+                  key=SEVERITY.get)
     return Diagnosis(cause, verdict, _summary(cause, evidence, consequences), CAUSES[cause][1], evidence,
                      consequences)
 

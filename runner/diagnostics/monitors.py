@@ -43,8 +43,8 @@ EXPLODING_RATIO, EXPLODING_NORM = 70.0, 1e6
 UPDATE_BAND = (-4.0, -1.0)  # healthy log10(mean |delta w| / mean |w|) per update
 UPDATE_EXTREME = (-6.0, 0.0)
 EARLY_UPDATES = 3  # epochs whose first update judges "too large"
-# early_blowup: the windowed loss of epoch 1 climbing this share of the start loss above its running minimum.
-BLOWUP_WARN, BLOWUP_FAIL = 0.5, 1.0
+SHORT_RUN_EPOCHS = 5  # a stalled loss with healthy-sized updates over this many epochs or fewer: too short a run
+BLOWUP_WARN, BLOWUP_FAIL = 0.5, 1.0  # share of the start loss the end of epoch 1 sits above it
 # still_improving: the windowed loss still fell this much between the last two fifths of training, while it
 # was still this share of its start or more.
 STILL_FALLING, STILL_HIGH = 0.2, 0.5
@@ -676,7 +676,11 @@ def check_loss_stalled(records: Records, history: dict, options: DiagnosticOptio
         return _result(check, SKIP, None, threshold, "the loss is not positive: relative drops are undefined")
     drop = 1.0 - min(losses) / start
     half = losses[math.ceil(len(losses) / 2) - 1]
-    evidence = {"start": start, "epoch_losses": losses, "drop": drop}
+    # Updates of a healthy size over only a few epochs: the run was too short, not the learning rate too low.
+    early = [_max_log10(ratios[:EARLY_UPDATES]) for ratios in records.update_ratio.values()]
+    healthy_steps = bool(early) and all(UPDATE_BAND[0] <= v <= UPDATE_BAND[1] for v in early if math.isfinite(v))
+    evidence = {"start": start, "epoch_losses": losses, "drop": drop, "epochs": len(losses),
+                "updates_healthy": healthy_steps, "short_run": healthy_steps and len(losses) <= SHORT_RUN_EPOCHS}
     if drop < needed:
         return _result(check, FAIL, drop, threshold,
                        f"the training loss never dropped {needed:.0%} below its start ({start:.4g}); "
@@ -704,7 +708,10 @@ def check_loss_diverging(records: Records, history: dict, options: DiagnosticOpt
         return _result(check, SKIP, None, threshold, "no training loss in the history")
     start = _start_loss(records)
     series = [start] + losses
-    climb = largest_climb([start] + records.window_losses + losses[-1:]) / start if start > 0 else math.nan
+    # Windows of one batch each (a tiny data set) jump on single hard batches: a running median of 3 keeps the
+    # blow-up of a too-high learning rate (several windows up) and drops a one-batch spike.
+    smoothed = running_median([start] + records.window_losses + losses[-1:], 3)
+    climb = largest_climb(smoothed) / start if start > 0 else math.nan
     evidence = {"losses_with_start": series, "largest_climb_over_start": climb}
     if not math.isfinite(losses[-1]):
         return _result(check, FAIL, math.nan, threshold, "the training loss ended as NaN/Inf: training diverged",
@@ -720,6 +727,11 @@ def check_loss_diverging(records: Records, history: dict, options: DiagnosticOpt
                        f"the training loss blew up: it climbed {climb:.3g}x its start above its running minimum "
                        f"(ending at {growth:.3g}x its minimum)", _DIVERGING_FIX, **evidence)
     return _result(check, PASS, growth, threshold, f"final loss {growth:.3g}x its minimum", **evidence)
+
+
+def running_median(series: list[float], width: int) -> list[float]:
+    """Each value replaced by the median of the ``width`` values ending at it (fewer at the start)."""
+    return [float(np.median(series[max(0, i - width + 1):i + 1])) for i in range(len(series))]
 
 
 def largest_climb(series: list[float]) -> float:
@@ -865,12 +877,14 @@ def check_regularization(records: Records, options: DiagnosticOptions, chance: f
 
 
 def check_early_blowup(records: Records, options: DiagnosticOptions) -> CheckResult:
-    """A learning rate that is too high shows in the first epoch: the batch loss climbs above where it
-    started instead of falling.  Judged on epoch 1 alone, so a sweep can act on it before more epochs run."""
+    """A learning rate that is too high shows in the first epoch: the batch loss ends the epoch above where it
+    started instead of below.  Judged on epoch 1 alone, so a sweep can act on it before more epochs run, and on
+    the end of the epoch (the median of its last third), not on one noisy batch of a tiny data set."""
     check = "monitor.early_blowup"
     warn = options.threshold(check, BLOWUP_WARN)
     fail = options.threshold(f"{check}.fail", BLOWUP_FAIL)
-    threshold = f"epoch-1 windowed loss climb above its running minimum, in start losses: WARN >= {warn:g}, FAIL >= {fail:g}"
+    threshold = (f"epoch-1 loss at its end (median of the last third of its windows) above the start loss by "
+                 f"WARN >= {warn:.0%}, FAIL >= {fail:.0%} of it")
     first = [loss for loss, epoch in zip(records.window_losses, records.window_epochs) if epoch == 1]
     start = _start_loss(records)
     if not first or not (math.isfinite(start) and start > 0):
@@ -879,12 +893,14 @@ def check_early_blowup(records: Records, options: DiagnosticOptions) -> CheckRes
     if not all(math.isfinite(v) for v in first):
         return _result(check, FAIL, math.nan, threshold, "the loss became NaN/Inf within the first epoch",
                        _DIVERGING_FIX, **evidence)
-    climb = largest_climb([start] + first) / start
-    if climb >= warn:
-        return _result(check, FAIL if climb >= fail else WARN, climb, threshold,
-                       f"the loss climbed {climb:.2g}x its start above its running minimum within the first epoch",
+    end = float(np.median(first[-max(1, len(first) // 3):]))
+    rise = end / start - 1.0
+    if rise >= warn:
+        return _result(check, FAIL if rise >= fail else WARN, rise, threshold,
+                       f"the loss ended the first epoch {rise:.0%} above where it started ({end:.4g} vs {start:.4g})",
                        _DIVERGING_FIX, **evidence)
-    return _result(check, PASS, climb, threshold, f"epoch 1 climbed at most {climb:.2g}x the start loss", **evidence)
+    return _result(check, PASS, rise, threshold, f"the first epoch ended at {end / start:.0%} of the start loss",
+                   **evidence)
 
 
 def check_still_improving(records: Records, history: dict, options: DiagnosticOptions) -> CheckResult:

@@ -78,7 +78,10 @@ NOISE_LAYERS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layer
 SCALE_TINY, SCALE_WARN, SCALE_FAIL = 1e-2, 10.0, 100.0  # largest per-feature RMS of the inputs
 DROPOUT_WARN, DROPOUT_FAIL = 0.5, 0.8  # largest dropout rate
 CONSTANT_TARGET_CV = 1e-3
-TARGET_SCALE_WARN, TARGET_SCALE_FAIL = 50.0, 1e4  # largest |mean| or std of a regression target column
+# Largest |mean| or std of a regression target column: targets in the tens (house prices in k$) train fine
+# with Adam; hundreds and more leave a fresh network, whose outputs start near 0, far behind.
+TARGET_SCALE_WARN, TARGET_SCALE_FAIL = 100.0, 1e4
+TARGET_SCALE_HINT = 10.0  # above this a PASS carries a hint the diagnosis uses when training goes wrong
 MINORITY_SHARE_OF_BALANCED = 0.2  # minority share < 0.2 / k: < 10% for binary, < 2% for 10 classes
 LEAKAGE_WARN, LEAKAGE_FAIL = 0.01, 0.10
 DUPLICATES_EXPLAIN = 1.5  # held-out overlap up to this x the within-train twin rate: the data's own repeats
@@ -364,6 +367,10 @@ def check_target_scale(data: DiagnosticData, options: DiagnosticOptions) -> Chec
                        "Standardise the targets (fit mean and std on the training split; invert the scaling on "
                        "predictions), or divide them by a known unit (e.g. prices in thousands).",
                        evidence=evidence)
+    if largest > TARGET_SCALE_HINT:
+        # Targets in the tens train fine with a good optimiser, so this alone is no warning; but if training
+        # then misbehaves, their scale is the likeliest root (the diagnosis reads the hint).
+        evidence["hint"] = "unscaled_targets"
     return _result("target_scale", PASS, largest, threshold, f"targets are within {largest:.3g} of unit scale",
                    evidence=evidence)
 
@@ -503,6 +510,11 @@ def _pairing_problems(loss: LossInfo, activation: str, units: int, data: Diagnos
         # leaves classes that can never be predicted.
         problems.append((f"{units} output units for {data.n_classes} classes",
                          "Give the output layer one unit per class."))
+    label_columns = int(np.asarray(data.y_train).reshape(len(data.y_train), -1).shape[1])
+    if name in BINARY_CE and data.single_label and units > 1 and label_columns == 1:
+        problems.append((f"{units} output units under binary cross-entropy for one 0/1 label per row: each unit is "
+                         "compared with the same label", "Use one sigmoid unit with binary_crossentropy, or "
+                         f"{units} softmax units with sparse_categorical_crossentropy."))
     if task == "multilabel":
         if activation == "softmax" or name in SPARSE_CE | CATEGORICAL_CE:
             problems.append((f"{activation} output with {name} on a multi-label task: the labels compete for "

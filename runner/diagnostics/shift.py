@@ -236,6 +236,7 @@ SIGNAL_PERMUTATIONS = 200  # held-out target shuffles that measure the skill's s
 # z = (skill with real labels - skill with permuted labels) / the spread of that difference: ~N(0, 1) when
 # the labels are unrelated to the inputs.
 SIGNAL_PASS_Z, SIGNAL_FAIL_Z = 3.0, 2.0
+SIGNAL_MEMORISED = {"ROC AUC": 0.1, "Spearman correlation": 0.2}  # own-rows skill above held-out skill
 SIGNAL_STILL = 0.95  # held-out predictions ranked this alike before and after training: the model did not learn
 # A difference this large is a clear signal (AUC 0.5 -> 0.7, correlation 0 -> 0.4): FAIL only when it
 # would have been detected.
@@ -256,12 +257,14 @@ def check_label_signal(model, data: DiagnosticData, options: DiagnosticOptions) 
     labels = y if data.task in ("regression", "multilabel") else data.labels("train")
     real, permuted = [], []  # (skill, spread) per fold: pooling folds would mix two models' score scales
     unchanged = []  # per real-label run: how much the held-out predictions kept their order through training
+    fit_skill = []  # per real-label run: its skill on the rows it trained on
     for fit_rows, held_rows in _signal_folds(len(x), rng):
         for runs, fit_labels in ((real, y[fit_rows]), (permuted, y[rng.permutation(fit_rows)])):
             predictions = trainer.train_and_predict(x[fit_rows], fit_labels, x[held_rows])
             runs.append(_skill_and_spread(data.task, predictions, labels[held_rows], rng))
             if runs is real:
                 unchanged.append(_order_kept(trainer.before, predictions))
+                fit_skill.append(_skill(data.task, _ranks(trainer.fitted), labels[fit_rows]))
     (real_skill, real_spread), (perm_skill, perm_spread) = _fold_mean(real), _fold_mean(permuted)
     spread = math.sqrt(real_spread**2 + perm_spread**2)
     z = (real_skill - perm_skill) / max(spread, 1e-9)
@@ -290,14 +293,25 @@ def check_label_signal(model, data: DiagnosticData, options: DiagnosticOptions) 
         return _result(name, SKIP, None, None, f"inconclusive: training for {SIGNAL_STEPS} steps barely changed "
                        f"the predictions (rank correlation with the untrained ones {kept:.2f}); {summary}",
                        evidence=evidence)
-    if z < fail_at and powered:
-        return _result(name, FAIL, z, pass_at, f"labels look unrelated to the inputs: {summary}", fix,
-                       evidence)
+    fitted = float(np.mean(fit_skill))
+    evidence["skill_on_own_rows"] = round(fitted, 4)
+    # Labels unrelated to the inputs leave a model that learns its own rows (it memorises them) and nothing that
+    # carries over; a model that has not learned its own rows either is merely slow (sigmoid stacks, small steps).
+    memorised = fitted - real_skill >= SIGNAL_MEMORISED[metric]
+    if z < fail_at and powered and memorised:
+        return _result(name, FAIL, z, pass_at, f"labels look unrelated to the inputs: {summary}; "
+                       f"{metric} {fitted:.3f} on the rows it trained on", fix, evidence)
     # Between the bounds, or too few rows to see a clear effect: no evidence either way, and a WARN that
     # only says "cannot tell" would be noise on healthy programs.
     why = ("the signal may be faint or need more than this budget" if powered else
            f"too few rows to tell (a difference below {detectable:.2f} goes unseen)")
     return _result(name, SKIP, None, None, f"inconclusive: {summary}; {why}", evidence=evidence)
+
+
+def _ranks(predictions: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(predictions, axis=0)
 
 
 def _order_kept(before: np.ndarray, after: np.ndarray) -> float:
@@ -373,6 +387,7 @@ class _StepTrainer:
         for step in range(SIGNAL_STEPS):
             rows = order[step * batch:(step + 1) * batch]
             self.clone.train_on_batch(x[rows], y[rows])
+        self.fitted = np.asarray(self.clone.predict_on_batch(x), dtype=np.float64).reshape(len(x), -1)
         predictions = np.asarray(self.clone.predict_on_batch(x_held), dtype=np.float64)
         return predictions.reshape(len(x_held), -1)
 
