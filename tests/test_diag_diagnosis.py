@@ -273,6 +273,12 @@ def test_a_target_scale_hint_names_the_root_only_when_training_misbehaves():
     assert blown.cause == "unscaled_targets" and blown.consequences == ["monitor.loss_diverging"]
     assert blown.verdict == "FAIL"
     assert rank([hinted]).cause == "none"  # targets in the tens that train well are no problem
+    slow = rank([hinted, check("monitor.update_ratio", "FAIL", "updates below 1e-6 of the weights in d1"),
+                 check("monitor.loss_stalled", "FAIL", "never dropped")])
+    assert slow.cause == "lr_too_low"  # direct evidence of tiny steps beats a hint
+    penalised = rank([hinted, check("monitor.regularization", "FAIL", "strong regularisation"),
+                      check("monitor.loss_stalled", "FAIL", "never dropped")])
+    assert penalised.cause == "regularization_too_strong"  # a flagged mechanism of another kind keeps its place
     assert rank([hinted, check("monitor.overfitting", "WARN", "overfitting")]).cause == "overfitting"
 
 

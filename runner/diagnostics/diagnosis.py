@@ -247,14 +247,22 @@ OVERRIDES = (("dead_relu", ("monitor.loss_diverging", "monitor.early_blowup", "m
                             "monitor.loss_oscillating"), "lr_too_high"),)
 
 
+# Causes a hint may replace: what unscaled targets look like from the outside (big steps, a poor fit).  A
+# flagged root or mechanism of another kind (a strong penalty, a bad init) keeps its place.
+HINTABLE = {"lr_too_high", "exploding_gradient", "underfitting_capacity", "too_few_epochs", "wrong_labels",
+            "lr_too_low", "none"}
+
+
 def rank(results: list[CheckResult]) -> Diagnosis:
     """The likeliest cause of the flagged checks in ``results`` (SKIPs never count), with a second cause for
     what it leaves unexplained.  A PASS may carry a ``hint`` (a target scale in the tens): it counts as a root
     cause only when some flagged check is a consequence of it."""
     flagged = [result for result in results if SEVERITY.get(result.verdict, 0) > 0]
-    flagged += _hints(results, flagged)
-    top = _diagnose(flagged)
-    top = _override(top, flagged)
+    top = _override(_diagnose(flagged), flagged)
+    hints = _hints(results, flagged) if top.cause in HINTABLE else []
+    if hints:
+        flagged += hints
+        top = _override(_diagnose(flagged), flagged)
     if top.cause == "none":
         return top
     explained = {row["check"] for row in top.evidence} | set(top.consequences)
@@ -267,6 +275,8 @@ def rank(results: list[CheckResult]) -> Diagnosis:
 def _hints(results: list[CheckResult], flagged: list[CheckResult]) -> list[CheckResult]:
     """PASS results with a hinted cause, as WARN stand-ins, when that cause explains a flagged check."""
     names = {result.check for result in flagged}
+    if any(result.check == "monitor.update_ratio" and _safely(_updates_too_big, result) is False for result in flagged):
+        return []  # tiny steps explain the symptoms directly; a moderate target scale does not
     found = []
     for result in results:
         cause = result.evidence.get("hint") if isinstance(result.evidence, dict) else None
@@ -275,6 +285,13 @@ def _hints(results: list[CheckResult], flagged: list[CheckResult]) -> list[Check
                                      f"{result.message} (a likely root of the checks below)", stage=result.stage,
                                      evidence=result.evidence))
     return found
+
+
+def _safely(function, result: CheckResult):
+    try:
+        return function(result)
+    except Exception:  # noqa: BLE001 - evidence of an unexpected shape must not sink the diagnosis
+        return None
 
 
 def _override(top: Diagnosis, flagged: list[CheckResult]) -> Diagnosis:
