@@ -19,7 +19,13 @@ import numpy as np
 from runner.diagnostics import figures
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.gradients import input_gradients
-from runner.diagnostics.introspect import output_units
+from runner.diagnostics.introspect import (
+    RECURRENT,
+    activation_name,
+    all_layers,
+    is_recurrent,
+    output_units,
+)
 from runner.diagnostics.report import (
     FAIL,
     PASS,
@@ -31,7 +37,6 @@ from runner.diagnostics.report import (
 )
 
 STAGE = "analysis"
-RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 SEQUENCE_LAYERS = RECURRENT | {"Bidirectional", "Conv1D", "ConvLSTM1D"}
 STOCHASTIC = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
               "GaussianDropout", "GaussianNoise", "BatchNormalization"}
@@ -136,7 +141,7 @@ def _unit_layers(model):
         if any(id(tensor) in outputs for tensor in _as_list(layer.output)):
             continue
         kind = type(layer).__name__
-        dense_with_activation = kind == "Dense" and _activation_name(layer) != "linear"
+        dense_with_activation = kind == "Dense" and activation_name(layer) != "linear"
         if dense_with_activation or kind == "Activation" or kind in RECURRENT or kind == "Bidirectional":
             found.append(layer)
     return found
@@ -144,11 +149,11 @@ def _unit_layers(model):
 
 def _layer_outputs(model, layers, x):
     """Activations of ``layers`` on ``x``; recurrent layers always as (samples, time steps, units)."""
-    tensors = [layer.input if _is_recurrent(layer) else layer.output for layer in layers]
+    tensors = [layer.input if is_recurrent(layer) else layer.output for layer in layers]
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     values = keras.Model(inputs, tensors)(x, training=False)
     values = [keras.ops.convert_to_numpy(v) for v in _as_list(values)]
-    return [_sequence_outputs(layer, value) if _is_recurrent(layer) else value
+    return [_sequence_outputs(layer, value) if is_recurrent(layer) else value
             for layer, value in zip(layers, values)]
 
 
@@ -769,7 +774,7 @@ def dropout_consistency(model: keras.Model, data: DiagnosticData, options: Diagn
     share of rows whose predicted class changes (regression: mean |difference| / target std).  A large
     disagreement means dropout or batch normalisation behaves very differently at inference."""
     check = "analysis.dropout_consistency"
-    stochastic = sorted({type(layer).__name__ for layer in _all_layers(model)} & STOCHASTIC)
+    stochastic = sorted({type(layer).__name__ for layer in all_layers(model)} & STOCHASTIC)
     if not stochastic:
         return _skip(check, "the model has no dropout, noise or batch-normalisation layer")
     split, x, y = _evaluation_split(data)
@@ -921,31 +926,8 @@ def _units_mismatch(model, data, x) -> str | None:
     return None
 
 
-def _all_layers(model):
-    """Every layer, also those nested in sub-models and wrappers (Bidirectional, TimeDistributed)."""
-    found = []
-    for layer in model.layers:
-        found.append(layer)
-        if hasattr(layer, "layers"):
-            found.extend(_all_layers(layer))
-        for attribute in ("layer", "forward_layer", "backward_layer"):
-            inner = getattr(layer, attribute, None)
-            if isinstance(inner, keras.layers.Layer):
-                found.append(inner)
-    return found
-
-
 def _has_layers(model, kinds) -> bool:
-    return any(type(layer).__name__ in kinds for layer in _all_layers(model))
-
-
-def _is_recurrent(layer) -> bool:
-    return type(layer).__name__ in RECURRENT or type(layer).__name__ == "Bidirectional"
-
-
-def _activation_name(layer) -> str:
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", str(activation))
+    return any(type(layer).__name__ in kinds for layer in all_layers(model))
 
 
 def _as_list(value):
