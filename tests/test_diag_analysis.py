@@ -298,6 +298,7 @@ def line_model(data, scale=1.0, noise=0.0):
 
 def test_baseline_fails_an_untrained_network_and_passes_one_as_good_as_ridge():
     data = linear_problem()
+    keras.utils.set_random_seed(0)  # the same untrained weights whichever tests ran before
     model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1)])
     model.compile("adam", "mse")  # untrained: far worse than the least-squares fit
     result = analysis.baseline(model, data, DiagnosticOptions())
@@ -325,6 +326,18 @@ def test_baseline_warns_when_the_network_has_far_less_skill_than_ridge():
     result = analysis.baseline(line_model(data, scale=0.3), data, DiagnosticOptions())  # shrunk predictions
     skill, linear = result.evidence["network_skill"], result.evidence["baseline_skill"]
     assert result.verdict == WARN and analysis.SKILL_NONE < skill < linear / 2 and linear > 0.9
+
+
+def test_baseline_warns_when_nothing_predicts_the_target():
+    data = linear_problem()
+    rng = np.random.default_rng(5)
+    data.y_train, data.y_test = rng.permutation(data.y_train), rng.permutation(data.y_test)  # labels shuffled
+    model = keras.Sequential([keras.Input(shape=(5,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile("adam", "mse")  # predicts 0, about the targets' median: no skill, like any model here
+    result = analysis.baseline(model, data, DiagnosticOptions())
+    assert result.verdict == WARN and result.evidence["no_signal"]
+    assert "neither the network nor a linear model" in result.message
+    assert max(result.evidence["network_skill"], result.evidence["baseline_skill"]) < analysis.SKILL_NO_SIGNAL
 
 
 def test_baseline_averages_the_skill_of_every_target_column():

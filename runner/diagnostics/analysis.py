@@ -67,6 +67,8 @@ SLICE_MIN_ROWS, SLICE_RATIO, SLICE_MARGIN = 20, 2.0, 0.1
 # linear model has a lot (> SKILL_BASELINE_HAS): a broken network; WARN when the network's skill is more
 # than SKILL_GAP_WARN below the baseline's and less than half of it.
 SKILL_NONE, SKILL_BASELINE_HAS, SKILL_GAP_WARN = 0.1, 0.3, 0.25
+# Both skills below SKILL_NO_SIGNAL on NO_SIGNAL_ROWS+ held-out rows: WARN that nothing predicts the target.
+SKILL_NO_SIGNAL, NO_SIGNAL_ROWS = 0.05, 50
 BASELINE_ROWS = 5000
 # dropout_consistency: share of probe rows whose prediction changes between inference mode and the mean of
 # TRAIN_PASSES train-mode passes (regression: mean |difference| in target std units).
@@ -598,16 +600,24 @@ def baseline(model: keras.Model, data: DiagnosticData, options: DiagnosticOption
     network, linear = measured["network_skill"], measured["baseline_skill"]
     gap_limit = options.threshold(check, SKILL_GAP_WARN)
     verdict = _skill_verdict(network, linear, gap_limit)
+    # Neither model beats a constant on enough rows: nothing in the inputs predicts the target (shuffled
+    # labels, a misaligned target column), or the task is that hard; either way the user must know.
+    no_signal = verdict == PASS and max(network, linear) < SKILL_NO_SIGNAL and len(x) >= NO_SIGNAL_ROWS
+    verdict = WARN if no_signal else verdict
     correlation = _pearson(*measured.pop("scores"))
-    message = (f"{split} {measured['metric']}: network {measured['network']:.4f} (skill {network:.2f}), "
+    message = ("neither the network nor a linear model predicts better than a constant: " if no_signal else "") + (
+               f"{split} {measured['metric']}: network {measured['network']:.4f} (skill {network:.2f}), "
                f"{baseline_name} {measured['baseline']:.4f} (skill {linear:.2f}), best constant "
                f"{measured['constant']:.4f}; correlation of their predictions "
                + ("undefined (a constant prediction)" if correlation is None else f"{correlation:.2f}"))
     fix = {PASS: "", WARN: "the network has far less skill than a linear model: train longer, tune the learning "
                            "rate and capacity, or check that the features need a non-linear model",
+           "no_signal": "check that the targets belong to the inputs row for row (no shuffle of one without the "
+                        "other, the right target column)",
            FAIL: "the network has almost no skill while a linear model has a lot: look for a bug (wrong loss or "
-                 "output activation, missing scaling, dead or saturated units, a constant output)"}[verdict]
-    evidence = {**measured, "split": split, "baseline_model": baseline_name, "baseline_converged": converged,
+                 "output activation, missing scaling, dead or saturated units, a constant output)"}[
+        "no_signal" if no_signal else verdict]
+    evidence = {**measured, "no_signal": no_signal, "split": split, "baseline_model": baseline_name, "baseline_converged": converged,
                 "train_rows": min(len(data.x_train), BASELINE_ROWS), "correlation": correlation}
     return CheckResult(check, verdict, linear - network, gap_limit, message, fix, STAGE, evidence)
 
