@@ -16,9 +16,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report
+from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report, registry
 from runner.diagnostics.report import FAIL, SEVERITY, SKIP, CheckResult
 from runner.errors import ConfigError, RunnerError
 from runner.objective import ONE_HOT_LOSSES
@@ -77,7 +78,7 @@ class DiagnosticsSession:
         from runner.diagnostics.monitors import TrainingMonitor
 
         self.monitor = TrainingMonitor(self.data, self.options)
-        return [self.monitor] + ([_FirstEpochJudge(self)] if self.prune else [])
+        return [self.monitor] + ([FirstEpochJudge(self)] if self.prune else [])
 
     def _prune(self, reason: str) -> None:
         import optuna
@@ -303,30 +304,22 @@ def reseed(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def _first_epoch_judge_class():
-    import keras
+class FirstEpochJudge(keras.callbacks.Callback):
+    """After epoch 1: a learning rate so high that the loss blows up within the first epoch stops the trial
+    (``monitor.early_blowup`` FAIL); the job then raises ``optuna.TrialPruned`` through ``check_pruned``."""
 
-    from runner.diagnostics.monitors import check_early_blowup
+    def __init__(self, session: DiagnosticsSession):
+        super().__init__()
+        self.session = session
 
-    class FirstEpochJudge(keras.callbacks.Callback):
-        """After epoch 1: a learning rate so high that the loss blows up within the first epoch stops the trial
-        (``monitor.early_blowup`` FAIL); the job then raises ``optuna.TrialPruned`` through ``check_pruned``."""
+    def on_epoch_end(self, epoch, logs=None):
+        monitor = self.session.monitor
+        if epoch != 0 or monitor is None or not monitor.records.window_losses:
+            return
+        # Imported here, not at the top: the monitor that fills the records has already imported it.
+        from runner.diagnostics.monitors import Observed
 
-        def __init__(self, session: DiagnosticsSession):
-            super().__init__()
-            self.session = session
-
-        def on_epoch_end(self, epoch, logs=None):
-            monitor = self.session.monitor
-            if epoch != 0 or monitor is None or not monitor.records.window_losses:
-                return
-            verdict = check_early_blowup(monitor.records, self.session.options)
-            if verdict.verdict == FAIL:
-                self.session.pruned_because = f"diagnosis lr_too_high (FAIL) in epoch 1: {verdict.message}"
-                self.model.stop_training = True
-
-    return FirstEpochJudge
-
-
-def _FirstEpochJudge(session: DiagnosticsSession):  # noqa: N802 - reads as the class it builds
-    return _first_epoch_judge_class()(session)
+        verdict = registry.get("monitor.early_blowup").run(Observed(monitor.records), self.session.options)
+        if verdict.verdict == FAIL:
+            self.session.pruned_because = f"diagnosis lr_too_high (FAIL) in epoch 1: {verdict.message}"
+            self.model.stop_training = True

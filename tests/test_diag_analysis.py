@@ -8,7 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from runner.diagnostics import analysis, capacity
+from runner.diagnostics import analysis, capacity, registry
+from runner.diagnostics.analysis._shared import _class_probabilities
+from runner.diagnostics.analysis.attributions import _occlusion_drops
+from runner.diagnostics.analysis.baseline import (
+    SKILL_BASELINE_HAS,
+    SKILL_NO_SIGNAL,
+    SKILL_NONE,
+)
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.init_study import lookup, run_init_study
 from runner.diagnostics.init_study import main as init_study_main
@@ -53,7 +60,7 @@ def trained(data) -> keras.Model:
 def test_run_on_a_healthy_mlp_gives_no_warning_and_writes_plots(trained, data, tmp_path):
     report = analysis.run(trained, data, DiagnosticOptions(output_dir=tmp_path))
     verdicts = report.verdicts()
-    assert set(verdicts) == set(analysis.CHECKS)
+    assert set(verdicts) == {entry.name for entry in registry.checks("analysis")}
     assert verdicts["analysis.constant_units"] == PASS
     assert verdicts["analysis.baseline"] == PASS  # logistic regression cannot draw a circle
     assert verdicts["analysis.slices"] == PASS
@@ -178,8 +185,8 @@ def test_occlusion_drop_is_where_the_evidence_is():
     model = mlp(hidden=(8,), output_units=2, output_activation="softmax", input_shape=(256,),
                 loss="sparse_categorical_crossentropy")
     model.fit(*image_data(rows=300, seed=1), epochs=5, verbose=0)
-    probabilities = analysis._class_probabilities(model.predict(x, verbose=0))[np.arange(4), y]
-    drops = analysis._occlusion_drops(model, x, y, probabilities, (16, 16), fill=0.0)
+    probabilities = _class_probabilities(model.predict(x, verbose=0))[np.arange(4), y]
+    drops = _occlusion_drops(model, x, y, probabilities, (16, 16), fill=0.0)
     assert drops.shape == (4, 4, 4)
     for drop, label in zip(drops, y):
         evidence_half = drop[:, :2] if label == 0 else drop[:, 2:]
@@ -269,7 +276,7 @@ def test_baseline_fails_a_network_with_constant_output():
     model = mlp(hidden=(4,), input_shape=(4,), kernel_initializer="zeros")  # every output is sigmoid(0) = 0.5: class 0
     result = analysis.baseline(model, data, DiagnosticOptions())
     assert result.verdict == FAIL
-    assert result.evidence["network_skill"] < analysis.SKILL_NONE < analysis.SKILL_BASELINE_HAS < result.evidence[
+    assert result.evidence["network_skill"] < SKILL_NONE < SKILL_BASELINE_HAS < result.evidence[
         "baseline_skill"]
     assert result.evidence["correlation"] is None  # a constant prediction has no correlation
 
@@ -325,7 +332,7 @@ def test_baseline_warns_when_the_network_has_far_less_skill_than_ridge():
     data = linear_problem()
     result = analysis.baseline(line_model(data, scale=0.3), data, DiagnosticOptions())  # shrunk predictions
     skill, linear = result.evidence["network_skill"], result.evidence["baseline_skill"]
-    assert result.verdict == WARN and analysis.SKILL_NONE < skill < linear / 2 and linear > 0.9
+    assert result.verdict == WARN and SKILL_NONE < skill < linear / 2 and linear > 0.9
 
 
 def test_baseline_warns_when_nothing_predicts_the_target():
@@ -337,7 +344,7 @@ def test_baseline_warns_when_nothing_predicts_the_target():
     result = analysis.baseline(model, data, DiagnosticOptions())
     assert result.verdict == WARN and result.evidence["no_signal"]
     assert "neither the network nor a linear model" in result.message
-    assert max(result.evidence["network_skill"], result.evidence["baseline_skill"]) < analysis.SKILL_NO_SIGNAL
+    assert max(result.evidence["network_skill"], result.evidence["baseline_skill"]) < SKILL_NO_SIGNAL
 
 
 def test_baseline_averages_the_skill_of_every_target_column():

@@ -11,6 +11,7 @@ import pytest
 
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.monitors import (
+    Observed,
     Records,
     TrainingMonitor,
     check_dead_units,
@@ -268,51 +269,51 @@ def records_with(start=1.0, windows=()):
 def test_oscillation_needs_many_large_swings():
     options = DiagnosticOptions()
     bouncing = records_with(0.7, [0.7, 1.6, 0.6, 1.5, 0.7, 1.8, 0.6, 1.4, 0.6, 1.5])
-    assert check_loss_oscillating(bouncing, {}, options).verdict == WARN
+    assert check_loss_oscillating(Observed(bouncing), options).verdict == WARN
     smooth = records_with(0.7, np.linspace(0.7, 0.1, 20))
-    assert check_loss_oscillating(smooth, {}, options).verdict == PASS
-    assert check_loss_oscillating(records_with(0.7, [0.7, 0.6]), {}, options).verdict == SKIP
+    assert check_loss_oscillating(Observed(smooth), options).verdict == PASS
+    assert check_loss_oscillating(Observed(records_with(0.7, [0.7, 0.6])), options).verdict == SKIP
 
 
 def test_stalled_distinguishes_no_drop_slow_start_and_early_plateau():
     options = DiagnosticOptions()
-    assert check_loss_stalled(records_with(1.0), {"loss": [0.99, 0.98, 0.97]}, options).verdict == FAIL
+    assert check_loss_stalled(Observed(records_with(1.0), {"loss": [0.99, 0.98, 0.97]}), options).verdict == FAIL
     slow = {"loss": [0.99, 0.98, 0.97, 0.97, 0.5, 0.3]}
-    assert check_loss_stalled(records_with(1.0), slow, options).verdict == WARN
+    assert check_loss_stalled(Observed(records_with(1.0), slow), options).verdict == WARN
     plateau = {"loss": [0.2, 0.19, 0.19, 0.19, 0.19, 0.19]}
-    assert check_loss_stalled(records_with(1.0), plateau, options).verdict == PASS
+    assert check_loss_stalled(Observed(records_with(1.0), plateau), options).verdict == PASS
 
 
 def test_overfitting_rule():
     options = DiagnosticOptions()
     train_loss = [0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01]
     rising = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.32, 0.36, 0.42, 0.48, 0.54]}
-    result = check_overfitting(records_with(0.7), rising, options)
+    result = check_overfitting(Observed(records_with(0.7), rising), options)
     assert result.verdict == WARN and result.evidence["best_epoch"] == 3
     assert math.isclose(result.value, 0.54 / 0.3 - 1)
     noisy = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.32, 0.36, 0.4, 0.45, 0.5]}  # 1.67x: small-data noise
-    assert check_overfitting(records_with(0.7), noisy, options).verdict == PASS
+    assert check_overfitting(Observed(records_with(0.7), noisy), options).verdict == PASS
     flat = {"loss": train_loss, "val_loss": [0.5, 0.35, 0.3, 0.31, 0.3, 0.32, 0.31, 0.33]}
-    assert check_overfitting(records_with(0.7), flat, options).verdict == PASS
-    assert check_overfitting(records_with(0.7), {"loss": train_loss}, options).verdict == SKIP
+    assert check_overfitting(Observed(records_with(0.7), flat), options).verdict == PASS
+    assert check_overfitting(Observed(records_with(0.7), {"loss": train_loss}), options).verdict == SKIP
 
 
 def test_update_ratio_band():
     options = DiagnosticOptions()
     healthy = Records(update_epochs=[1, 2], update_ratio={"a": [1e-3, 2e-3], "b": [1e-2, 1e-2]})
-    assert check_update_ratio(healthy, options).verdict == PASS
+    assert check_update_ratio(Observed(healthy), options).verdict == PASS
     slow = Records(update_epochs=[1], update_ratio={"a": [1e-5], "b": [1e-5], "c": [1e-2]}, data_loss=[1.0, 0.9])
-    assert check_update_ratio(slow, options).verdict == WARN  # small updates and the loss barely moved
+    assert check_update_ratio(Observed(slow), options).verdict == WARN  # small updates and the loss barely moved
     converged = Records(update_epochs=[1, 2], update_ratio={"a": [1e-3, 1e-7], "b": [1e-3, 1e-8]},
                         data_loss=[1.0, 0.01])
-    assert check_update_ratio(converged, options).verdict == PASS  # tiny late updates after the loss fell
+    assert check_update_ratio(Observed(converged), options).verdict == PASS  # tiny late updates after the loss fell
     late_huge = Records(update_epochs=[1, 2, 3, 4, 5], data_loss=[1.0, 5.0],
                         update_ratio={"a": [2.0, 1e-3, 1e-3, 1e-3, 1e-3], "b": [3.0, 1e-3, 1e-3, 1e-3, 1e-3]})
-    assert check_update_ratio(late_huge, options).verdict == FAIL  # the median would have hidden it
+    assert check_update_ratio(Observed(late_huge), options).verdict == FAIL  # the median would have hidden it
     huge = Records(update_epochs=[1], update_ratio={"a": [3.0], "b": [5.0], "c": [1e-2]})
-    result = check_update_ratio(huge, options)
+    result = check_update_ratio(Observed(huge), options)
     assert result.verdict == FAIL and "larger than the weights" in result.message
-    assert check_update_ratio(Records(), options).verdict == SKIP
+    assert check_update_ratio(Observed(Records()), options).verdict == SKIP
 
 
 def test_underfitting_needs_plateau_no_gap_and_a_loss_far_from_zero():
@@ -320,21 +321,21 @@ def test_underfitting_needs_plateau_no_gap_and_a_loss_far_from_zero():
     plateau = {"loss": [1.1, 0.5, 0.4, 0.35, 0.33, 0.32, 0.315, 0.312, 0.31]}
     regularised = records_with(2.3)
     regularised.end_losses = {"train": 0.144, "val": 0.129}  # measured on mnist_l2 after 50 epochs
-    result = check_underfitting(regularised, plateau, options, chance=2.30)
+    result = check_underfitting(Observed(regularised, plateau, chance=2.30), options)
     assert result.verdict == WARN and math.isclose(result.value, 0.144 / 2.30)
     fits_train = records_with(2.3)
     fits_train.end_losses = {"train": 0.01, "val": 0.19}  # the plain MLP: a large generalisation gap
-    assert check_underfitting(fits_train, plateau, options, chance=2.30).verdict == PASS
+    assert check_underfitting(Observed(fits_train, plateau, chance=2.30), options).verdict == PASS
     still_falling = {"loss": [1.1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]}
-    assert check_underfitting(regularised, still_falling, options, chance=2.30).verdict == PASS
-    assert check_underfitting(regularised, {"loss": [1.0, 0.5]}, options, chance=2.30).verdict == SKIP
+    assert check_underfitting(Observed(regularised, still_falling, chance=2.30), options).verdict == PASS
+    assert check_underfitting(Observed(regularised, {"loss": [1.0, 0.5]}, chance=2.30), options).verdict == SKIP
 
 
 def test_dead_units_from_a_dominating_regulariser_warn_instead_of_fail():
     watched = {"dense": "relu", "dense_1": "relu"}
     records = Records(epochs=[0, 1], data_loss=[2.3, 0.2], reg_loss=[0.0, 0.0],
                       dead={"dense": [0.0, 0.9], "dense_1": [0.0, 0.95]})
-    assert check_dead_units(records, DiagnosticOptions(), watched).verdict == FAIL
+    assert check_dead_units(Observed(records, watched=watched), DiagnosticOptions()).verdict == FAIL
     records.reg_loss = [11.0, 0.3]
-    result = check_dead_units(records, DiagnosticOptions(), watched)
+    result = check_dead_units(Observed(records, watched=watched), DiagnosticOptions())
     assert result.verdict == WARN and "regulariser" in result.message

@@ -299,11 +299,11 @@ def test_a_tiny_learning_rate_fails_overfit_and_zeroed_inputs_cannot_judge():
     data = learnable("regression")
     model = mlp(6, 1, "linear", "mean_squared_error", optimizer=keras.optimizers.SGD(3e-5), hidden=(32,))
     options = DiagnosticOptions(seed=0, thresholds={"preflight.overfit_batch.max_steps": 200})
-    trainer = preflight.OneBatchTrainer(model, data, options)
-    overfit = preflight.check_overfit_batch(model, data, options, trainer)
+    probes = preflight.Probes(preflight.OneBatchTrainer(model, data, options))
+    overfit = probes.add(preflight.check_overfit_batch(model, data, options, probes))
     assert overfit.verdict == FAIL and overfit.evidence["steps"] == 200
     assert overfit.evidence["loss_after"] < overfit.evidence["loss_before"]
-    zeroed = preflight.check_zeroed_inputs(model, data, options, overfit, trainer)
+    zeroed = preflight.check_zeroed_inputs(model, data, options, probes)
     assert zeroed.verdict == SKIP and "inconclusive" in zeroed.message  # nothing moved: no evidence either way
 
 

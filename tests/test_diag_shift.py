@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
+from runner.diagnostics.preflight import check_label_signal, check_split_shift
 from runner.diagnostics.report import FAIL, PASS, SKIP
-from runner.diagnostics.shift import check_label_signal, check_split_shift
 
 OPTIONS = DiagnosticOptions(seed=0)
 

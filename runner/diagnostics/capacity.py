@@ -23,7 +23,8 @@ import keras
 import numpy as np
 
 from datasets.synthetic import load_synthetic
-from runner.diagnostics.report import FAIL, PASS, CheckResult
+from runner.diagnostics.registry import check
+from runner.diagnostics.result import FAIL, PASS, CheckResult
 
 STAGE = "capacity"
 XOR_ACCURACY = 0.95
@@ -33,6 +34,12 @@ XOR_ACCURACY = 0.95
 SEQUENCE_R2 = 0.5
 # The long-context target is a fair coin: 0.9 means the first step was clearly read, chance is 0.5.
 LONG_CONTEXT_ACCURACY = 0.9
+FIX_XOR = ("the network cannot represent XOR: it needs a hidden layer with a non-linear activation (check that "
+           "hidden layers are not linear, the learning rate, and the initialisation)")
+FIX_SEQUENCE_TARGET = ("the architecture cannot compute a target derived from its own input: add recurrent units, "
+                       "make the layer bidirectional, train longer, or check the input shape and scaling")
+FIX_LONG_CONTEXT = ("the model cannot reach context this far away: use a bidirectional layer, more units, shorter "
+                    "windows around the relevant steps, or attention")
 
 BuildFn = Callable[[tuple[int, ...]], keras.Model]
 
@@ -56,6 +63,8 @@ def sequence_classifier(units: int = 4, bidirectional: bool = False) -> BuildFn:
     return _recurrent_builder(units, bidirectional, 1, "sigmoid")
 
 
+@check("capacity.xor", threshold=XOR_ACCURACY, fix=FIX_XOR,
+       what="the held-out accuracy of a fresh model trained on noisy XOR of two bits")
 def check_xor(build_fn: BuildFn | None = None, *, samples: int = 400, noise: float = 0.1, epochs: int = 12,
               batch_size: int = 16, learning_rate: float = 0.05, seed: int = 0,
               threshold: float = XOR_ACCURACY) -> CheckResult:
@@ -69,14 +78,15 @@ def check_xor(build_fn: BuildFn | None = None, *, samples: int = 400, noise: flo
     verdict = PASS if accuracy >= threshold else FAIL
     message = (f"XOR test accuracy {accuracy:.3f} after {epochs} epochs "
                f"({model.count_params()} parameters)")
-    fix = "" if verdict == PASS else (
-        "the network cannot represent XOR: it needs a hidden layer with a non-linear activation (check "
-        "that hidden layers are not linear, the learning rate, and the initialisation)")
+    fix = "" if verdict == PASS else FIX_XOR
     return CheckResult("capacity.xor", verdict, accuracy, threshold, message, fix, STAGE,
                        {"epochs": epochs, "train_rows": len(data.train.x), "test_rows": len(data.test.x)},
                        seconds=time.perf_counter() - start)
 
 
+@check("capacity.sequence_target", threshold=SEQUENCE_R2, fix=FIX_SEQUENCE_TARGET,
+       what="the held-out R^2 of a fresh model trained to predict std(first half) - std(second half) of a "
+            "random walk from the walk itself")
 def check_sequence_target(build_fn: BuildFn | None = None, *, samples: int = 1000, seq_len: int = 24,
                           epochs: int = 10, batch_size: int = 32, learning_rate: float = 0.01, seed: int = 0,
                           threshold: float = SEQUENCE_R2) -> CheckResult:
@@ -91,9 +101,7 @@ def check_sequence_target(build_fn: BuildFn | None = None, *, samples: int = 100
     r2 = _r_squared(data.test.y, predicted)
     verdict = PASS if r2 >= threshold else FAIL
     message = f"R^2 {r2:.3f} on {len(data.test.x)} held-out sequences of {seq_len} steps after {epochs} epochs"
-    fix = "" if verdict == PASS else (
-        "the architecture cannot compute a target derived from its own input: add recurrent units, make "
-        "the layer bidirectional, train longer, or check the input shape and scaling")
+    fix = "" if verdict == PASS else FIX_SEQUENCE_TARGET
     return CheckResult("capacity.sequence_target", verdict, r2, threshold, message, fix, STAGE,
                        {"seq_len": seq_len, "epochs": epochs, "train_rows": len(data.train.x)},
                        seconds=time.perf_counter() - start)
@@ -105,6 +113,9 @@ def long_context_data(samples: int, seq_len: int, target_step: int = 0, seed: in
     return x, (x[:, target_step] > 0).astype("int64")
 
 
+@check("capacity.long_context", threshold=LONG_CONTEXT_ACCURACY, fix=FIX_LONG_CONTEXT,
+       what="the held-out accuracy of a fresh model trained to predict the sign of the first step of a "
+            "100-step noise sequence")
 def check_long_context(build_fn: BuildFn | None = None, *, samples: int = 600, seq_len: int = 100,
                        target_step: int = 0, epochs: int = 6, batch_size: int = 32, learning_rate: float = 0.01,
                        seed: int = 0, threshold: float = LONG_CONTEXT_ACCURACY) -> CheckResult:
@@ -123,9 +134,7 @@ def check_long_context(build_fn: BuildFn | None = None, *, samples: int = 600, s
     verdict = PASS if accuracy >= threshold else FAIL
     message = (f"test accuracy {accuracy:.3f} on a target set by step {target_step} of {seq_len} "
                f"({distance} steps before the end) after {epochs} epochs; chance is 0.5")
-    fix = "" if verdict == PASS else (
-        "the model cannot reach context this far away: use a bidirectional layer, more units, shorter "
-        "windows around the relevant steps, or attention")
+    fix = "" if verdict == PASS else FIX_LONG_CONTEXT
     return CheckResult("capacity.long_context", verdict, accuracy, threshold, message, fix, STAGE,
                        {"seq_len": seq_len, "target_step": target_step, "steps_from_end": distance,
                         "epochs": epochs, "train_rows": cut}, seconds=time.perf_counter() - start)

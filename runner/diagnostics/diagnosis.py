@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.diagnostics.report import FAIL, PASS, SEVERITY, WARN, CheckResult
+from runner.diagnostics.result import FAIL, PASS, SEVERITY, WARN, CheckResult
 
 ROOT, MECHANISM, SYMPTOM = 3, 2, 1
 

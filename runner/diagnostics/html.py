@@ -9,8 +9,12 @@ import base64
 import html
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runner.diagnostics.report import SEVERITY, CheckResult, Report
+from runner.diagnostics.result import SEVERITY, CheckResult
+
+if TYPE_CHECKING:  # the page reads a report; report.py imports this module to write it
+    from runner.diagnostics.report import Report
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml"}

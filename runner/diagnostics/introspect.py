@@ -164,3 +164,152 @@ def is_nonlinear(layer) -> bool:
 
 def weighted(layer) -> bool:
     return any(len(w.shape) >= 2 for w in getattr(layer, "trainable_weights", []))
+
+
+# ------------------------------------------------------------------ layer questions of the analysis checks
+
+# Layers that read a sequence step by step or through a window, so an input's time axis means something.
+SEQUENCE_LAYERS = RECURRENT | {"Bidirectional", "Conv1D", "ConvLSTM1D"}
+# Layers that behave differently in training and inference mode.
+STOCHASTIC = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+              "GaussianDropout", "GaussianNoise", "BatchNormalization"}
+
+
+def as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def has_graph(model) -> bool:
+    """Whether the model has symbolic inputs and outputs (Functional, or Sequential once built); a
+    subclassed model has neither, so its layers' outputs cannot be tapped."""
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def unit_layers(model) -> list:
+    """Hidden layers whose outputs are units: Dense with a non-linear activation, Activation, recurrent."""
+    outputs = {id(tensor) for tensor in model.outputs}
+    found = []
+    for layer in model.layers:
+        if any(id(tensor) in outputs for tensor in as_list(layer.output)):
+            continue
+        kind = type(layer).__name__
+        dense_with_activation = kind == "Dense" and activation_name(layer) != "linear"
+        if dense_with_activation or kind == "Activation" or kind in RECURRENT or kind == "Bidirectional":
+            found.append(layer)
+    return found
+
+
+def has_layers(model, kinds) -> bool:
+    """Whether any layer (nested ones included) is of one of the class names in ``kinds``."""
+    return any(type(layer).__name__ in kinds for layer in all_layers(model))
+
+
+def stochastic_layers(model) -> list[str]:
+    """The sorted class names of the model's layers that act differently in training mode (STOCHASTIC)."""
+    return sorted({type(layer).__name__ for layer in all_layers(model)} & STOCHASTIC)
+
+
+def has_weight_penalty(layer) -> bool:
+    inner = getattr(layer, "forward_layer", layer)  # a Bidirectional wrapper's penalties sit on its layers
+    return any(getattr(inner, name, None) is not None
+               for name in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer"))
+
+
+# ------------------------------------------------------------ losses, noise and weights of the preflight checks
+
+# Loss families by what they expect of the output layer and of the targets.
+BINARY_CE = {"binary_crossentropy", "binary_focal_crossentropy"}
+CATEGORICAL_CE = {"categorical_crossentropy", "categorical_focal_crossentropy"}
+SPARSE_CE = {"sparse_categorical_crossentropy"}
+CROSS_ENTROPY = BINARY_CE | CATEGORICAL_CE | SPARSE_CE
+REGRESSION_LOSSES = {"mean_absolute_error", "mean_squared_error", "huber", "log_cosh",
+                     "mean_absolute_percentage_error", "mean_squared_logarithmic_error"}
+# Layers with a dropout ``rate``: they switch units off (or scale them by noise) in training mode only.
+NOISE_LAYERS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
+                keras.layers.SpatialDropout3D, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+
+
+def fans(shape: tuple) -> tuple[int, int]:
+    """Fans as Keras's initializers compute them (kernels: [receptive field...] x in x out)."""
+    if len(shape) < 2:
+        size = int(shape[0]) if shape else 1
+        return size, size
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return int(shape[-2]) * receptive, int(shape[-1]) * receptive
+
+
+# ------------------------------------------------------------------- layers the training monitors watch
+
+
+def weighted_layers(model) -> dict[str, keras.layers.Layer]:
+    """Layers with a trainable matrix (kernel), in graph order: the ones whose gradients are compared."""
+    return {layer.name: layer for layer in model.layers if weighted(layer)}
+
+
+def activation_kind(layer) -> str | None:
+    """'relu' (ReLU family), 'sigmoid' or 'tanh' for a layer whose output is an activation, else None."""
+    class_name = type(layer).__name__
+    if class_name == "Bidirectional":
+        return activation_kind(layer.forward_layer)
+    if class_name in RECURRENT:
+        return "tanh"  # h = o * tanh(c) for an LSTM: bounded by the tanh's asymptotes
+    if class_name in RELU_LAYERS:
+        return "relu"
+    name = getattr(getattr(layer, "activation", None), "__name__", "")
+    if name in RELU_FAMILY or name in LECUN_FAMILY:
+        return "relu"
+    if name in SQUASHING:
+        return "sigmoid" if "sigmoid" in name else "tanh"
+    return None
+
+
+def watched_layers(model) -> dict[str, str]:
+    """Hidden layers whose activations are checked, with their kind.  Output layers are left out: a
+    confident sigmoid or softmax output is saturated by design."""
+    layers = list(getattr(model, "layers", []))
+    if not layers:
+        return {}
+    try:
+        outputs = {id(t) for t in model.outputs}
+
+        def is_output(layer):
+            return _single_output_id(layer) in outputs
+    except (AttributeError, ValueError):
+        # A Sequential model that was never called symbolically: its last layer is the output.
+
+        def is_output(layer):
+            return layer is layers[-1]
+    return {layer.name: kind for layer in layers
+            if (kind := activation_kind(layer)) is not None and not is_output(layer)}
+
+
+def feature_extractor(model, names: list[str], x: np.ndarray):
+    """One Keras model over the watched layers' outputs, built once; (extractor, None) or (None, reason).
+
+    A Functional model is read through its graph; a Sequential one (called or not, with an Input or not) is
+    re-traced through its own layers from a fresh Input shaped like ``x``; a subclassed model has no graph."""
+    if not names:
+        return None, None
+    try:
+        if isinstance(model, keras.Sequential):
+            inputs = keras.Input(shape=tuple(np.asarray(x).shape[1:]), dtype=str(np.asarray(x).dtype))
+            tensor, found = inputs, {}
+            for layer in model.layers:
+                tensor = layer(tensor)
+                found[layer.name] = tensor
+            return keras.Model(inputs, [found[name] for name in names]), None
+        return keras.Model(model.input, [model.get_layer(name).output for name in names]), None
+    except (AttributeError, ValueError, TypeError) as error:
+        kind = "a subclassed model has no layer graph" if not isinstance(model, keras.Model) or \
+            type(model).__name__ not in ("Functional", "Sequential") else f"{type(error).__name__}: {error}"
+        return None, f"hidden activations cannot be read: {kind}"
+
+
+def _single_output_id(layer):
+    try:
+        return id(layer.output)
+    except (AttributeError, ValueError):
+        return None

@@ -1,0 +1,153 @@
+"""The training probes' machinery: a regularisation-free clone that can be reset to the model's own
+weights, the one-batch trainer that overfit_batch and zeroed_inputs share, and ``Probes``, what the three
+training probes (overfit_batch, zeroed_inputs, label_signal) receive besides the model, data and options."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
+from runner.diagnostics.introspect import (
+    compiled_loss,
+    is_recurrent,
+    leaf_layers,
+    output_units,
+)
+from runner.diagnostics.preflight._shared import STAGE, batch_loss, clone, probe_batch
+from runner.diagnostics.result import CheckResult
+
+OVERFIT_ROWS, OVERFIT_MAX_STEPS = 16, 500
+# Budgets are steps, never seconds: the same program must get the same verdict on a loaded machine.
+# What "memorised" means (preflight.overfit_batch's threshold; the trainer stops once it holds): 95% accuracy
+# on the batch, or a regression loss down to 5% of the loss of predicting the batch mean.
+OVERFIT_ACCURACY, OVERFIT_RELATIVE_ERROR = 0.95, 0.05
+# Below this many steps eager training costs less than tracing a compiled step (measured on the seizure
+# MLP: 50 ms CPU per eager step; 1.0 s to trace, then 3 ms per compiled step).
+EAGER_STEPS = 20
+
+
+class FreshClone:
+    """A regularisation-free clone of the model with a fresh optimiser of the same configuration, reset to
+    the model's own weights (and the optimiser to its initial state) before each run; the model itself is
+    never touched."""
+
+    def __init__(self, model: keras.Model):
+        self.clone = clone(model, regularized=False)
+        self.optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+        self.optimizer.build(self.clone.trainable_variables)
+        self.initial = ([w.copy() for w in self.clone.get_weights()],
+                        [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables])
+
+    def reset(self) -> None:
+        weights, slots = self.initial
+        self.clone.set_weights(weights)
+        for variable, value in zip(self.optimizer.variables, slots):
+            variable.assign(value)
+
+
+@dataclass
+class Memorisation:
+    reached: bool
+    score: float
+    steps: int
+    seconds: float
+    loss_before: float
+    loss_after: float
+    score_first: float = math.nan
+
+
+class OneBatchTrainer(FreshClone):
+    """A regularisation-free clone of the model, trained from the original weights with a fresh optimizer
+    (same configuration) on one batch of ``OVERFIT_ROWS`` training rows; reusable for several runs.
+
+    Steps run through ``train_on_batch``, whose loss and accuracy are per batch and in training mode (so a
+    batch-norm model is judged as it trains).  The first ``EAGER_STEPS`` run eagerly, the rest compiled:
+    healthy classifiers memorise the batch within a few steps (MNIST MLP: 2, seizure MLP: 10), where
+    tracing a compiled step would cost more than the steps themselves.
+    """
+
+    def __init__(self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions):
+        self.loss = compiled_loss(model)
+        self.x, self.y = probe_batch(data, OVERFIT_ROWS, options.seed)
+        super().__init__(model)
+        self.max_steps = int(options.threshold(f"{STAGE}.overfit_batch.max_steps", OVERFIT_MAX_STEPS))
+        self.classify = data.task != "regression"
+        self.multilabel = data.task == "multilabel"
+        self.eager = None
+        # An eager recurrent layer runs its time loop step by step in Python: compile it from the start.
+        self.eager_steps = 0 if any(is_recurrent(layer) for layer in leaf_layers(model)) else EAGER_STEPS
+        if self.classify:
+            self.criterion, self.higher_is_better = "accuracy", True
+            self.target = options.threshold(f"{STAGE}.overfit_batch", OVERFIT_ACCURACY)
+        else:
+            self.criterion, self.higher_is_better = "loss / loss of the mean", False
+            self.target = options.threshold(f"{STAGE}.overfit_batch", OVERFIT_RELATIVE_ERROR)
+            constant = np.broadcast_to(np.mean(self.y, axis=0), self.y.shape).astype("float32")
+            self.baseline = max(batch_loss(self.loss.fn, self.y, constant), 1e-12)
+
+    def memorise(self, x: np.ndarray, max_steps: int | None = None) -> Memorisation:
+        """Train from the initial state on (x, y) until the criterion holds or the steps run out."""
+        self.reset()
+        max_steps = max_steps or self.max_steps
+        started = time.perf_counter()
+        losses, scores, score, step = [], [], math.nan, 0
+        for step in range(1, max_steps + 1):
+            if step == self.eager_steps + 1:
+                self._compile(eager=False)
+            logs = self.clone.train_on_batch(x, self.y, return_dict=True)
+            losses.append(float(logs["loss"]))
+            score = float(logs["accuracy"]) if self.classify else losses[-1] / self.baseline
+            scores.append(score)
+            if self.reached(score) or not math.isfinite(losses[-1]):
+                break
+        return Memorisation(self.reached(score), score, step, time.perf_counter() - started, losses[0],
+                            losses[-1], scores[0])
+
+    def reached(self, score: float) -> bool:
+        return score >= self.target if self.higher_is_better else score <= self.target
+
+    def reset(self) -> None:
+        super().reset()
+        self._compile(eager=self.eager_steps > 0)
+
+    def _compile(self, eager: bool) -> None:
+        if self.eager == eager:
+            return
+        metrics = [self._accuracy()] if self.classify else []
+        # The optimiser instance carries over, so switching modes keeps its state.
+        self.clone.compile(optimizer=self.optimizer, loss=self.loss.fn, metrics=metrics, run_eagerly=eager,
+                           jit_compile=False)  # XLA compilation would cost more than the steps
+        self.eager = eager
+
+    def _accuracy(self):
+        units = output_units(self.clone, self.x)
+        if units == 1 or self.multilabel:
+            return keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0 if self.loss.from_logits else 0.5)
+        if self.y.ndim > 1 and self.y.shape[-1] == units:
+            return keras.metrics.CategoricalAccuracy(name="accuracy")
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+@dataclass
+class Probes:
+    """What the training probes share: one OneBatchTrainer, built on first use (overfit_batch builds it,
+    zeroed_inputs replays it on zeroed inputs), and the stage's verdicts so far by check name (zeroed_inputs
+    and label_signal read overfit_batch's)."""
+
+    trainer: OneBatchTrainer | None = None
+    results: dict[str, CheckResult] = field(default_factory=dict)
+
+    def one_batch_trainer(self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions
+                          ) -> OneBatchTrainer:
+        if self.trainer is None:
+            self.trainer = OneBatchTrainer(model, data, options)
+        return self.trainer
+
+    def add(self, result: CheckResult) -> CheckResult:
+        self.results[result.check] = result
+        return result
