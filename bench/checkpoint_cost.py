@@ -1,4 +1,4 @@
-"""What the resumable checkpoint (runner/resume.py) costs per epoch, for the book's networks.
+"""What the resumable checkpoint (runner/run/resume.py) costs per epoch, for the book's networks.
 
     python bench/checkpoint_cost.py                 # 20 checkpoints per network
     python bench/checkpoint_cost.py --saves 50
@@ -45,7 +45,7 @@ def trained_one_step(inputs, outputs, activation, loss, hidden, dropout):
 
 
 def checkpoint_times(name: str, saves: int) -> tuple[int, list[float], int]:
-    from runner.resume import TrainingState
+    from runner.run.resume import TrainingState
 
     model, keras = trained_one_step(*NETWORKS[name])
     with tempfile.TemporaryDirectory() as work:
@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--saves", type=int, default=20)
     args = parser.parse_args()
-    from runner.console import apply_verbosity, native_log_filtered
+    from runner.runtime.console import apply_verbosity, native_log_filtered
 
     apply_verbosity("normal")
     with native_log_filtered("normal"):  # TensorFlow's start-up notices would split the table

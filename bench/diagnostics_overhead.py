@@ -34,7 +34,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from runner.schema import register_configs
+    from runner.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -43,7 +43,7 @@ def compose(overrides: list[str]):
 
 def time_job(overrides: list[str], output_dir: Path) -> tuple[float, float]:
     """(wall seconds of the whole job, seconds fit took)."""
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     started = time.perf_counter()
     result = run_job(compose(overrides), output_dir, overrides=overrides)

@@ -6,7 +6,7 @@ healthy experiments stay free of FAILs?
 
 Every fault in conf/experiment/faults/ runs in-process with diagnostics=full; its ``fault.expect`` lists the
 checks that must trip and its ``fault.cause`` the diagnosis it should get (one cause or a list of acceptable
-ones, from runner/diagnostics/diagnosis.py).  Detected: an expected check is WARN or FAIL.  Diagnosis right: the
+ones, from runner/diagnostics/causes.py).  Detected: an expected check is WARN or FAIL.  Diagnosis right: the
 report's top ranked cause (report.json "diagnosis") is an accepted one.  One more
 entry, ``bilstm_unreachable_context``, is the capacity check of a unidirectional LSTM (the runner's bilstm
 builder with ``bidirectional=false``) on a target set 99 steps before the end of the sequence.
@@ -77,7 +77,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from runner.schema import register_configs
+    from runner.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -86,7 +86,7 @@ def compose(overrides: list[str]):
 
 def run_entry(name: str, overrides: list[str], work: Path) -> Outcome:
     """One run_job; the diagnostics report is read back from the run folder (also after a failed run)."""
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     cfg = compose(overrides)
     outcome = Outcome(name, list(cfg.fault.expect), accepted_causes(cfg.fault.get("cause")))

@@ -36,7 +36,7 @@ DEFAULT = ["wine_mlp", "wine_deep_mlp", "seizure_dnn", "mnist_dropout"]
 
 
 def run_preset(name: str, extra: list[str], output_root: Path):
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     overrides = [f"+experiment={name}", *extra]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

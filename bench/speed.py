@@ -53,7 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench import diagnostics_overhead, sweep_speed  # noqa: E402
-from runner.resources import available_cores  # noqa: E402
+from runner.runtime.resources import available_cores  # noqa: E402
 
 # name: (epochs by default, epochs with --quick, the test metric both sides report)
 EXPERIMENTS = {

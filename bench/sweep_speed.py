@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from runner.resources import available_cores  # noqa: E402
+from runner.runtime.resources import available_cores  # noqa: E402
 
 LEARNING_RATES = ["1e-4", "2e-4", "5e-4", "1e-3", "2e-3", "5e-3", "1e-2", "2e-2", "5e-2", "1e-1"]
 

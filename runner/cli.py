@@ -14,15 +14,14 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from runner import interrupts
-from runner.console import apply_verbosity, native_log_filtered
+from runner.config.paths import CONF_DIR, GROUPS
+from runner.config.schema import register_configs
+from runner.config.validation import validate
 from runner.errors import RunnerError
-from runner.resources import job_share
-from runner.schema import register_configs, validate
-from runner.security import TargetNotAllowed, check_targets
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking", "diagnostics")
+from runner.runtime import interrupts
+from runner.runtime.console import apply_verbosity, native_log_filtered
+from runner.runtime.resources import job_share
+from runner.runtime.security import TargetNotAllowed, check_targets
 
 register_configs()
 
@@ -43,13 +42,13 @@ def main() -> None:
     finally:
         # Hydra skips on_multirun_end when the sweeper raises (its basic sweeper does when any job failed):
         # end the sweep's parent run here, while MLflow can still start its upload/download threads.
-        sweep_record = sys.modules.get("runner.sweep_record")
+        sweep_record = sys.modules.get("runner.sweep.record")
         if sweep_record is not None:
             sweep_record.end_open_sweeps()
 
 
 def refuse_untrusted_targets() -> None:
-    """Check every config Hydra composes for `_target_`s outside our packages (runner/security.py).
+    """Check every config Hydra composes for `_target_`s outside our packages (runner/runtime/security.py).
 
     Hydra instantiates hydra.callbacks right after composing, before the task function runs, and offers no
     hook in between: wrapping its compose step is the one place that sees the config before any target is
@@ -85,12 +84,12 @@ def _hydra_entry(cfg: DictConfig):
         validate(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
         apply_verbosity(cfg.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
         with native_log_filtered(cfg.verbosity):  # TensorFlow loads here
-            from runner.job import run_job
-        from runner.sweep_record import child_link
+            from runner.run.job import run_job
+        from runner.sweep.child import child_link
 
         # In a sweep the run becomes a child of the parent run that the sweep-record callback opened.
         link = child_link(hydra_cfg, cfg) if in_sweep else {}
-        # Jobs launched side by side split the cores between them (runner/resources.py).
+        # Jobs launched side by side split the cores between them (runner/runtime/resources.py).
         share = job_share(OmegaConf.to_container(hydra_cfg.launcher) if in_sweep else None)
         result = run_job(cfg, output_dir=hydra_cfg.runtime.output_dir,
                          overrides=list(hydra_cfg.overrides.task), share=share, **link)
@@ -122,7 +121,7 @@ def prepare_completion() -> None:
         return
 
     def without_schemas(self, *args, **kwargs):
-        # schema/ holds the dataclasses the YAML files extend (runner/schema.py), not options to choose.
+        # schema/ holds the dataclasses the YAML files extend (runner/config/schema.py), not options to choose.
         return [word for word in query(self, *args, **kwargs) if not word.lstrip("+~").startswith("schema/")]
 
     without_schemas.hides_schemas = True

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from runner.errors import TrackingError
-from runner.security import redact_mapping, redact_text
+from runner.runtime.security import redact_mapping, redact_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",

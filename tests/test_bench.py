@@ -143,7 +143,7 @@ def test_checkpoint_bench_builds_the_presets_networks():
     from hydra import compose, initialize_config_dir
 
     from bench import checkpoint_cost
-    from runner.schema import register_configs
+    from runner.config.schema import register_configs
 
     register_configs()
     for name, (_, _, _, _, hidden, dropout) in checkpoint_cost.NETWORKS.items():

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import free_port, wait_for_http
+from mlflow import MlflowClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

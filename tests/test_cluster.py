@@ -18,8 +18,9 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR
-from runner.resources import JobShare, available_cores, configure_threads, job_share
-from runner.schema import validate
+from runner.config.validation import validate
+from runner.runtime.placement import configure_threads
+from runner.runtime.resources import JobShare, available_cores, job_share
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
@@ -67,7 +68,7 @@ import json, os
 from threadpoolctl import threadpool_info
 import numpy
 import tensorflow as tf
-from runner.resources import configure_threads, enable_gpu_memory_growth
+from runner.runtime.placement import configure_threads, enable_gpu_memory_growth
 first = configure_threads(1)
 in_tf = [tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads()]
 float(tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))))  # the runtime starts here

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from runner.cli import CONF_DIR, help_text
+from runner.config.validation import validate
 from runner.errors import ConfigError
-from runner.schema import validate
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 BOOK_PRESETS = {"wine_mlp", "wine_deep_mlp", "wine_broken_init", "seizure_dnn", "seizure_bilstm",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import console
+from runner.runtime import console
 
 TINY = ["+experiment=wine_mlp", "+debug=fast", "dataset=synthetic", "dataset.task=regression",
         "dataset.n_samples=200", "evaluation.plots=false", "tracking.log_model=false"]

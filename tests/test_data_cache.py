@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, make_mnist_arrays
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, make_mnist_arrays
 from datasets import cache, load_dataset, mnist, seizure, wine
 from datasets.fetch import sha256_of
 from runner.cli import CONF_DIR

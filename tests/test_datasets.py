@@ -13,11 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, SEIZURE_FEATURES, make_mnist_arrays, make_wine_frame
-from datasets import (DATASET_NAMES, ChecksumError, DataError, DataFormatError, DataNotFoundError, Dataset, Split,
-                      default_cache_dir, load_dataset)
-from datasets import sources
+
+from datasets import (
+    DATASET_NAMES,
+    ChecksumError,
+    DataError,
+    DataFormatError,
+    DataNotFoundError,
+    Dataset,
+    Split,
+    default_cache_dir,
+    load_dataset,
+    sources,
+)
 
 SHARED_MNIST_SHA = "38727c8ccfdb9fde55b8ff2dbf6fba5f26e2366bf8305b4661be9161596ec5cb"
 KERAS_MNIST_SHA = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"

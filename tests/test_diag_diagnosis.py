@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from runner.diagnose import console_lines, log_to_mlflow
 from runner.diagnostics import CheckResult, Report, html
 from runner.diagnostics.diagnosis import (
     CAUSES,
@@ -15,6 +14,7 @@ from runner.diagnostics.diagnosis import (
     cause_ranges,
     rank,
 )
+from runner.run.diagnostics_session import console_lines, log_to_mlflow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,7 +242,7 @@ def test_the_sweep_report_reads_the_trials_cause_tags():
 
     import pandas as pd
 
-    from runner.sweep_report import trial_diagnoses
+    from runner.sweep.report import trial_diagnoses
 
     rates = ["0.001", "0.01", "0.1", "0.5", "1.0"]
     causes = ["none", "none", "lr_too_high", "lr_too_high", None]  # the last trial ran no diagnostics

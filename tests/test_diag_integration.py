@@ -10,8 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from runner.cli import CONF_DIR
-from runner.diagnose import console_lines
 from runner.diagnostics import CheckResult, Report, html
+from runner.run.diagnostics_session import console_lines
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("dataset=synthetic", "dataset.task=binary", "dataset.n_samples=300", "trainer.epochs=2",
@@ -24,7 +24,7 @@ def compose_config(*overrides):
 
 
 def run(tmp_path: Path, *overrides, name="run"):
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     overrides = [*TINY, *overrides, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db"]
     return run_job(compose_config(*overrides), tmp_path / name, overrides=overrides)
@@ -123,8 +123,8 @@ def test_console_lines_list_problems_worst_first_with_fixes():
 
 
 def test_a_crashing_stage_becomes_a_skip_that_names_the_error(caplog):
-    from runner.diagnose import DiagnosticsSession
     from runner.diagnostics import DiagnosticData, DiagnosticOptions
+    from runner.run.diagnostics_session import DiagnosticsSession
 
     session = DiagnosticsSession("full", DiagnosticData("binary", np.zeros((4, 2)), np.zeros((4, 1))),
                                  DiagnosticOptions(), record=None)
@@ -193,7 +193,7 @@ def test_full_adds_monitor_and_analysis_results_and_plots(tmp_path):
 
 
 def test_stop_on_fail_stops_before_training_and_keeps_the_verdicts(tmp_path):
-    from runner.diagnose import DiagnosticsStop
+    from runner.run.diagnostics_session import DiagnosticsStop
 
     # softmax over one unit always outputs 1: the loss/output pairing check must FAIL
     with pytest.raises(DiagnosticsStop, match="preflight.loss_output_pairing"):

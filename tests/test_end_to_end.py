@@ -16,7 +16,7 @@ from runner.errors import TrainingError
 
 keras = pytest.importorskip("keras")
 
-from runner.job import load_data, run_job  # noqa: E402
+from runner.run.job import load_data, run_job  # noqa: E402
 
 FINAL_METRICS = {
     "regression": ("mae", "rmse"),

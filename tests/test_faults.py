@@ -7,10 +7,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from datasets.synthetic import load_synthetic
-from runner import faults
 from runner.cli import CONF_DIR
+from runner.config.validation import validate
 from runner.diagnostics.report import STAGES
-from runner.schema import validate
+from runner.run import faults
 
 FAULT_DIR = Path(CONF_DIR) / "experiment" / "faults"
 

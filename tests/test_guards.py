@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 
 from datasets.errors import ChecksumError, DataError, DataFormatError, DataNotFoundError
 from runner.cli import CONF_DIR
+from runner.config.validation import validate
 from runner.errors import ConfigError
-from runner.schema import validate
 
 REPO = Path(__file__).resolve().parents[1]
 WINE_FULL = "wine/winequality-white.csv"
@@ -152,7 +152,7 @@ DATA_CASES = {
 @pytest.mark.parametrize("case", list(DATA_CASES))
 def test_bad_data_fails_the_run_with_a_specific_message_and_keeps_its_record(fake_data, tmp_path, case):
     pytest.importorskip("keras")
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     experiment, damage, error_type, expected = DATA_CASES[case]
     if damage:

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from test_cluster import check_children, run_sweep
 
 from runner.diagnostics.gradients import float64_enabled
-from runner.resources import available_cores
+from runner.runtime.resources import available_cores
 
 pytestmark = pytest.mark.backend
 
@@ -43,7 +43,8 @@ SUBSET = [
 
 START_SCRIPT = """
 import collections, json, os
-from runner.resources import JobShare, configure_job
+from runner.runtime.placement import configure_job
+from runner.runtime.resources import JobShare
 first = configure_job(None, JobShare(2, 1), deterministic=True)  # 2 jobs on this machine, 1 core each
 import jax, jax.numpy as jnp
 float((jnp.ones((64, 64)) @ jnp.ones((64, 64))).sum())  # JAX starts here

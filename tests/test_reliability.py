@@ -16,9 +16,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 
-from runner import interrupts
 from runner.cli import CONF_DIR
 from runner.errors import ConfigError
+from runner.runtime import interrupts
 
 # Small and quick, with what a checkpoint must carry: Adam's moments, dropout's generator, a learning-rate
 # schedule's counters and the shuffled order of the training data.
@@ -181,7 +181,7 @@ def test_sigterm_then_resume_by_run_id_ends_as_the_uninterrupted_run(tmp_path):
 
 @pytest.mark.slow
 def test_resume_refuses_another_config_then_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
-    from runner.job import run_job
+    from runner.run.job import run_job
     from runner.tracking import RunRecord
 
     # Early stopping that counts every epoch after the first as no improvement: it stops the run after epoch 4

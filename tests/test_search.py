@@ -14,12 +14,17 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
-from runner import objective, search
 from runner.cli import CONF_DIR
+from runner.config import objective
 from runner.errors import ConfigError
+from runner.sweep import search
 
 SMOKE = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
 
@@ -56,7 +61,7 @@ def trial_runs(tmp_path: Path) -> list:
 
 def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
     pytest.importorskip("keras")
-    from runner import evaluation, training
+    from runner.run import evaluation, training
 
     rng = np.random.default_rng(0)
     y_binary, y_multi = rng.integers(0, 2, 50), rng.integers(0, 3, 50)
@@ -236,7 +241,7 @@ def test_aggressive_pruner_prunes_and_marks_the_runs(tmp_path):
     # A finished trial with a perfect val_loss at every epoch: the median pruner stops any real trial at epoch 1.
     (tmp_path / "store").mkdir()
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/store/optuna.db", study_name="smoke")
-    study.set_user_attr("runner.objective", "val_loss")
+    study.set_user_attr("runner.config.objective", "val_loss")
     study.add_trial(optuna.trial.create_trial(value=0.0, intermediate_values={1: 0.0, 2: 0.0, 3: 0.0}))
     result = sweep(tmp_path, "trainer.epochs=3", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=median",
                    "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0")
@@ -259,7 +264,7 @@ def test_a_study_keeps_its_objective_unless_it_never_ran_a_trial(tmp_path):
     study.tell(study.ask({"x": FloatDistribution(0, 1)}), 1.0)
     with pytest.raises(search.SweepError, match="optimises val_loss .* this sweep val_rmse"):
         search.open_study(compose_sweep(tmp_path, "objective.metric=val_rmse"))
-    assert search.open_study(compose_sweep(tmp_path)).user_attrs["runner.objective"] == "val_loss"
+    assert search.open_study(compose_sweep(tmp_path)).user_attrs["runner.config.objective"] == "val_loss"
 
 
 def test_a_job_reaches_its_running_trial_with_the_study_pruner_and_no_other(tmp_path):

@@ -11,9 +11,17 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR, help_text
-from runner.console import ui_command
-from runner.security import (REDACTED, TRUSTED_TARGETS_ENV, TargetNotAllowed, check_targets, is_secret_name,
-                             redact_mapping, redact_text, target_problems)
+from runner.runtime.console import ui_command
+from runner.runtime.security import (
+    REDACTED,
+    TRUSTED_TARGETS_ENV,
+    TargetNotAllowed,
+    check_targets,
+    is_secret_name,
+    redact_mapping,
+    redact_text,
+    target_problems,
+)
 from runner.tracking import RunRecord, config_params, connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,13 +101,13 @@ def test_os_system_override_and_env_interpolated_targets_are_refused(tmp_path):
 def test_every_shipped_target_is_allowed(extra):
     config = compose_config("+experiment=wine_mlp", *extra, hydra_config=True)
     assert target_problems(config) == []
-    assert config.hydra.callbacks.sweep_record._target_ == "runner.sweep_record.SweepRecord"  # one was checked
+    assert config.hydra.callbacks.sweep_record._target_ == "runner.sweep.record.SweepRecord"  # one was checked
 
 
 def test_targets_are_found_at_any_depth_and_in_logging_config():
     config = OmegaConf.create({
         "model": {"kernel_initializer_args": {"_target_": "os.getcwd"}},
-        "steps": [{"_target_": "runner.sweep_record.SweepRecord"}, {"inner": {"_target_": "builtins.eval"}}],
+        "steps": [{"_target_": "runner.sweep.record.SweepRecord"}, {"inner": {"_target_": "builtins.eval"}}],
         "hydra": {"job_logging": {"handlers": {"h": {"class": "logging.StreamHandler"},
                                                "x": {"()": "subprocess.Popen"}}}},
     })
@@ -124,7 +132,7 @@ def lambda_model():
 def test_a_model_carrying_a_python_lambda_is_refused_unless_trusted(tmp_path, suffix):
     import numpy as np
 
-    from runner.model_io import UntrustedModelError, load_model
+    from runner.run.model_io import UntrustedModelError, load_model
 
     path = tmp_path / f"foreign{suffix}"
     lambda_model().save(path)
@@ -138,7 +146,7 @@ def test_a_model_carrying_a_python_lambda_is_refused_unless_trusted(tmp_path, su
 
 def test_a_plain_model_loads_in_safe_mode(tmp_path):
     keras = pytest.importorskip("keras")
-    from runner.model_io import load_model
+    from runner.run.model_io import load_model
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.save(tmp_path / "plain.keras")
@@ -146,7 +154,7 @@ def test_a_plain_model_loads_in_safe_mode(tmp_path):
 
 
 def test_no_module_loads_models_around_the_safe_loader():
-    """Models are loaded through runner.model_io.load_model; weights files (load_weights) hold no code."""
+    """Models are loaded through runner.run.model_io.load_model; weights files (load_weights) hold no code."""
     offenders = [str(path.relative_to(REPO)) for folder in ("runner", "models", "datasets", "bench")
                  for path in (REPO / folder).rglob("*.py")
                  if path.name != "model_io.py" and ("load_model(" in path.read_text()
@@ -219,7 +227,7 @@ def assert_nowhere(client: MlflowClient, run_id: str, folder: Path, *secrets: st
 
 def test_secrets_in_a_real_run_reach_no_param_tag_or_artifact(tmp_path, monkeypatch):
     pytest.importorskip("keras")
-    from runner.job import run_job
+    from runner.run.job import run_job
 
     monkeypatch.setenv("LAB_SERVICE_TOKEN", "env-secret-value-42")
     store = f"sqlite:///{tmp_path}/store/mlflow.db"

@@ -16,9 +16,15 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR
-from runner.objective import epoch_metric_names, final_metric_names
-from runner.sweep_record import job_identities, swept_keys
-from runner.sweep_report import Objective, best_config_yaml, best_row, param_importances, write_html
+from runner.config.objective import epoch_metric_names, final_metric_names
+from runner.sweep.parent_run import job_identities, swept_keys
+from runner.sweep.report import (
+    Objective,
+    best_config_yaml,
+    best_row,
+    param_importances,
+    write_html,
+)
 from runner.tracking import config_params
 
 TINY = ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200", "trainer.epochs=2",

@@ -1,12 +1,14 @@
-"""The ``hydra/sweeper=runner_optuna`` plugin: a thin shim that hands Hydra's launcher to ``runner.search``.
+"""The ``hydra/sweeper=runner_optuna`` plugin: a thin shim that hands Hydra's launcher to ``runner.sweep.search``.
 
-Hydra finds sweepers only in the ``hydra_plugins`` namespace package; everything else lives in the runner.
+Hydra finds sweepers only in the ``hydra_plugins`` namespace package and imports every plugin on every start, so
+this module registers the settings' schema (a plain dataclass) and imports the sweep wing only when a sweep
+runs, as Hydra's own optuna plugin does with its ``_impl``.
 """
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
-from runner.search import RunnerOptunaSweeperConf, run_sweep
+from runner.config.sweeper import RunnerOptunaSweeperConf
 
 ConfigStore.instance().store(group="hydra/sweeper", name="runner_optuna", node=RunnerOptunaSweeperConf,
                              provider="keras-runner")
@@ -29,6 +31,8 @@ class RunnerOptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments):
+        from runner.sweep.search import run_sweep
+
         def compose(overrides):
             return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 

@@ -120,7 +120,9 @@ def regularization_loss_and_gradients(model: keras.Model) -> tuple[float, list[n
 
 
 def _compiled_loss(model: keras.Model) -> Callable:
-    from runner.diagnostics.introspect import compiled_loss  # introspect is the one owner of this rule
+    from runner.diagnostics.introspect import (
+        compiled_loss,  # introspect is the one owner of this rule
+    )
 
     return compiled_loss(model).fn
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 
 from runner.diagnostics.context import DiagnosticOptions
-from runner.diagnostics.monitors._shared import Observed, losses, max_log10, result, start_loss
+from runner.diagnostics.monitors._shared import (
+    Observed,
+    losses,
+    max_log10,
+    result,
+    start_loss,
+)
 from runner.diagnostics.monitors.update_ratio import EARLY_UPDATES, UPDATE_BAND
 from runner.diagnostics.registry import check
 from runner.diagnostics.result import FAIL, PASS, SKIP, WARN, CheckResult

@@ -13,8 +13,15 @@ import numpy as np
 
 from runner.diagnostics import registry
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
-from runner.diagnostics.gradients import loss_and_gradients, regularization_loss_and_gradients
-from runner.diagnostics.introspect import feature_extractor, watched_layers, weighted_layers
+from runner.diagnostics.gradients import (
+    loss_and_gradients,
+    regularization_loss_and_gradients,
+)
+from runner.diagnostics.introspect import (
+    feature_extractor,
+    watched_layers,
+    weighted_layers,
+)
 from runner.diagnostics.monitors._measure import (
     chance_loss,
     data_loss,

@@ -8,7 +8,13 @@ import math
 import numpy as np
 
 from runner.diagnostics.context import DiagnosticOptions
-from runner.diagnostics.monitors._shared import Observed, loss_fell, max_log10, median_log10, result
+from runner.diagnostics.monitors._shared import (
+    Observed,
+    loss_fell,
+    max_log10,
+    median_log10,
+    result,
+)
 from runner.diagnostics.registry import check
 from runner.diagnostics.result import FAIL, PASS, SKIP, WARN, CheckResult
 

@@ -1,31 +1,34 @@
-"""Optuna search behind the ``runner_optuna`` Hydra sweeper: the study, the search space, sampler and pruner,
-and the trial loop that launches jobs through Hydra's launcher.
+"""Optuna search behind the ``runner_optuna`` Hydra sweeper: the study, its sampler and pruner, and the trial
+loop that launches jobs through Hydra's launcher (the search space is parsed in ``space.py``).
 
 The study lives in persistent storage (by default ``optuna.db`` beside a local SQLite MLflow store), so running
 the same command again continues it. Optuna and Hydra's internals are imported inside functions: Hydra imports
 the plugin on every start, and ``--help`` must stay fast.
 """
 
-import difflib
 import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import objective
+from runner.config import objective
+from runner.config.sweeper import PRUNERS, SAMPLERS
+from runner.config.validation import validate
 from runner.errors import ConfigError, RunnerError
-from runner.schema import validate
+from runner.sweep.space import (  # noqa: F401 - parse_space, override_text: this module's API too
+    SearchSpace,
+    check_keys,
+    corner_points,
+    grid_of,
+    override_text,
+    parse_space,
+)
 
-log = logging.getLogger("runner.search")
+log = logging.getLogger("runner.sweep.search")
 
-SWEEPER_TARGET = "hydra_plugins.runner_optuna_sweeper.runner_optuna_sweeper.RunnerOptunaSweeper"
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("none", "median", "hyperband", "successive_halving")
 INTERRUPTED = "runner.interrupted"  # user attribute of a trial a stopped sweep left running
 ERROR = "runner.error"
 
@@ -34,188 +37,14 @@ class SweepError(RunnerError):
     """The sweep as a whole cannot go on (too many failed trials, a study that does not fit the command)."""
 
 
-@dataclass
-class SamplerConf:
-    name: str = "tpe"  # tpe | random | grid
-    seed: Optional[int] = "${trainer.seed}"  # same command, same trials
-    n_startup_trials: int = 10  # tpe: random trials before its model of good and bad regions takes over
-
-
-@dataclass
-class PrunerConf:
-    name: str = "none"  # none | median | hyperband | successive_halving
-    n_startup_trials: int = 5  # median: finished trials before any trial is pruned
-    n_warmup_steps: int = 2  # median: the first epoch after which a trial can be pruned (steps are epochs)
-    min_resource: int = 1  # hyperband, successive_halving: epochs every trial runs
-    max_resource: Optional[int] = "${trainer.epochs}"  # hyperband
-    reduction_factor: int = 3  # hyperband, successive_halving: keep the best 1/factor at each rung
-
-
-@dataclass
-class RunnerOptunaSweeperConf:
-    _target_: str = SWEEPER_TARGET
-    storage: Optional[str] = None  # None: sqlite optuna.db beside a local SQLite tracking store
-    study_name: Optional[str] = None  # None: the experiment's name
-    n_trials: int = 20  # finished trials (complete, pruned or failed) the study should hold
-    n_jobs: Optional[int] = None  # trials launched together; None: hydra.launcher.n_jobs if set, else 1
-    sampler: SamplerConf = field(default_factory=SamplerConf)
-    pruner: PrunerConf = field(default_factory=PrunerConf)
-    max_failure_rate: float = 0.5  # stop when a larger share of the finished trials failed ...
-    min_trials_for_failure_rate: int = 4  # ... once at least this many have finished
-    params: Dict[str, str] = field(default_factory=dict)  # key: Hydra sweep syntax, e.g. tag(log, interval(1e-4, 1e-2))
-
-
-# ---------------------------------------------------------------- the search space
-
-
-@dataclass
-class Dimension:
-    """One searched key: its Optuna distribution and how a sampled value is written as an override."""
-
-    name: str  # the config key, as Optuna records it
-    override_key: str  # the key as written on the command line (with a + or ++ prefix if any)
-    distribution: Any
-    raw_text: bool = False  # categories are override texts (lists, dicts), written as they are
-
-    def override(self, value) -> str:
-        return f"{self.override_key}={value if self.raw_text else override_text(value)}"
-
-
-@dataclass
-class SearchSpace:
-    dimensions: dict[str, Dimension]
-    fixed: list[str]  # the command's other overrides, passed to every trial
-
-    def distributions(self) -> dict[str, Any]:
-        return {name: dim.distribution for name, dim in self.dimensions.items()}
-
-    def overrides(self, params: dict) -> list[str]:
-        return self.fixed + [self.dimensions[name].override(params[name]) for name in self.dimensions]
-
-
-def override_text(value) -> str:
-    """A value as Hydra's override grammar reads it back unchanged."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value)
-    if text and all(ch.isalnum() or ch in "_-./:" for ch in text) and text[0] not in "-.":
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def parse_space(params: dict, arguments: list[str]) -> SearchSpace:
-    """Dimensions from ``hydra.sweeper.params`` and the command's sweep overrides (the command wins)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
-    dimensions, fixed = {}, {}
-    for override in parser.parse_overrides(lines):
-        name = override.key_or_group
-        if override.is_sweep_override():
-            fixed.pop(name, None)
-            dimensions[name] = _dimension(override)
-        else:
-            dimensions.pop(name, None)
-            fixed[name] = override.input_line
-    return SearchSpace(dimensions=dimensions, fixed=list(fixed.values()))
-
-
-def _dimension(override) -> Dimension:
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    name, key = override.key_or_group, override.get_key_element()
-    sweep = override.value()
-    if isinstance(sweep, ChoiceSweep):
-        values = list(override.sweep_iterator())
-        if all(value is None or isinstance(value, (bool, int, float, str)) for value in values):
-            return Dimension(name, key, CategoricalDistribution(values))
-        texts = list(override.sweep_string_iterator())
-        return Dimension(name, key, CategoricalDistribution(texts), raw_text=True)
-    if isinstance(sweep, RangeSweep):
-        values = list(override.sweep_iterator())
-        if not values:
-            raise ConfigError(f"{key}={override.get_value_element_as_str()} is an empty range")
-        step = values[1] - values[0] if len(values) > 1 else 1
-        if all(isinstance(value, int) for value in values):
-            return Dimension(name, key, IntDistribution(values[0], values[-1], step=step))
-        return Dimension(name, key, FloatDistribution(values[0], values[-1], step=step))
-    if isinstance(sweep, IntervalSweep):
-        log_scale = "log" in sweep.tags
-        if "int" in sweep.tags:
-            return Dimension(name, key, IntDistribution(int(sweep.start), int(sweep.end), log=log_scale))
-        return Dimension(name, key, FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale))
-    raise ConfigError(f"{override.input_line}: the runner_optuna sweeper takes choice(...), a,b,c, range(...), "
-                      f"interval(...) and tag(log, interval(...)); glob() works with the basic sweeper only")
-
-
-def grid_of(space: SearchSpace) -> dict[str, list]:
-    """Every value of every dimension, for the grid sampler (intervals have none)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
-    grid = {}
-    for name, dim in space.dimensions.items():
-        dist = dim.distribution
-        if isinstance(dist, CategoricalDistribution):
-            grid[name] = list(dist.choices)
-        elif isinstance(dist, IntDistribution) and not dist.log:
-            grid[name] = list(range(dist.low, dist.high + 1, dist.step))
-        else:
-            raise ConfigError(f"sampler grid cannot enumerate {dim.override_key} (a continuous interval); use "
-                              f"choice(...) or range(...), or sampler tpe/random")
-    return grid
-
-
-def check_keys(config: DictConfig, space: SearchSpace) -> None:
-    """A searched key must exist in the composed config (unless it is added with +): a typo fails here."""
-    known = _all_keys(OmegaConf.to_container(config, resolve=False))
-    for dim in space.dimensions.values():
-        if dim.override_key.startswith(("+", "~")) or dim.name.startswith("hydra."):
-            continue
-        if dim.name not in known:
-            close = difflib.get_close_matches(dim.name, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"searched key {dim.name!r} is not in the composed config{hint} "
-                              f"(no trial was run)")
-
-
-def _all_keys(node, prefix="") -> set[str]:
-    keys = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "hydra" and not prefix:
-                continue
-            name = f"{prefix}{key}"
-            keys.add(name)
-            keys |= _all_keys(value, f"{name}.")
-    return keys
-
-
-def corner_points(space: SearchSpace) -> list[dict]:
-    """Points that exercise every category and both ends of every range, to validate before any trial."""
-    from optuna.distributions import CategoricalDistribution
-
-    def ends(dist):
-        return list(dist.choices) if isinstance(dist, CategoricalDistribution) else [dist.low, dist.high]
-
-    base = {name: ends(dim.distribution)[0] for name, dim in space.dimensions.items()}
-    points = [base]
-    for name, dim in space.dimensions.items():
-        points += [{**base, name: value} for value in ends(dim.distribution)[1:]]
-    return points
-
-
 # ---------------------------------------------------------------- the study
 
 
 def study_storage(sweeper: DictConfig, tracking_uri: str) -> str:
     """The study's storage URL: as configured, else ``optuna.db`` beside a local SQLite tracking store."""
-    from runner.tracking import sqlite_path  # MLflow's import is slow; Hydra imports this plugin on every start
+    from runner.tracking import (
+        sqlite_path,  # MLflow's import is slow; Hydra imports this plugin on every start
+    )
 
     if sweeper.storage:
         return str(sweeper.storage)
@@ -293,13 +122,13 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
                                    sampler=build_sampler(sampler_cfg, space), pruner=build_pruner(pruner_cfg))
 
     study = create()
-    recorded = study.user_attrs.get("runner.objective")
+    recorded = study.user_attrs.get("runner.config.objective")
     if (recorded != metric or study.direction.name.lower() != wanted) and not study.trials:
         # A study that never ran a trial (say, opened by a command refused for a typo) takes the new objective.
         optuna.delete_study(study_name=name, storage=storage)
         study, recorded = create(), None
     if recorded is None:
-        study.set_user_attr("runner.objective", metric)
+        study.set_user_attr("runner.config.objective", metric)
     elif recorded != metric or study.direction.name.lower() != wanted:
         raise SweepError(f"study {name!r} in {storage} optimises {recorded} ({study.direction.name.lower()}), "
                          f"this sweep {metric} ({wanted}); choose another hydra.sweeper.study_name")
@@ -494,7 +323,7 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
 
 def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:
     """``trial 3 (4/10) done: val_loss = 0.2211 (params); best so far: trial 1, val_loss = 0.2100``."""
-    from runner.console import trial_line
+    from runner.runtime.console import trial_line
 
     try:
         best = study.best_trial
@@ -503,7 +332,7 @@ def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:
         best = None
     value = job_return._return_value if state == "COMPLETE" else None
     return trial_line("trial", len(counted_trials(study)), n_trials, trial.number, state,
-                      study.user_attrs.get("runner.objective", "objective"), value, trial.params, best,
+                      study.user_attrs.get("runner.config.objective", "objective"), value, trial.params, best,
                       reason=trial.user_attrs.get(ERROR, ""))
 
 
@@ -535,8 +364,8 @@ def log_summary(study) -> None:
     summary = ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items())
     if counts[TrialState.COMPLETE]:
         best = study.best_trial
-        # At debug level: the sweep's summary (runner/sweep_record.py) prints the best trial and its params.
+        # At debug level: the sweep's summary (runner/sweep/closing.py) prints the best trial and its params.
         log.debug("study %r: %s; best trial %d, %s = %g, params %s", study.study_name, summary, best.number,
-                  study.user_attrs.get("runner.objective"), best.value, json.dumps(best.params))
+                  study.user_attrs.get("runner.config.objective"), best.value, json.dumps(best.params))
     else:
         log.info("study %r: %s; no trial completed", study.study_name, summary)

@@ -255,7 +255,9 @@ def ui_command(uri: str) -> str:
     if uri.startswith("sqlite:///"):
         # --host 127.0.0.1: the UI has no login, so it must not listen on other interfaces
         return f"mlflow ui --host 127.0.0.1 --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
-    from runner.security import redact_text  # a password in the URI stays off the screen and the logs
+    from runner.runtime.security import (
+        redact_text,  # a password in the URI stays off the screen and the logs
+    )
 
     return f"open {redact_text(uri)} in a browser"
 

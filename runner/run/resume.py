@@ -9,7 +9,7 @@ MLflow run. ``state.json`` is replaced last, in one rename, so a checkpoint is w
 commit point, and files it no longer names are then removed.
 
 ``trainer.resume=<run folder or MLflow run id>`` with the interrupted command's config continues that
-MLflow run (see ``runner/job.py``); the data order of the resumed epochs comes from ``backend.skip_epochs``.
+MLflow run (see ``runner/run/job.py``); the data order of the resumed epochs comes from ``backend.skip_epochs``.
 """
 
 import json
@@ -80,7 +80,9 @@ def _run_folder(target: str, tracking_uri: str) -> Path:
 
 def check_config(saved: Saved, config: dict) -> None:
     """A resumed run must train what the interrupted one trained: every difference is listed, then refused."""
-    from runner.tracking import flatten  # here: training imports this module, and needs no MLflow
+    from runner.tracking import (
+        flatten,  # here: training imports this module, and needs no MLflow
+    )
 
     before, now = flatten(saved.state["config"]), flatten(config)
     changed = [f"{key}: {before.get(key, '(absent)')} in the checkpoint, {now.get(key, '(absent)')} now"

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from runner import console, interrupts
+from runner.runtime import console, interrupts
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -81,7 +81,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One console line per epoch (runner/console.py): loss, val_loss, the checkpoint monitor (``*`` when it
+    """One console line per epoch (runner/runtime/console.py): loss, val_loss, the checkpoint monitor (``*`` when it
     is the best so far, the epoch the run keeps) and the epoch's seconds. Used instead of Keras's own output
     where that is not a terminal; after EpochLogger, whose ``epoch_seconds`` it shows."""
 

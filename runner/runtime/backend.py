@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from runner.resources import available_cores
+from runner.runtime.resources import available_cores
 
 log = logging.getLogger("runner")
 JAX_DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"

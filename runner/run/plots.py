@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from runner.callbacks import positive_scores  # noqa: E402
+from runner.run.callbacks import positive_scores  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -18,11 +18,22 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from datasets import load_dataset
-from runner import diagnose, evaluation, faults, objective, plots, pruning, resources, resume, training
-from runner.console import print_summary
+from runner.config import objective
+from runner.config.validation import validate
 from runner.errors import ConfigError, TrackingError, TrainingError
-from runner.schema import validate
-from runner.tracking import RunRecord, Tracker, attach, config_params, connect, data_tags, environment_tags
+from runner.run import diagnostics_session, evaluation, faults, plots, resume, training
+from runner.runtime import placement, resources
+from runner.runtime.console import print_summary
+from runner.sweep import pruning
+from runner.tracking import (
+    RunRecord,
+    Tracker,
+    attach,
+    config_params,
+    connect,
+    data_tags,
+    environment_tags,
+)
 
 log = logging.getLogger("runner")
 
@@ -52,7 +63,7 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
     check_writable(output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # Thread pools are fixed when the backend's runtime starts: size them before anything runs.
-    plan = resources.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"],
+    plan = placement.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"],
                                    resolved["trainer"]["deterministic"])
     tracking_cfg = resolved["tracking"]
     if parent_run_id is None:
@@ -147,10 +158,10 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     (reports / "model_summary.txt").write_text("\n".join(summary_lines) + "\n")
     record.log_params({"model.parameters": str(model.count_params()), "model.resolved_loss": loss})
 
-    diagnostics = diagnose.start(cfg, data, output_dir, record)  # None for diagnostics=none
+    diagnostics = diagnostics_session.start(cfg, data, output_dir, record)  # None for diagnostics=none
     if diagnostics:
         diagnostics.preflight(model)
-    diagnose.reseed(trainer["seed"])  # whatever the suite, so that diagnostics never change the training
+    diagnostics_session.reseed(trainer["seed"])  # whatever the suite, so that diagnostics never change the training
     pruner = pruning.callback_for(cfg)  # only when this job is a trial of an Optuna search
     try:
         trained = training.fit(model, data, {**cfg, "trainer": trainer}, output_dir, record.log_metrics,

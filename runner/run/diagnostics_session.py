@@ -1,7 +1,7 @@
 """The runner's side of the diagnostics: config -> DiagnosticData/Options, the stages at the right moments of
 a job, MLflow logging as results arrive, and the console lines.
 
-``runner.job`` calls, in order: ``start`` (after the data is loaded), ``session.preflight(model)`` (after
+``runner.run.job`` calls, in order: ``start`` (after the data is loaded), ``session.preflight(model)`` (after
 compile, before fit), ``session.callbacks()`` (into fit), ``session.after_training(model, history)`` (after
 evaluation) or ``session.after_failure(model)`` (when training raised), and ``session.console_lines()``.
 Every stage writes ``diagnostics/report.json`` and ``report.html`` and logs its tags, metrics and files at
@@ -19,10 +19,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from runner.config.objective import ONE_HOT_LOSSES
 from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report, registry
 from runner.diagnostics.report import FAIL, SEVERITY, SKIP, CheckResult
 from runner.errors import ConfigError, RunnerError
-from runner.objective import ONE_HOT_LOSSES
 
 log = logging.getLogger("runner")
 

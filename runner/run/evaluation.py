@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn import metrics as skm
 
-from runner.callbacks import positive_scores, roc_auc
+from runner.run.callbacks import positive_scores, roc_auc
 
 SPLITS = ("train", "val", "test")
 CURVE_METRICS = {"regression": ["mae"], "binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"]}

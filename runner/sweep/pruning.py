@@ -10,8 +10,8 @@ import math
 import keras
 import optuna
 
-from runner import objective
-from runner.search import load_trial
+from runner.config import objective
+from runner.sweep.search import load_trial
 
 log = logging.getLogger("runner")
 

@@ -11,10 +11,11 @@ import keras
 import numpy as np
 
 from models import build_model, output_head
-from runner import backend, console, resume
-from runner.callbacks import EpochLogger, EpochProgress, RocAucHistory
+from runner.config.objective import HIGHER_IS_BETTER, ONE_HOT_LOSSES
 from runner.errors import ConfigError, TrainingError
-from runner.objective import HIGHER_IS_BETTER, ONE_HOT_LOSSES
+from runner.run import resume
+from runner.run.callbacks import EpochLogger, EpochProgress, RocAucHistory
+from runner.runtime import backend, console
 
 DEFAULT_LOSS = {
     "regression": "mean_absolute_error",  # the book's choice for the wine regression

@@ -1,0 +1,1 @@
+"""One job: build, train, evaluate, diagnose and record a single run."""

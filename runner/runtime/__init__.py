@@ -1,0 +1,1 @@
+"""The platform under a run: backend, threads and GPUs, interrupts, security, console output."""

@@ -1,0 +1,1 @@
+"""The sweep wing: Optuna search, pruning, the parent MLflow run, trial links and the sweep report."""
