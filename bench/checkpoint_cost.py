@@ -74,8 +74,10 @@ def main() -> None:
     print(f"{'network':<16}{'parameters':>12}{'median ms':>11}{'max ms':>9}{'files MB':>10}")
     for name in NETWORKS:
         parameters, seconds, size = checkpoint_times(name, args.saves)
-        print(f"{name:<16}{parameters:>12,}{statistics.median(seconds) * 1e3:>11.1f}"
-              f"{max(seconds) * 1e3:>9.1f}{size / 1e6:>10.2f}")
+        print(
+            f"{name:<16}{parameters:>12,}{statistics.median(seconds) * 1e3:>11.1f}"
+            f"{max(seconds) * 1e3:>9.1f}{size / 1e6:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,4 +14,3 @@ def process_start(pid: int | str = "self") -> float:
     """When a process started, as a time.time() value (Linux)."""
     after_name = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return boot_time() + int(after_name[19]) / os.sysconf("SC_CLK_TCK")
-

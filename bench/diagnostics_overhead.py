@@ -51,8 +51,13 @@ def time_job(overrides: list[str], output_dir: Path) -> tuple[float, float]:
 
 
 def common_overrides(work: Path, epochs: int) -> list[str]:
-    return [f"tracking.uri=sqlite:///{work}/mlflow.db", f"trainer.epochs={epochs}", "trainer.verbose=0",
-            "tracking.log_model=false", "evaluation.plots=false"]
+    return [
+        f"tracking.uri=sqlite:///{work}/mlflow.db",
+        f"trainer.epochs={epochs}",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "evaluation.plots=false",
+    ]
 
 
 def measure(experiment: str, suites: list[str], repeats: int, common: list[str], work: Path) -> dict:
@@ -65,8 +70,10 @@ def measure(experiment: str, suites: list[str], repeats: int, common: list[str],
             overrides = [f"+experiment={experiment}", *common, *SUITES[suite]]
             wall, fit = time_job(overrides, work / f"{experiment}-{suite}-{repeat}")
             timings.setdefault(suite, []).append((wall, fit))
-    return {suite: (statistics.median(w for w, _ in values), statistics.median(f for _, f in values))
-            for suite, values in timings.items()}
+    return {
+        suite: (statistics.median(w for w, _ in values), statistics.median(f for _, f in values))
+        for suite, values in timings.items()
+    }
 
 
 def overhead(medians: dict, suite: str) -> float:
@@ -89,8 +96,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="diag-overhead-"))
     common = common_overrides(work, args.epochs)
-    rows = [(experiment, measure(experiment, suites, args.repeats, common, work))
-            for experiment in EXPERIMENTS if not args.only or args.only in experiment]
+    rows = [
+        (experiment, measure(experiment, suites, args.repeats, common, work))
+        for experiment in EXPERIMENTS
+        if not args.only or args.only in experiment
+    ]
 
     print(f"\n{args.epochs}-epoch trainings, median of {args.repeats}; seconds = whole job (fit)")
     print(f"{'experiment':<16}" + "".join(f"{suite:>22}" for suite in suites))
@@ -103,8 +113,10 @@ def main() -> int:
             mark = "" if target is None else (" ok" if extra <= target else " OVER")
             cells.append(f"{wall:6.1f} ({fit:5.1f})" + ("" if suite == "none" else f" {extra:+.0%}{mark}"))
         print(f"{experiment:<16}" + "".join(f"{cell:>22}" for cell in cells))
-    print("overhead = (job seconds - job seconds with none) / fit seconds with none; "
-          f"targets: {', '.join(f'{k} <= {v:.0%}' for k, v in TARGETS.items())}")
+    print(
+        "overhead = (job seconds - job seconds with none) / fit seconds with none; "
+        f"targets: {', '.join(f'{k} <= {v:.0%}' for k, v in TARGETS.items())}"
+    )
     return 0
 
 

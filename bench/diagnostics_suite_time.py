@@ -66,8 +66,9 @@ print(json.dumps({"diagnose": done - imported, "process": done - started, "worst
 
 def run_once(kind: str, suite: str) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    out = subprocess.run([sys.executable, "-c", WORKER, kind, suite], cwd=REPO, env=env, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, kind, suite], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -76,8 +77,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--only", default="")
     args = parser.parse_args()
-    print(f"{'model':<6} {'suite':<6} {'diagnose s (median)':>20} {'process s':>10} {'target':>8}  worst / cause"
-          "  slowest checks")
+    print(
+        f"{'model':<6} {'suite':<6} {'diagnose s (median)':>20} {'process s':>10} {'target':>8}  worst / cause"
+        "  slowest checks"
+    )
     for kind in (k for k in MODELS if args.only in k):
         for suite in ("quick", "full"):
             runs = [run_once(kind, suite) for _ in range(args.repeats)]
@@ -85,8 +88,10 @@ def main() -> None:
             process = statistics.median(r["process"] for r in runs)
             verdict = "ok" if seconds <= TARGETS[suite] else "OVER"
             slowest = ", ".join(f"{name} {s:.1f}" for s, name in runs[-1]["slowest"])
-            print(f"{kind:<6} {suite:<6} {seconds:>20.1f} {process:>10.1f} {TARGETS[suite]:>6.0f} {verdict}  "
-                  f"{runs[-1]['worst']} / {runs[-1]['cause']}  {slowest}")
+            print(
+                f"{kind:<6} {suite:<6} {seconds:>20.1f} {process:>10.1f} {TARGETS[suite]:>6.0f} {verdict}  "
+                f"{runs[-1]['worst']} / {runs[-1]['cause']}  {slowest}"
+            )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.diagnostics_overhead import common_overrides, time_job  # noqa: E402
 
-EXPERIMENTS = {"wine_mlp": (30, "test_mae"), "seizure_dnn": (6, "test_accuracy"),
-               "mnist_dropout": (3, "test_accuracy")}
+EXPERIMENTS = {"wine_mlp": (30, "test_mae"), "seizure_dnn": (6, "test_accuracy"), "mnist_dropout": (3, "test_accuracy")}
 # Keras's defaults first: arrays handed to fit, one step per call, XLA as Keras decides.
 SETTINGS = {
     "keras defaults": ["trainer.pipeline=arrays", "trainer.steps_per_execution=1"],
@@ -64,7 +63,7 @@ def main() -> int:
         time_job(common, work / f"{experiment}-warmup")  # the process's first fit also pays one-off costs
         epochs_by_setting, metrics = {}, {}
         for repeat in range(args.repeats):
-            for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
                 run_dir = work / f"{experiment}-{names.index(name)}-{repeat}"
                 time_job([*common, *SETTINGS[name]], run_dir)
                 epochs_by_setting.setdefault(name, []).extend(epoch_times(run_dir)[1:])

@@ -42,8 +42,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     items = [(spec, seed) for spec in CORPUS if args.only in spec.name for seed in args.seeds]
-    print(f"{len(items)} runs ({len(items) // max(1, len(args.seeds))} setups x {len(args.seeds)} seeds), "
-          f"{args.jobs} job(s)", flush=True)
+    print(
+        f"{len(items)} runs ({len(items) // max(1, len(args.seeds))} setups x {len(args.seeds)} seeds), "
+        f"{args.jobs} job(s)",
+        flush=True,
+    )
     started = time.perf_counter()
     outcomes = map_jobs(diagnose_run, items, args.jobs, on_result=_progress)
     wall = time.perf_counter() - started
@@ -56,8 +59,11 @@ def main(argv=None) -> None:
 def _progress(outcome: dict) -> None:
     flags = ",".join(f"{f['check']}={f['verdict']}" for f in outcome["flagged"]) or "-"
     score = "n/a" if outcome["score"] is None else f"{outcome['score']:.3f}"
-    print(f"  {outcome['setup']:32s} seed {outcome['seed']}  {outcome['worst'] or 'ERROR':4s} score {score:>6s} "
-          f"{outcome['seconds']:6.1f} s  {outcome['error'] or flags}", flush=True)
+    print(
+        f"  {outcome['setup']:32s} seed {outcome['seed']}  {outcome['worst'] or 'ERROR':4s} score {score:>6s} "
+        f"{outcome['seconds']:6.1f} s  {outcome['error'] or flags}",
+        flush=True,
+    )
 
 
 def check_counts(outcomes: list[dict]) -> dict[str, Counter]:
@@ -75,10 +81,16 @@ def summary(outcomes: list[dict]) -> dict:
     any_fail = sum(o["worst"] == "FAIL" for o in ran)
     any_warn = sum(any(f["verdict"] == "WARN" for f in o["flagged"]) for o in ran)
     flagged = sum(o["worst"] in ("WARN", "FAIL") for o in ran)
-    return {"runs": len(ran), "errors": len(outcomes) - len(ran),
-            "any_fail_pct": 100.0 * any_fail / runs, "any_warn_pct": 100.0 * any_warn / runs,
-            "flagged_pct": 100.0 * flagged / runs, "any_fail": any_fail, "any_warn": any_warn,
-            "flagged": flagged}
+    return {
+        "runs": len(ran),
+        "errors": len(outcomes) - len(ran),
+        "any_fail_pct": 100.0 * any_fail / runs,
+        "any_warn_pct": 100.0 * any_warn / runs,
+        "flagged_pct": 100.0 * flagged / runs,
+        "any_fail": any_fail,
+        "any_warn": any_warn,
+        "flagged": flagged,
+    }
 
 
 def render(outcomes: list[dict], wall: float) -> str:
@@ -86,18 +98,27 @@ def render(outcomes: list[dict], wall: float) -> str:
     runs = max(1, len(ran))
     lines = ["", f"{'check':40s} {'WARN':>5s} {'%':>6s} {'FAIL':>5s} {'%':>6s}"]
     for check, counter in sorted(check_counts(ran).items(), key=lambda kv: -sum(kv[1].values())):
-        lines.append(f"{check:40s} {counter['WARN']:5d} {100 * counter['WARN'] / runs:6.1f} "
-                     f"{counter['FAIL']:5d} {100 * counter['FAIL'] / runs:6.1f}")
+        lines.append(
+            f"{check:40s} {counter['WARN']:5d} {100 * counter['WARN'] / runs:6.1f} "
+            f"{counter['FAIL']:5d} {100 * counter['FAIL'] / runs:6.1f}"
+        )
     total = summary(outcomes)
-    lines += ["", (f"runs {total['runs']} (errors {total['errors']}); any FAIL {total['any_fail']} = "
-              f"{total['any_fail_pct']:.1f}% (target <= {TARGET_ANY_FAIL:.0f}%); any WARN {total['any_warn']} = "
-              f"{total['any_warn_pct']:.1f}% (target <= {TARGET_ANY_WARN:.0f}%); WARN or FAIL "
-              f"{total['flagged']} = {total['flagged_pct']:.1f}%")]
+    lines += [
+        "",
+        (
+            f"runs {total['runs']} (errors {total['errors']}); any FAIL {total['any_fail']} = "
+            f"{total['any_fail_pct']:.1f}% (target <= {TARGET_ANY_FAIL:.0f}%); any WARN {total['any_warn']} = "
+            f"{total['any_warn_pct']:.1f}% (target <= {TARGET_ANY_WARN:.0f}%); WARN or FAIL "
+            f"{total['flagged']} = {total['flagged_pct']:.1f}%"
+        ),
+    ]
     lines.append("top diagnosis causes: " + _causes(ran))
     seconds = [o["seconds"] for o in outcomes]
     if seconds:
-        lines.append(f"seconds per run: mean {statistics.mean(seconds):.1f}, median {statistics.median(seconds):.1f},"
-                     f" max {max(seconds):.1f}; wall {wall:.0f} s")
+        lines.append(
+            f"seconds per run: mean {statistics.mean(seconds):.1f}, median {statistics.median(seconds):.1f},"
+            f" max {max(seconds):.1f}; wall {wall:.0f} s"
+        )
     lines += _below_floor(ran) + _alarm_list(ran) + _errors(outcomes)
     return "\n".join(lines)
 
@@ -114,7 +135,8 @@ def _below_floor(ran: list[dict]) -> list[str]:
     if not low:
         return ["every run reached its setup's floor score"]
     return ["runs under their setup's floor (not healthy: their alarms may be true):"] + [
-        f"  {o['setup']} seed {o['seed']}: score {o['score']} < {BY_NAME[o['setup']].min_score}" for o in low]
+        f"  {o['setup']} seed {o['seed']}: score {o['score']} < {BY_NAME[o['setup']].min_score}" for o in low
+    ]
 
 
 def _alarm_list(ran: list[dict]) -> list[str]:

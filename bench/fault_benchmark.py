@@ -30,10 +30,12 @@ FAULT_DIR = REPO / "conf" / "experiment" / "faults"
 HEALTHY = ("wine_mlp", "wine_deep_mlp", "seizure_dnn", "seizure_bilstm", "mnist_mlp", "mnist_dropout", "mnist_l2")
 # WARNs the book itself shows: the plain MNIST MLP overfits, so does the seizure DNN (val loss rises after ~8
 # epochs), and the L2 one underfits because its penalty is too strong.
-ALLOWED_WARNINGS = {"mnist_mlp": {"monitor.overfitting"}, "seizure_dnn": {"monitor.overfitting"},
-                    # ... and the units its too-strong L2 shrinks to zero are the same problem, seen per layer.
-                    "mnist_l2": {"monitor.underfitting", "monitor.regularization", "monitor.dead_units",
-                                 "analysis.constant_units"}}
+ALLOWED_WARNINGS = {
+    "mnist_mlp": {"monitor.overfitting"},
+    "seizure_dnn": {"monitor.overfitting"},
+    # ... and the units its too-strong L2 shrinks to zero are the same problem, seen per layer.
+    "mnist_l2": {"monitor.underfitting", "monitor.regularization", "monitor.dead_units", "analysis.constant_units"},
+}
 SEVERITY = {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2}
 
 
@@ -114,36 +116,56 @@ def run_capacity_entry() -> Outcome:
     from runner.diagnostics.diagnosis import rank
 
     def unidirectional(shape):
-        return build_model("bilstm", input_shape=shape, output_units=1, output_activation="sigmoid",
-                           lstm_units=[4], bidirectional=False, hidden_units=[])
+        return build_model(
+            "bilstm",
+            input_shape=shape,
+            output_units=1,
+            output_activation="sigmoid",
+            lstm_units=[4],
+            bidirectional=False,
+            hidden_units=[],
+        )
 
     started = time.perf_counter()
     result = capacity.check_long_context(unidirectional)
-    return Outcome("bilstm_unreachable_context", ["capacity.long_context"], ["underfitting_capacity"],
-                   {result.check: result.verdict}, rank([result]).cause, seconds=time.perf_counter() - started)
+    return Outcome(
+        "bilstm_unreachable_context",
+        ["capacity.long_context"],
+        ["underfitting_capacity"],
+        {result.check: result.verdict},
+        rank([result]).cause,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def print_faults(outcomes: list[Outcome]) -> None:
-    print(f"\n{'fault':<32} {'expected':<34} {'det':<4} {'diagnosis (2nd)':<42} {'right':<5} {'sec':>6}  "
-          "raised (non-PASS)")
+    print(
+        f"\n{'fault':<32} {'expected':<34} {'det':<4} {'diagnosis (2nd)':<42} {'right':<5} {'sec':>6}  "
+        "raised (non-PASS)"
+    )
     for o in outcomes:
         raised = ", ".join(f"{c}={v}" for c, v in sorted(o.flagged.items(), key=lambda kv: -SEVERITY[kv[1]]))
         diagnosed = o.cause + (f" ({o.cause2})" if o.cause2 else "")
-        print(f"{o.name:<32} {'|'.join(o.expect)[:34]:<34} {'yes' if o.detected else 'no':<4} "
-              f"{diagnosed[:42] or '-':<42} {'yes' if o.diagnosis_right else 'no':<5} {o.seconds:>6.1f}  "
-              f"{raised or '-'}"
-              + (f"  [run failed: {o.error}]" if o.error else ""))
+        print(
+            f"{o.name:<32} {'|'.join(o.expect)[:34]:<34} {'yes' if o.detected else 'no':<4} "
+            f"{diagnosed[:42] or '-':<42} {'yes' if o.diagnosis_right else 'no':<5} {o.seconds:>6.1f}  "
+            f"{raised or '-'}" + (f"  [run failed: {o.error}]" if o.error else "")
+        )
 
 
 def print_healthy(outcomes: list[Outcome]) -> None:
-    print(f"\n{'healthy experiment':<32} {'FAIL':<5} {'diagnosis':<26} {'sec':>6}  raised (non-PASS; * = expected "
-          "by the book)")
+    print(
+        f"\n{'healthy experiment':<32} {'FAIL':<5} {'diagnosis':<26} {'sec':>6}  raised (non-PASS; * = expected "
+        "by the book)"
+    )
     for o in outcomes:
         allowed = ALLOWED_WARNINGS.get(o.name, set())
         raised = ", ".join(f"{c}={v}{'*' if c in allowed else ''}" for c, v in sorted(o.flagged.items()))
         fails = sum(v == "FAIL" for v in o.verdicts.values())
-        print(f"{o.name:<32} {fails:<5} {o.cause or '-':<26} {o.seconds:>6.1f}  {raised or '-'}"
-              + (f"  [run failed: {o.error}]" if o.error else ""))
+        print(
+            f"{o.name:<32} {fails:<5} {o.cause or '-':<26} {o.seconds:>6.1f}  {raised or '-'}"
+            + (f"  [run failed: {o.error}]" if o.error else "")
+        )
 
 
 def main() -> int:
@@ -183,13 +205,18 @@ def main() -> int:
     print_healthy(healthy)
     with_fail = [o.name for o in healthy if any(v == "FAIL" for v in o.verdicts.values())]
     surprising = [o.name for o in healthy if set(o.flagged) - ALLOWED_WARNINGS.get(o.name, set())]
-    print(f"\nsummary: detected {sum(o.detected for o in faults)}/{len(faults)}, diagnosis right "
-          f"{sum(o.diagnosis_right for o in faults)}/{len(faults)}; healthy runs with a FAIL "
-          f"{len(with_fail)}/{len(healthy)} {with_fail or ''}; healthy runs with an unexpected WARN/FAIL "
-          f"{len(surprising)}/{len(healthy)}; {time.perf_counter() - started:.0f} s in all (work folder {work})")
+    print(
+        f"\nsummary: detected {sum(o.detected for o in faults)}/{len(faults)}, diagnosis right "
+        f"{sum(o.diagnosis_right for o in faults)}/{len(faults)}; healthy runs with a FAIL "
+        f"{len(with_fail)}/{len(healthy)} {with_fail or ''}; healthy runs with an unexpected WARN/FAIL "
+        f"{len(surprising)}/{len(healthy)}; {time.perf_counter() - started:.0f} s in all (work folder {work})"
+    )
     if args.json:
-        args.json.write_text(json.dumps([{**o.__dict__, "detected": o.detected, "right": o.diagnosis_right}
-                                         for o in faults + healthy], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [{**o.__dict__, "detected": o.detected, "right": o.diagnosis_right} for o in faults + healthy], indent=2
+            )
+        )
     return 0
 
 

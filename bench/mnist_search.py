@@ -35,8 +35,17 @@ def main() -> int:
     out = (args.out or REPO / "outputs" / "bench" / f"mnist_search-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    command = [sys.executable, "-m", "runner", "-m", "+experiment=mnist_dropout", "+sweep=mnist_search",
-               f"tracking.uri=sqlite:///{out}/mlflow.db", f"hydra.sweep.dir={out}/jobs", "trainer.verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        "+experiment=mnist_dropout",
+        "+sweep=mnist_search",
+        f"tracking.uri=sqlite:///{out}/mlflow.db",
+        f"hydra.sweep.dir={out}/jobs",
+        "trainer.verbose=0",
+    ]
     if args.n_trials:
         command.append(f"hydra.sweeper.n_trials={args.n_trials}")
     command += args.overrides
@@ -50,8 +59,10 @@ def main() -> int:
 
 def print_table(out: Path, wall_seconds: float) -> None:
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{out}/optuna.db")
-    counts = {state: sum(t.state == state for t in study.trials)
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {
+        state: sum(t.state == state for t in study.trials)
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     complete = counts[TrialState.COMPLETE]
     best = study.best_trial if complete else None
     test_accuracy = best_run_metric(out, best.number, "test_accuracy") if best else math.nan
@@ -72,8 +83,9 @@ def print_table(out: Path, wall_seconds: float) -> None:
 def best_run_metric(out: Path, trial_number: int, metric: str) -> float:
     client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`runner.trial` = '{trial_number}' and tags.`runner.study` = "
-                                           f"'{STUDY}'")
+    runs = client.search_runs(
+        experiments, f"tags.`runner.trial` = '{trial_number}' and tags.`runner.study` = '{STUDY}'"
+    )
     return float(runs[0].data.metrics.get(metric, math.nan)) if runs else math.nan
 
 

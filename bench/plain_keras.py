@@ -50,10 +50,20 @@ class Book:
 
 BOOK = {
     "wine_mlp": Book("wine", (32,), 0.0, (1, "linear"), "mean_absolute_error", "mae", "val_loss", 32, 200),
-    "seizure_dnn": Book("seizure", (128, 64, 64, 32, 16), 0.0, (1, "sigmoid"), "binary_crossentropy",
-                        "accuracy", "val_accuracy", 32, 20),
-    "mnist_dropout": Book("mnist", (512, 256, 128), 0.5, (10, "softmax"), "sparse_categorical_crossentropy",
-                          "accuracy", "val_loss", 30, 50),
+    "seizure_dnn": Book(
+        "seizure", (128, 64, 64, 32, 16), 0.0, (1, "sigmoid"), "binary_crossentropy", "accuracy", "val_accuracy", 32, 20
+    ),
+    "mnist_dropout": Book(
+        "mnist",
+        (512, 256, 128),
+        0.5,
+        (10, "softmax"),
+        "sparse_categorical_crossentropy",
+        "accuracy",
+        "val_loss",
+        30,
+        50,
+    ),
 }
 
 
@@ -76,19 +86,33 @@ def train(name: str, epochs: int, seed: int, output: Path) -> dict:
     model = build(book, data.n_features)
     model.compile(optimizer="adam", loss=book.loss, metrics=[book.metric])
     best = output / f"{name}.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(best, monitor=book.monitor, save_best_only=True,
-                                                 save_weights_only=True)
-    history = model.fit(data.train.x, data.train.y, batch_size=book.batch_size, epochs=epochs,
-                        validation_data=(data.val.x, data.val.y), callbacks=[checkpoint, timer], verbose=0)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        best, monitor=book.monitor, save_best_only=True, save_weights_only=True
+    )
+    history = model.fit(
+        data.train.x,
+        data.train.y,
+        batch_size=book.batch_size,
+        epochs=epochs,
+        validation_data=(data.val.x, data.val.y),
+        callbacks=[checkpoint, timer],
+        verbose=0,
+    )
     model.load_weights(best)
     scores = model.evaluate(data.test.x, data.test.y, batch_size=book.batch_size, verbose=0, return_dict=True)
     monitored = history.history[book.monitor]
     pick = max if book.monitor.endswith("accuracy") else min
-    return {"experiment": name, "backend": keras.backend.backend(), "epochs": epochs,
-            "batch_size": book.batch_size, "train_rows": len(data.train.x),
-            "epoch_seconds": timer.seconds, "first_step_at": timer.first_step_at,
-            "best_epoch": monitored.index(pick(monitored)) + 1,
-            f"test_{book.metric}": float(scores[book.metric])}
+    return {
+        "experiment": name,
+        "backend": keras.backend.backend(),
+        "epochs": epochs,
+        "batch_size": book.batch_size,
+        "train_rows": len(data.train.x),
+        "epoch_seconds": timer.seconds,
+        "first_step_at": timer.first_step_at,
+        "best_epoch": monitored.index(pick(monitored)) + 1,
+        f"test_{book.metric}": float(scores[book.metric]),
+    }
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -50,14 +50,26 @@ def run_side(name: str, side: str, seed: int, with_score: bool) -> dict:
     from bench.real_bugs import by_name
     from runner.diagnostics import DiagnosticOptions, diagnose
 
-    outcome = {"pair": name, "side": side, "seed": seed, "worst": "ERROR", "cause": "n/a", "problems": [],
-               "score": None, "seconds": 0.0, "error": ""}
+    outcome = {
+        "pair": name,
+        "side": side,
+        "seed": seed,
+        "worst": "ERROR",
+        "cause": "n/a",
+        "problems": [],
+        "score": None,
+        "seconds": 0.0,
+        "error": "",
+    }
     started = time.perf_counter()
     try:
         model, data, fit_kwargs = getattr(by_name(name), side)(seed)
         report = diagnose(model, data, suite="full", options=DiagnosticOptions(seed=seed), fit_kwargs=fit_kwargs)
-        outcome.update(worst=report.worst, cause=diagnosis_cause(report),
-                       problems=[f"{r.check}={r.verdict}" for r in report.problems()])
+        outcome.update(
+            worst=report.worst,
+            cause=diagnosis_cause(report),
+            problems=[f"{r.check}={r.verdict}" for r in report.problems()],
+        )
         if with_score:
             from bench.real_bugs.data import train_and_score
 
@@ -70,16 +82,19 @@ def run_side(name: str, side: str, seed: int, with_score: bool) -> dict:
 
 def run_all(names: list[str], seeds: list[int], jobs: int, with_score: bool) -> list[dict]:
     tasks = [(name, side, seed, with_score) for seed in seeds for name in names for side in ("buggy", "fixed")]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                             initializer=single_threaded_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=single_threaded_worker
+    ) as pool:
         futures = [pool.submit(run_side, *task) for task in tasks]
         outcomes = []
         for future in futures:
             outcomes.append(future.result())
             done = outcomes[-1]
-            print(f"  done {done['pair']}/{done['side']}/seed {done['seed']}: {done['worst']} "
-                  f"cause={done['cause']} ({done['seconds']:.0f} s){'  ' + done['error'] if done['error'] else ''}",
-                  flush=True)
+            print(
+                f"  done {done['pair']}/{done['side']}/seed {done['seed']}: {done['worst']} "
+                f"cause={done['cause']} ({done['seconds']:.0f} s){'  ' + done['error'] if done['error'] else ''}",
+                flush=True,
+            )
     return outcomes
 
 
@@ -101,21 +116,32 @@ def rows(outcomes: list[dict], pairs: dict) -> list[dict]:
         if side != "buggy":
             continue
         fixed = by_key[(name, seed, "fixed")]
-        table.append({"pair": name, "seed": seed, "buggy": buggy, "fixed": fixed,
-                      "accepted": accepted(buggy["cause"], pairs[name].causes)})
+        table.append(
+            {
+                "pair": name,
+                "seed": seed,
+                "buggy": buggy,
+                "fixed": fixed,
+                "accepted": accepted(buggy["cause"], pairs[name].causes),
+            }
+        )
     return table
 
 
 def print_table(table: list[dict], pairs: dict) -> None:
-    print(f"\n{'pair':<30} {'seed':>4}  {'buggy':<5} {'diagnosis':<22} {'ok':<3}  {'fixed':<5} "
-          f"{'diagnosis':<22} {'score b/f':<13} buggy's first problems")
+    print(
+        f"\n{'pair':<30} {'seed':>4}  {'buggy':<5} {'diagnosis':<22} {'ok':<3}  {'fixed':<5} "
+        f"{'diagnosis':<22} {'score b/f':<13} buggy's first problems"
+    )
     for row in table:
         b, f = row["buggy"], row["fixed"]
         scores = f"{format_score(b['score'])}/{format_score(f['score'])}"
-        print(f"{row['pair']:<30} {row['seed']:>4}  {b['worst']:<5} {b['cause'][:22]:<22} {row['accepted']:<3}  "
-              f"{f['worst']:<5} {f['cause'][:22]:<22} {scores:<13} {', '.join(b['problems'][:3]) or '-'}"
-              + (f"  [buggy error: {b['error']}]" if b["error"] else "")
-              + (f"  [fixed error: {f['error']}]" if f["error"] else ""))
+        print(
+            f"{row['pair']:<30} {row['seed']:>4}  {b['worst']:<5} {b['cause'][:22]:<22} {row['accepted']:<3}  "
+            f"{f['worst']:<5} {f['cause'][:22]:<22} {scores:<13} {', '.join(b['problems'][:3]) or '-'}"
+            + (f"  [buggy error: {b['error']}]" if b["error"] else "")
+            + (f"  [fixed error: {f['error']}]" if f["error"] else "")
+        )
         if not pairs[row["pair"]].causes:
             print("    (pair has no accepted causes)")
 
@@ -154,14 +180,17 @@ def main() -> int:
     print_table(table, pairs)
     summary = totals(table)
     elapsed = time.perf_counter() - started
-    print(f"\n{summary['runs']} pair runs, {elapsed:.0f} s with {args.jobs} job(s): right top diagnosis on buggy "
-          f"{summary['right_buggy']:.0%} (target >= {TARGETS['right_buggy']:.0%}; no diagnosis in "
-          f"{summary['diagnosis_missing']:.0%}), buggy flagged WARN/FAIL {summary['flagged_buggy']:.0%}, "
-          f"fixed with a FAIL {summary['fail_fixed']:.0%} (target <= {TARGETS['fail_fixed']:.0%}), "
-          f"fixed with any WARN {summary['warn_fixed']:.0%}")
+    print(
+        f"\n{summary['runs']} pair runs, {elapsed:.0f} s with {args.jobs} job(s): right top diagnosis on buggy "
+        f"{summary['right_buggy']:.0%} (target >= {TARGETS['right_buggy']:.0%}; no diagnosis in "
+        f"{summary['diagnosis_missing']:.0%}), buggy flagged WARN/FAIL {summary['flagged_buggy']:.0%}, "
+        f"fixed with a FAIL {summary['fail_fixed']:.0%} (target <= {TARGETS['fail_fixed']:.0%}), "
+        f"fixed with any WARN {summary['warn_fixed']:.0%}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "seconds": elapsed, "outcomes": outcomes}, indent=2,
-                                        default=str))
+        args.json.write_text(
+            json.dumps({"summary": summary, "seconds": elapsed, "outcomes": outcomes}, indent=2, default=str)
+        )
     return 0
 
 

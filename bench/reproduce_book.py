@@ -22,10 +22,12 @@ from runner.cli import CONF_DIR  # noqa: E402
 # (metric, book value as printed, target as (comparison, bound) or None)
 BOOK = {
     "wine_mlp": [("train_mae", "0.190", None), ("val_mae", "0.213", ("<=", 0.22)), ("test_mae", "0.200", None)],
-    "wine_deep_mlp": [("train_mae", "0.075", None), ("val_mae", "0.190", ("<=", 0.21)),
-                      ("test_mae", "0.190", None)],
-    "seizure_dnn": [("val_accuracy", "0.971-0.985", (">=", 0.97)), ("test_accuracy", "-", None),
-                    ("test_roc_auc", "-", None)],
+    "wine_deep_mlp": [("train_mae", "0.075", None), ("val_mae", "0.190", ("<=", 0.21)), ("test_mae", "0.190", None)],
+    "seizure_dnn": [
+        ("val_accuracy", "0.971-0.985", (">=", 0.97)),
+        ("test_accuracy", "-", None),
+        ("test_roc_auc", "-", None),
+    ],
     "mnist_dropout": [("val_accuracy", "-", None), ("test_accuracy", "-", (">=", 0.98))],
     "mnist_mlp": [("val_accuracy", "-", None), ("test_accuracy", "-", None)],
     "mnist_l2": [("val_accuracy", "-", None), ("test_accuracy", "-", None)],
@@ -90,8 +92,10 @@ def main() -> int:
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     table = "\n".join(lines)
     print("\n" + table)
-    print(f"\ntotal {time.perf_counter() - total:.0f} s; MAE in standardised units; "
-          f"the final evaluation uses the best epoch by each preset's checkpoint monitor")
+    print(
+        f"\ntotal {time.perf_counter() - total:.0f} s; MAE in standardised units; "
+        f"the final evaluation uses the best epoch by each preset's checkpoint monitor"
+    )
     output_root.mkdir(parents=True, exist_ok=True)
     (output_root / "table.md").write_text(table + "\n")
     return 1 if failures else 0

@@ -117,10 +117,14 @@ def summarise(runs: list[Run], train_rows: int | None) -> Summary:
     epoch = statistics.median(median_epoch(run.epoch_seconds) for run in runs)
     firsts = [run.first_step for run in runs if run.first_step is not None]
     metrics = [run.metric for run in runs]
-    return Summary(wall=statistics.median(run.wall for run in runs), epoch=epoch,
-                   samples_per_second=train_rows / epoch if train_rows and epoch > 0 else None,
-                   first_step=statistics.median(firsts) if firsts else None,
-                   metric=statistics.median(metrics), metric_range=(min(metrics), max(metrics)))
+    return Summary(
+        wall=statistics.median(run.wall for run in runs),
+        epoch=epoch,
+        samples_per_second=train_rows / epoch if train_rows and epoch > 0 else None,
+        first_step=statistics.median(firsts) if firsts else None,
+        metric=statistics.median(metrics),
+        metric_range=(min(metrics), max(metrics)),
+    )
 
 
 def mlp_macs(layers: tuple[int, ...]) -> int:
@@ -160,8 +164,10 @@ def ratio(numerator: float | None, denominator: float | None) -> str:
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table with columns padded to their widest cell."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
     def line(cells):
         return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
@@ -169,24 +175,29 @@ def diagnostic_epochs(quick: bool) -> dict[str, int]:
     return {name: 1 if quick else epochs for name, epochs in DIAGNOSTIC_EPOCHS.items()}
 
 
-def estimate_seconds(sections: list[str], epochs: dict[str, int], repeats: int, jax: bool,
-                     sweep: tuple[int, int], quick: bool = False) -> float:
+def estimate_seconds(
+    sections: list[str], epochs: dict[str, int], repeats: int, jax: bool, sweep: tuple[int, int], quick: bool = False
+) -> float:
     total = 0.0
     for name in EXPERIMENTS:
         if name in sections:
             variants = [v for v in COST[name] if jax or v != "runner-jax"]
-            total += repeats * sum(start + epochs[name] * per_epoch
-                                   for start, per_epoch in (COST[name][v] for v in variants))
+            total += repeats * sum(
+                start + epochs[name] * per_epoch for start, per_epoch in (COST[name][v] for v in variants)
+            )
     if "startup" in sections:
         total += COST_OTHER["startup"]
     if "diagnostics" in sections:  # in one process: a job costs little beyond its epochs (+30% for monitors)
         jobs = 1 + repeats * len(DIAGNOSTIC_SUITES)
-        total += sum(jobs * (COST_OTHER["job"] + 1.3 * e * COST[name]["runner"][1])
-                     for name, e in diagnostic_epochs(quick).items())
+        total += sum(
+            jobs * (COST_OTHER["job"] + 1.3 * e * COST[name]["runner"][1])
+            for name, e in diagnostic_epochs(quick).items()
+        )
     if "sweep" in sections:  # 2 jobs take about 0.8 of 1 job's time
         trials, sweep_epochs = sweep
-        total += 1.8 * (COST_OTHER["sweep"] + trials * (COST_OTHER["sweep_trial"]
-                                                        + sweep_epochs * COST_OTHER["sweep_trial_epoch"]))
+        total += 1.8 * (
+            COST_OTHER["sweep"] + trials * (COST_OTHER["sweep_trial"] + sweep_epochs * COST_OTHER["sweep_trial_epoch"])
+        )
     if "limit" in sections:
         total += COST_OTHER["limit"]
     return total
@@ -217,18 +228,41 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.Co
 
 
 def run_plain(name: str, epochs: int, seed: int, folder: Path) -> Run:
-    command = [sys.executable, str(REPO / "bench" / "plain_keras.py"), name, "--epochs", str(epochs),
-               "--seed", str(seed), "--output", str(folder)]
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "plain_keras.py"),
+        name,
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--output",
+        str(folder),
+    ]
     wall, done = timed(command, environment())
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return Run("plain", wall, result["epoch_seconds"], result["first_step_seconds"],
-               result[EXPERIMENTS[name][2]], result["train_rows"])
+    return Run(
+        "plain",
+        wall,
+        result["epoch_seconds"],
+        result["first_step_seconds"],
+        result[EXPERIMENTS[name][2]],
+        result["train_rows"],
+    )
 
 
 def run_runner(name: str, epochs: int, seed: int, folder: Path, store: Path, backend: str) -> Run:
-    command = [sys.executable, "-m", "runner", f"+experiment={name}", f"trainer.epochs={epochs}",
-               f"trainer.seed={seed}", f"hydra.run.dir={folder}", f"tracking.uri=sqlite:///{store}",
-               "trainer.verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        f"+experiment={name}",
+        f"trainer.epochs={epochs}",
+        f"trainer.seed={seed}",
+        f"hydra.run.dir={folder}",
+        f"tracking.uri=sqlite:///{store}",
+        "trainer.verbose=0",
+    ]
     wall, _ = timed(command, environment(backend))
     metrics = json.loads((folder / "reports" / "metrics.json").read_text())
     with open(folder / "reports" / "history.csv", newline="") as handle:
@@ -239,9 +273,11 @@ def run_runner(name: str, epochs: int, seed: int, folder: Path, store: Path, bac
 
 def code_state() -> str:
     """The commit measured, and whether files differ from it (numbers of a dirty tree are not the commit's)."""
+
     def git(*arguments):
         done = subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=False)
         return done.stdout
+
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     head = git("rev-parse", "--short", "HEAD").strip()
     return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
@@ -261,23 +297,29 @@ def heavy_imports(arguments: list[str]) -> list[str]:
 
 def imported_packages(importtime_output: str) -> set[str]:
     """Top-level packages named in ``python -X importtime`` output."""
-    return {line.rpartition("|")[2].strip().split(".")[0] for line in importtime_output.splitlines()
-            if line.startswith("import time:") and "|" in line}
+    return {
+        line.rpartition("|")[2].strip().split(".")[0]
+        for line in importtime_output.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
 
 
 def startup() -> dict:
     commands = {"--help": ["--help"], "+experiment=wine_mlp --cfg job": ["+experiment=wine_mlp", "--cfg", "job"]}
     result = {}
     for label, arguments in commands.items():
-        seconds = [timed([sys.executable, "-m", "runner", *arguments], environment())[0]
-                   for _ in range(STARTUP_TIMES)]
-        result[label] = {"seconds": statistics.median(seconds), "all": seconds,
-                         "heavy_imports": heavy_imports(arguments)}
+        seconds = [timed([sys.executable, "-m", "runner", *arguments], environment())[0] for _ in range(STARTUP_TIMES)]
+        result[label] = {
+            "seconds": statistics.median(seconds),
+            "all": seconds,
+            "heavy_imports": heavy_imports(arguments),
+        }
     return result
 
 
-def experiments(names: list[str], epochs: dict[str, int], repeats: int, backends: list[str], work: Path,
-                errors: dict[str, str]) -> dict[str, list[Run]]:
+def experiments(
+    names: list[str], epochs: dict[str, int], repeats: int, backends: list[str], work: Path, errors: dict[str, str]
+) -> dict[str, list[Run]]:
     """Runs per experiment; an experiment whose command fails is reported in ``errors`` and not run again."""
     store = work / "mlflow.db"
     create_store(store)
@@ -289,8 +331,11 @@ def experiments(names: list[str], epochs: dict[str, int], repeats: int, backends
                 print(f"[{repeat + 1}/{repeats}] {name} {variant}, {epochs[name]} epochs", flush=True)
                 folder = work / f"{name}-{variant}-{repeat}"
                 try:
-                    runs[name].append(run_plain(name, epochs[name], seed, folder) if variant == "plain"
-                                      else run_runner(name, epochs[name], seed, folder, store, variant))
+                    runs[name].append(
+                        run_plain(name, epochs[name], seed, folder)
+                        if variant == "plain"
+                        else run_runner(name, epochs[name], seed, folder, store, variant)
+                    )
                 except (RuntimeError, OSError, ValueError, KeyError) as error:
                     errors[name] = f"{variant}: {str(error).strip()[-600:]}"
                     print(f"{name} failed: {errors[name]}", file=sys.stderr, flush=True)
@@ -308,16 +353,20 @@ def diagnostics(names: list[str], repeats: int, quick: bool, work: Path) -> dict
         common = diagnostics_overhead.common_overrides(work, epochs)
         with contextlib.redirect_stdout(io.StringIO()):
             medians = diagnostics_overhead.measure(name, DIAGNOSTIC_SUITES, repeats, common, work / name)
-        result[name] = {"epochs": epochs, "medians": medians,
-                        "overhead": {s: diagnostics_overhead.overhead(medians, s) for s in DIAGNOSTIC_SUITES[1:]}}
+        result[name] = {
+            "epochs": epochs,
+            "medians": medians,
+            "overhead": {s: diagnostics_overhead.overhead(medians, s) for s in DIAGNOSTIC_SUITES[1:]},
+        }
     return result
 
 
 def sweeps(trials: int, epochs: int, work: Path) -> list[dict]:
     base = sweep_speed.sweep_overrides("wine_mlp", trials, epochs, synthetic=False)
     chosen = sweep_speed.configurations(2, available_cores(), skip_unlimited=True)
-    outcomes = [sweep_speed.run_sweep(label, extra, base, work / f"sweep{i}", trials)
-                for i, (label, extra) in enumerate(chosen)]
+    outcomes = [
+        sweep_speed.run_sweep(label, extra, base, work / f"sweep{i}", trials) for i, (label, extra) in enumerate(chosen)
+    ]
     return [{**asdict(o), "trials_per_hour": o.trials_per_hour, "epochs": epochs} for o in outcomes]
 
 
@@ -346,16 +395,16 @@ def matmul_throughput(shapes=MATMUL_SHAPES, blocks: int = 5, block_seconds: floa
 
 def limits(backends: list[str]) -> dict:
     """Matmul throughput per backend, each measured in a fresh process of that backend."""
-    code = ("import json, sys; sys.path.insert(0, 'bench'); import speed; "
-            "print(json.dumps(speed.matmul_throughput()))")
+    code = "import json, sys; sys.path.insert(0, 'bench'); import speed; print(json.dumps(speed.matmul_throughput()))"
     flops = epoch_flops(MNIST_LAYERS, *MNIST_ROWS)
     result = {"epoch_flops": flops, "backends": {}}
     for backend in backends:
         print(f"limit: matmul throughput, {backend}", flush=True)
         _, done = timed([sys.executable, "-c", code], environment(backend))
         throughput = json.loads(done.stdout.strip().splitlines()[-1])
-        result["backends"][backend] = {shape: {"flops_per_second": value, "epoch_seconds": flops / value}
-                                       for shape, value in throughput.items()}
+        result["backends"][backend] = {
+            shape: {"flops_per_second": value, "epoch_seconds": flops / value} for shape, value in throughput.items()
+        }
     return result
 
 
@@ -372,20 +421,31 @@ def experiment_rows(name: str, epochs: int, summaries: dict[str, Summary], repea
 
     def row(measure, value, fmt, faster_if_lower=True):
         cells = [fmt.format(value(s)) if s and value(s) is not None else "" for s in (plain, runner, jax)]
-        ratios = [ratio(value(plain), value(s)) if faster_if_lower else ratio(value(s), value(plain))
-                  for s in (runner, jax) if s and plain]
+        ratios = [
+            ratio(value(plain), value(s)) if faster_if_lower else ratio(value(s), value(plain))
+            for s in (runner, jax)
+            if s and plain
+        ]
         return [section, measure, *cells, " / JAX ".join(r for r in ratios if r) if ratios else ""]
 
     def metric_cell(s):
         low, high = s.metric_range
         return f"{s.metric:.4f}" + (f" ({low:.4f}-{high:.4f})" if high > low else "")
 
-    rows = [row("wall s (whole command)", lambda s: s.wall, "{:.1f}"),
-            row("epoch s (median, first left out)", lambda s: s.epoch, "{:.3f}"),
-            row("samples/s", lambda s: s.samples_per_second, "{:,.0f}", faster_if_lower=False),
-            row("launch to first step s", lambda s: s.first_step, "{:.1f}")]
-    rows.append([section, metric, *(metric_cell(s) if s else "" for s in (plain, runner, jax)),
-                 "diff " + " / JAX ".join(f"{s.metric - plain.metric:+.4f}" for s in (runner, jax) if s and plain)])
+    rows = [
+        row("wall s (whole command)", lambda s: s.wall, "{:.1f}"),
+        row("epoch s (median, first left out)", lambda s: s.epoch, "{:.3f}"),
+        row("samples/s", lambda s: s.samples_per_second, "{:,.0f}", faster_if_lower=False),
+        row("launch to first step s", lambda s: s.first_step, "{:.1f}"),
+    ]
+    rows.append(
+        [
+            section,
+            metric,
+            *(metric_cell(s) if s else "" for s in (plain, runner, jax)),
+            "diff " + " / JAX ".join(f"{s.metric - plain.metric:+.4f}" for s in (runner, jax) if s and plain),
+        ]
+    )
     return rows
 
 
@@ -394,8 +454,16 @@ def startup_rows(result: dict) -> list[list[str]]:
     for label, values in result.items():
         imported = ", ".join(values["heavy_imports"]) or "none"
         verdict = "pass" if values["seconds"] < 1 and not values["heavy_imports"] else "FAIL"
-        rows.append(["startup", f"python -m runner {label}, median of {STARTUP_TIMES}", "",
-                     f"{values['seconds']:.2f} s", "", f"imports {imported}; < 1 s, no TensorFlow: {verdict}"])
+        rows.append(
+            [
+                "startup",
+                f"python -m runner {label}, median of {STARTUP_TIMES}",
+                "",
+                f"{values['seconds']:.2f} s",
+                "",
+                f"imports {imported}; < 1 s, no TensorFlow: {verdict}",
+            ]
+        )
     return rows
 
 
@@ -407,21 +475,45 @@ def diagnostics_rows(result: dict) -> list[list[str]]:
             extra = values["medians"][suite][0] - none_wall
             target = diagnostics_overhead.TARGETS.get(suite)
             verdict = "" if target is None else f"; target <= {target:.0%}: {'pass' if share <= target else 'OVER'}"
-            rows.append(["diagnostics", f"{name} {suite}, {values['epochs']} ep.", "",
-                         f"{extra:+.1f} s on {none_fit:.1f} s fit", "", f"{share:+.0%} of fit{verdict}"])
+            rows.append(
+                [
+                    "diagnostics",
+                    f"{name} {suite}, {values['epochs']} ep.",
+                    "",
+                    f"{extra:+.1f} s on {none_fit:.1f} s fit",
+                    "",
+                    f"{share:+.0%} of fit{verdict}",
+                ]
+            )
     return rows
 
 
 def sweep_rows(result: list[dict]) -> list[list[str]]:
     base = result[0]["seconds"]
-    return [["sweep", f"{o['trials']} wine trials x {o['epochs']} ep., {o['label']}", "",
-             f"{o['seconds']:.1f} s, {o['trials_per_hour']:.0f} trials/h ({o['finished']}/{o['trials']} done)", "",
-             f"{base / o['seconds']:.2f}x vs 1 job"] for o in result]
+    return [
+        [
+            "sweep",
+            f"{o['trials']} wine trials x {o['epochs']} ep., {o['label']}",
+            "",
+            f"{o['seconds']:.1f} s, {o['trials_per_hour']:.0f} trials/h ({o['finished']}/{o['trials']} done)",
+            "",
+            f"{base / o['seconds']:.2f}x vs 1 job",
+        ]
+        for o in result
+    ]
 
 
 def limit_rows(result: dict, measured: dict[str, float | None]) -> list[list[str]]:
-    rows = [["limit", "MNIST MLP FLOPs per epoch (6 x MACs x 55,000 + 2 x MACs x 5,000)", "",
-             f"{result['epoch_flops']:.3g}", "", f"MACs per sample {mlp_macs(MNIST_LAYERS):,}"]]
+    rows = [
+        [
+            "limit",
+            "MNIST MLP FLOPs per epoch (6 x MACs x 55,000 + 2 x MACs x 5,000)",
+            "",
+            f"{result['epoch_flops']:.3g}",
+            "",
+            f"MACs per sample {mlp_macs(MNIST_LAYERS):,}",
+        ]
+    ]
     for shape in (f"{m}x{k}x{n}" for m, k, n in MATMUL_SHAPES):
         cells, notes = {}, []
         for backend, values in result["backends"].items():
@@ -430,8 +522,16 @@ def limit_rows(result: dict, measured: dict[str, float | None]) -> list[list[str
             epoch = measured.get(backend)
             if epoch:
                 notes.append(f"{backend}: measured epoch {epoch:.2f} s = {epoch / limit:.1f}x the limit")
-        rows.append(["limit", f"matmul {shape}: throughput -> epoch at that rate", "",
-                     cells.get("tensorflow", ""), cells.get("jax", ""), "; ".join(notes)])
+        rows.append(
+            [
+                "limit",
+                f"matmul {shape}: throughput -> epoch at that rate",
+                "",
+                cells.get("tensorflow", ""),
+                cells.get("jax", ""),
+                "; ".join(notes),
+            ]
+        )
     return rows
 
 
@@ -447,8 +547,10 @@ def table(report: dict, epochs: dict[str, int], repeats: int) -> str:
         rows += sweep_rows(report["sweep"])
     if "limit" in report:
         mnist = report.get("summaries", {}).get("mnist_dropout", {})
-        measured = {"tensorflow": getattr(mnist.get("runner"), "epoch", None),
-                    "jax": getattr(mnist.get("runner-jax"), "epoch", None)}
+        measured = {
+            "tensorflow": getattr(mnist.get("runner"), "epoch", None),
+            "jax": getattr(mnist.get("runner-jax"), "epoch", None),
+        }
         rows += limit_rows(report["limit"], measured)
     for section, error in report.get("errors", {}).items():
         rows.append([section, "FAILED", "", "", "", " ".join(error.replace("|", "/").split())[:200]])
@@ -459,8 +561,7 @@ def table(report: dict, epochs: dict[str, int], repeats: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog=f"sections: {', '.join(SECTIONS)}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=f"sections: {', '.join(SECTIONS)}")
     parser.add_argument("--quick", action="store_true", help="1 repetition and few epochs: a smoke run")
     parser.add_argument("--only", default=None, help="comma-separated sections (or parts of their names)")
     parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 3, 1 with --quick)")
@@ -479,25 +580,38 @@ def main(argv: list[str] | None = None) -> int:
     backends = ["tensorflow"] + ([] if args.no_jax or not importlib.util.find_spec("jax") else ["jax"])
     sweep = SWEEP["quick" if args.quick else "default"]
     estimate = estimate_seconds(sections, epochs, repeats, "jax" in backends, sweep, args.quick)
-    print(f"sections: {', '.join(sections)}; {repeats} repetition(s); estimated {estimate / 60:.0f} min "
-          f"on 2 idle cores", flush=True)
+    print(
+        f"sections: {', '.join(sections)}; {repeats} repetition(s); estimated {estimate / 60:.0f} min on 2 idle cores",
+        flush=True,
+    )
     work = args.output or Path(tempfile.mkdtemp(prefix="speed-"))
     work.mkdir(parents=True, exist_ok=True)
     prepare_environment()
     started = time.perf_counter()
     report = collect(sections, epochs, repeats, backends, sweep, args.quick, work)
     text = table(report, epochs, repeats)
-    print(f"\n{text}\n\nmeasured in {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores, code "
-          f"{report['settings']['code']}; run folders in {work}")
+    print(
+        f"\n{text}\n\nmeasured in {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores, code "
+        f"{report['settings']['code']}; run folders in {work}"
+    )
     if args.json:
         args.json.write_text(json.dumps(_jsonable(report), indent=2))
     return 1 if report["errors"] else 0
 
 
-def collect(sections: list[str], epochs: dict[str, int], repeats: int, backends: list[str],
-            sweep: tuple[int, int], quick: bool, work: Path) -> dict:
-    report: dict = {"settings": {"epochs": epochs, "repeats": repeats, "cores": os.cpu_count(),
-                                 "code": code_state()}, "errors": {}}
+def collect(
+    sections: list[str],
+    epochs: dict[str, int],
+    repeats: int,
+    backends: list[str],
+    sweep: tuple[int, int],
+    quick: bool,
+    work: Path,
+) -> dict:
+    report: dict = {
+        "settings": {"epochs": epochs, "repeats": repeats, "cores": os.cpu_count(), "code": code_state()},
+        "errors": {},
+    }
 
     def attempt(section: str, measure) -> None:
         try:

@@ -54,8 +54,11 @@ def configurations(jobs: int, cores: int, skip_unlimited: bool) -> list[tuple[st
 
 def sweep_overrides(experiment: str, trials: int, epochs: int, synthetic: bool) -> list[str]:
     """The grid sweep's overrides: one trial per learning rate, on generated data when ``synthetic``."""
-    base = [f"+experiment={experiment}", f"trainer.epochs={epochs}",
-            f"optimizer.learning_rate={','.join(LEARNING_RATES[:trials])}"]
+    base = [
+        f"+experiment={experiment}",
+        f"trainer.epochs={epochs}",
+        f"optimizer.learning_rate={','.join(LEARNING_RATES[:trials])}",
+    ]
     if synthetic:
         base += ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300"]
     return base
@@ -63,12 +66,23 @@ def sweep_overrides(experiment: str, trials: int, epochs: int, synthetic: bool) 
 
 def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trials: int) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "runner", "-m", *base, *extra, f"hydra.sweep.dir={folder}/multirun",
-               f"tracking.uri=sqlite:///{folder}/mlflow.db", "tracking.experiment=sweep-speed", "trainer.verbose=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        *base,
+        *extra,
+        f"hydra.sweep.dir={folder}/multirun",
+        f"tracking.uri=sqlite:///{folder}/mlflow.db",
+        "tracking.experiment=sweep-speed",
+        "trainer.verbose=0",
+    ]
     print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
     started = time.perf_counter()
-    shown = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    shown = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
     seconds = time.perf_counter() - started
     if shown.returncode != 0:
         print(shown.stdout[-2000:], shown.stderr[-4000:], sep="\n", file=sys.stderr)
@@ -93,11 +107,16 @@ def count_finished(database: Path) -> int:
 
 def report(outcomes: list[Outcome], cores: int) -> str:
     baseline = outcomes[0].seconds
-    lines = [f"\n{cores} core(s) available to this process", "",
-             f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9}"]
+    lines = [
+        f"\n{cores} core(s) available to this process",
+        "",
+        f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9}",
+    ]
     for outcome in outcomes:
-        lines.append(f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
-                     f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x")
+        lines.append(
+            f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
+            f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -117,8 +136,10 @@ def main() -> int:
     base = sweep_overrides(args.experiment, trials, epochs, synthetic=args.quick)
     cores = available_cores()
     output = args.output or Path(tempfile.mkdtemp(prefix="sweep-speed-"))
-    outcomes = [run_sweep(label, extra, base, output / f"run{i}", trials)
-                for i, (label, extra) in enumerate(configurations(args.jobs, cores, args.skip_unlimited))]
+    outcomes = [
+        run_sweep(label, extra, base, output / f"run{i}", trials)
+        for i, (label, extra) in enumerate(configurations(args.jobs, cores, args.skip_unlimited))
+    ]
     print(report(outcomes, cores))
     print(f"\nstores and sweep folders: {output}")
     return 0 if all(o.finished == o.trials for o in outcomes) else 1

@@ -6,6 +6,14 @@ from .fetch import default_cache_dir
 from .registry import DATASET_NAMES, load_dataset, option_names
 
 __all__ = [
-    "load_dataset", "Dataset", "Split", "DataError", "DataNotFoundError", "DataFormatError",
-    "ChecksumError", "DATASET_NAMES", "default_cache_dir", "option_names",
+    "load_dataset",
+    "Dataset",
+    "Split",
+    "DataError",
+    "DataNotFoundError",
+    "DataFormatError",
+    "ChecksumError",
+    "DATASET_NAMES",
+    "default_cache_dir",
+    "option_names",
 ]

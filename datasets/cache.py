@@ -44,8 +44,9 @@ def parsed_dir() -> Path:
     return default_cache_dir() / "parsed"
 
 
-def cached(name: str, options: dict, files: list[FoundFile], parse: Callable[[], Dataset],
-           enabled: bool = True) -> Dataset:
+def cached(
+    name: str, options: dict, files: list[FoundFile], parse: Callable[[], Dataset], enabled: bool = True
+) -> Dataset:
     """The Dataset that parse() returns, read from the cache when an entry for the same inputs exists."""
     if not enabled:
         return parse()
@@ -66,8 +67,12 @@ def read_if_sound(entry: Path, key: dict) -> Dataset | None:
     try:
         return read_entry(entry, key)
     except Exception as exc:  # whatever is wrong with the entry, parsing the sources again is right
-        log.warning("the cached parse %s is damaged (%s: %s); parsing the source files again and rewriting it",
-                    entry, type(exc).__name__, exc)
+        log.warning(
+            "the cached parse %s is damaged (%s: %s); parsing the source files again and rewriting it",
+            entry,
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 
@@ -128,8 +133,10 @@ def write_split(folder: Path, name: str, split: Split) -> dict:
     return {
         "x": write_array(folder / f"{name}.x.npy", split.x),
         "y": write_array(folder / f"{name}.y.npy", split.y),
-        "meta": {key: write_array(folder / f"{name}.meta{i}.npy", values)
-                 for i, (key, values) in enumerate(split.meta.items())},
+        "meta": {
+            key: write_array(folder / f"{name}.meta{i}.npy", values)
+            for i, (key, values) in enumerate(split.meta.items())
+        },
     }
 
 
@@ -204,18 +211,19 @@ def read_verified(path: Path, sha256: str) -> np.ndarray:
         # Checked before allocating, so that a damaged header cannot ask for an absurd amount of memory.
         expected_size = header_size + int(np.prod(shape)) * dtype.itemsize
         if os.fstat(handle.fileno()).st_size != expected_size:
-            raise EntryDamaged(f"{path.name} has {os.fstat(handle.fileno()).st_size} bytes, its header says "
-                               f"{expected_size}")
+            raise EntryDamaged(
+                f"{path.name} has {os.fstat(handle.fileno()).st_size} bytes, its header says {expected_size}"
+            )
         handle.seek(0)
         digest.update(handle.read(header_size))
         values = np.empty(shape, dtype)
         raw = values.reshape(-1).view(np.uint8)
         done = 0
         while done < raw.size:
-            count = handle.readinto(raw[done:done + _CHUNK])
+            count = handle.readinto(raw[done : done + _CHUNK])
             if not count:
                 raise EntryDamaged(f"{path.name} is truncated ({header_size + done} bytes)")
-            digest.update(raw[done:done + count])
+            digest.update(raw[done : done + count])
             done += count
         digest.update(handle.read())
     if digest.hexdigest() != sha256:

@@ -51,9 +51,7 @@ def check_columns(frame: pd.DataFrame, expected: list[str], path: Path, allowed_
     if extra:
         problems.append(f"unexpected column(s) {_listing(extra)}")
     if problems:
-        raise DataFormatError(
-            f"{path}: {' and '.join(problems)}. Expected the columns {_listing(expected)}."
-        )
+        raise DataFormatError(f"{path}: {' and '.join(problems)}. Expected the columns {_listing(expected)}.")
 
 
 def _bad_cell(path: Path, column: str, row: int, text) -> DataFormatError:

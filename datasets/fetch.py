@@ -87,8 +87,9 @@ def find_local(relpaths: list[str], places: list[Place]) -> tuple[Path, str] | N
     return None
 
 
-def find_file(relpaths: str | list[str], *, data_dir=None, download=True, verify_checksum=True,
-              hint: str = "") -> FoundFile:
+def find_file(
+    relpaths: str | list[str], *, data_dir=None, download=True, verify_checksum=True, hint: str = ""
+) -> FoundFile:
     """Locate one of `relpaths` (alternatives), downloading the first one with a known URL if needed."""
     relpaths = [relpaths] if isinstance(relpaths, str) else list(relpaths)
     places = search_places(data_dir)
@@ -183,13 +184,17 @@ def book_split_missing_message(relpaths: dict[str, str], data_dir) -> str:
     for place in places:
         for rel in relpaths.values():
             lines.append(f"  - {place.root / rel}   ({place.origin})")
-    lines.append("Book split files are never downloaded. Put them under <DIR>/"
-                 f"{Path(next(iter(relpaths.values()))).parent}/ and set dataset.data_dir=<DIR> "
-                 "(or RUNNER_DATA_DIR), or use dataset.split=random.")
+    lines.append(
+        "Book split files are never downloaded. Put them under <DIR>/"
+        f"{Path(next(iter(relpaths.values()))).parent}/ and set dataset.data_dir=<DIR> "
+        "(or RUNNER_DATA_DIR), or use dataset.split=random."
+    )
     return "\n".join(lines)
 
 
-def book_split_files(relpaths: dict[str, str], split: str, data_dir, verify_checksum: bool) -> dict[str, FoundFile] | None:
+def book_split_files(
+    relpaths: dict[str, str], split: str, data_dir, verify_checksum: bool
+) -> dict[str, FoundFile] | None:
     """Resolve the split option: the book files, or None when a random split should be made."""
     if split == "random":
         return None
@@ -200,5 +205,8 @@ def book_split_files(relpaths: dict[str, str], split: str, data_dir, verify_chec
 
 
 def checksum_notes(found_files: list[FoundFile]) -> list[str]:
-    return [f"{f.path}: sha256 differs from the known file's; accepted because verify_checksum=false"
-            for f in found_files if f.checksum_ok is False]
+    return [
+        f"{f.path}: sha256 differs from the known file's; accepted because verify_checksum=false"
+        for f in found_files
+        if f.checksum_ok is False
+    ]

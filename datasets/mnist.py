@@ -33,8 +33,13 @@ def load_mnist(*, flatten: bool = True, val_size: int = 5000, scale: str = "none
         raise ValueError("mnist has a fixed split from its file: split must be 'auto' or 'fixed'")
     opts = CommonOptions(scale=scale, **common)
 
-    found = find_file(FILE, data_dir=opts.data_dir, download=opts.download, verify_checksum=opts.verify_checksum,
-                      hint="Expected a Keras-layout npz with arrays x_train, y_train, x_test, y_test.")
+    found = find_file(
+        FILE,
+        data_dir=opts.data_dir,
+        download=opts.download,
+        verify_checksum=opts.verify_checksum,
+        hint="Expected a Keras-layout npz with arrays x_train, y_train, x_test, y_test.",
+    )
     options = {"flatten": flatten, "val_size": val_size, **asdict(opts)}
     return cached("mnist", options, [found], lambda: parse_mnist(found, opts, flatten, val_size), opts.cache)
 
@@ -54,12 +59,22 @@ def parse_mnist(found: FoundFile, opts: CommonOptions, flatten: bool, val_size: 
         "test": _as_split(arrays["x_test"], arrays["y_test"], flatten),
     }
     splits, feature_scaling, notes = finalize(splits, opts, stratify=True)
-    notes = [f"fixed split: train = first {cut} rows of x_train, val = last {val_size}, test = x_test; "
-             "pixels divided by 255; meta['index'] is the row in the npz array"] + notes
+    notes = [
+        f"fixed split: train = first {cut} rows of x_train, val = last {val_size}, test = x_test; "
+        "pixels divided by 255; meta['index'] is the row in the npz array"
+    ] + notes
     return Dataset(
-        name="mnist", task="multiclass", **splits, feature_names=list(FEATURE_NAMES), target_name="digit",
-        class_names=list(CLASS_NAMES), split_source="fixed", files={str(found.path): found.sha256},
-        feature_scaling=feature_scaling, target_scaling=None, notes=notes + checksum_notes([found]),
+        name="mnist",
+        task="multiclass",
+        **splits,
+        feature_names=list(FEATURE_NAMES),
+        target_name="digit",
+        class_names=list(CLASS_NAMES),
+        split_source="fixed",
+        files={str(found.path): found.sha256},
+        feature_scaling=feature_scaling,
+        target_scaling=None,
+        notes=notes + checksum_notes([found]),
     )
 
 
@@ -75,8 +90,9 @@ def read_npz(found: FoundFile) -> dict[str, np.ndarray]:
     path = found.path
     # np.load would try to unpickle a non-zip file and fail with a misleading message.
     if not zipfile.is_zipfile(path):
-        raise DataFormatError(f"{path}: not a zip (.npz) archive; the file is corrupt or truncated. "
-                              "Delete it and download it again.")
+        raise DataFormatError(
+            f"{path}: not a zip (.npz) archive; the file is corrupt or truncated. Delete it and download it again."
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in KEYS if key not in archive.files]
@@ -95,14 +111,17 @@ def check_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or x.dtype != np.uint8:
-            raise DataFormatError(f"{path}: array 'x_{part}' has shape {x.shape} and dtype {x.dtype}; "
-                                  f"expected (n, 28, 28) uint8")
+            raise DataFormatError(
+                f"{path}: array 'x_{part}' has shape {x.shape} and dtype {x.dtype}; expected (n, 28, 28) uint8"
+            )
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DataFormatError(f"{path}: array 'y_{part}' has shape {y.shape} and dtype {y.dtype}; "
-                                  "expected (n,) of integers")
+            raise DataFormatError(
+                f"{path}: array 'y_{part}' has shape {y.shape} and dtype {y.dtype}; expected (n,) of integers"
+            )
         if len(y) != len(x):
             raise DataFormatError(f"{path}: 'x_{part}' has {len(x)} images but 'y_{part}' has {len(y)} labels")
         bad = np.flatnonzero((y < 0) | (y > 9))
         if len(bad):
-            raise DataFormatError(f"{path}: 'y_{part}'[{bad[0]}] = {y[bad[0]]} is not a digit 0-9 "
-                                  f"({len(bad)} bad labels in all)")
+            raise DataFormatError(
+                f"{path}: 'y_{part}'[{bad[0]}] = {y[bad[0]]} is not a digit 0-9 ({len(bad)} bad labels in all)"
+            )

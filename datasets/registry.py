@@ -27,8 +27,9 @@ def load_dataset(name: str, **options) -> Dataset:
     valid = option_names(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"load_dataset({name!r}): unknown option(s) {', '.join(unknown)}; "
-                        f"valid options are {', '.join(valid)}")
+        raise TypeError(
+            f"load_dataset({name!r}): unknown option(s) {', '.join(unknown)}; valid options are {', '.join(valid)}"
+        )
     return _loader(name)(**options)
 
 

@@ -11,8 +11,7 @@ from . import csvio
 from .cache import cached
 from .containers import Dataset, Split
 from .errors import DataFormatError
-from .fetch import (FoundFile, book_split_files, check_file, checksum_notes, find_file, find_local,
-                    search_places)
+from .fetch import FoundFile, book_split_files, check_file, checksum_notes, find_file, find_local, search_places
 from .options import CommonOptions
 from .splitting import finalize, random_split
 
@@ -35,8 +34,9 @@ def load_seizure(*, file: str = "auto", **common) -> Dataset:
     return cached("seizure", options, files, lambda: parse_seizure(book, full, files, opts), opts.cache)
 
 
-def parse_seizure(book: dict[str, FoundFile] | None, full: FoundFile | None, files: list[FoundFile],
-                  opts: CommonOptions) -> Dataset:
+def parse_seizure(
+    book: dict[str, FoundFile] | None, full: FoundFile | None, files: list[FoundFile], opts: CommonOptions
+) -> Dataset:
     """Read, split and scale the located files: the book split (with the full file when found), or the full file."""
     if book:
         splits, notes = _load_book(book, full)
@@ -44,16 +44,26 @@ def parse_seizure(book: dict[str, FoundFile] | None, full: FoundFile | None, fil
     else:
         splits, notes = _random_seizure_split(read_full(full), opts)
         split_source = "random"
-    notes.append(f"meta['original_class'] codes: {ORIGINAL_CLASSES}" if "original_class" in splits["train"].meta
-                 else "meta['original_class'] and meta['segment_id'] are absent (full file not found)")
+    notes.append(
+        f"meta['original_class'] codes: {ORIGINAL_CLASSES}"
+        if "original_class" in splits["train"].meta
+        else "meta['original_class'] and meta['segment_id'] are absent (full file not found)"
+    )
     notes += checksum_notes(files)
 
     splits, feature_scaling, more_notes = finalize(splits, opts, stratify=True)
     return Dataset(
-        name="seizure", task="binary", **splits, feature_names=list(FEATURES), target_name="y",
-        class_names=list(CLASS_NAMES), split_source=split_source,
+        name="seizure",
+        task="binary",
+        **splits,
+        feature_names=list(FEATURES),
+        target_name="y",
+        class_names=list(CLASS_NAMES),
+        split_source=split_source,
         files={str(f.path): f.sha256 for f in files},
-        feature_scaling=feature_scaling, target_scaling=None, notes=notes + more_notes,
+        feature_scaling=feature_scaling,
+        target_scaling=None,
+        notes=notes + more_notes,
     )
 
 
@@ -65,10 +75,13 @@ def _relpath(file: str) -> str:
 def _find_full(file: str, full_names: list[str], opts: CommonOptions) -> FoundFile:
     if Path(file).is_absolute():
         return check_file(Path(file), Path(file).name, opts.verify_checksum)
-    layout = ("Expected layout: header '\"\",\"X1\",...,\"X178\",\"y\"' (UCI) or 'Unnamed,X1,...,X178,y' (Kaggle), "
-              "id column first, y in 1..5.")
-    return find_file(full_names, data_dir=opts.data_dir, download=opts.download,
-                     verify_checksum=opts.verify_checksum, hint=layout)
+    layout = (
+        'Expected layout: header \'"","X1",...,"X178","y"\' (UCI) or \'Unnamed,X1,...,X178,y\' (Kaggle), '
+        "id column first, y in 1..5."
+    )
+    return find_file(
+        full_names, data_dir=opts.data_dir, download=opts.download, verify_checksum=opts.verify_checksum, hint=layout
+    )
 
 
 def read_full(found: FoundFile) -> Split:
@@ -76,13 +89,18 @@ def read_full(found: FoundFile) -> Split:
     frame = csvio.read_csv(found.path, sep=",")
     id_column = frame.columns[0]
     if id_column in FEATURES or id_column == "y":
-        raise DataFormatError(f"{found.path}: expected the segment id column first (header \"\" or 'Unnamed'), "
-                              f"found {id_column!r}; is this a book split file?")
+        raise DataFormatError(
+            f"{found.path}: expected the segment id column first (header \"\" or 'Unnamed'), "
+            f"found {id_column!r}; is this a book split file?"
+        )
     csvio.check_columns(frame, FEATURES + ["y"], found.path, allowed_extra=(id_column,))
     x = csvio.numeric_block(frame, FEATURES, found.path)
     original = csvio.label_column(frame, "y", found.path, allowed={1, 2, 3, 4, 5})
-    meta = {"original_class": original, "segment_id": frame[id_column].astype(str).to_numpy(),
-            "row_id": np.arange(1, len(frame) + 1)}
+    meta = {
+        "original_class": original,
+        "segment_id": frame[id_column].astype(str).to_numpy(),
+        "row_id": np.arange(1, len(frame) + 1),
+    }
     return Split(x, (original == 1).astype(np.int64), meta)
 
 
@@ -103,8 +121,10 @@ def _find_local_full(full_names: list[str], opts: CommonOptions) -> FoundFile | 
 
 def _load_book(book: dict[str, FoundFile], full_found: FoundFile | None) -> tuple[dict[str, Split], list[str]]:
     splits = {name: read_book(found) for name, found in book.items()}
-    notes = [f"book split (Deep Learning Quick Reference, ch. 4) read from {book['train'].path.parent}; "
-             "meta['row_id'] is the data row in each split file"]
+    notes = [
+        f"book split (Deep Learning Quick Reference, ch. 4) read from {book['train'].path.parent}; "
+        "meta['row_id'] is the data row in each split file"
+    ]
     if full_found is None:
         return splits, notes
     full = read_full(full_found)
@@ -140,6 +160,8 @@ def attach_original(split: Split, full: Split, book_file: FoundFile, full_file: 
 def _random_seizure_split(table: Split, opts: CommonOptions) -> tuple[dict[str, Split], list[str]]:
     parts, stratified = random_split(len(table), opts, strata=table.meta["original_class"])
     how = "stratified on the 5 original classes" if stratified else "not stratified (too few rows)"
-    note = (f"random split (seed {opts.split_seed}, val {opts.val_fraction}, test {opts.test_fraction}) "
-            f"of the full file, {how}; meta['row_id'] is the data row in that file")
+    note = (
+        f"random split (seed {opts.split_seed}, val {opts.val_fraction}, test {opts.test_fraction}) "
+        f"of the full file, {how}; meta['row_id'] is the data row in that file"
+    )
     return {name: table.take(index) for name, index in parts.items()}, [note]

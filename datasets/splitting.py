@@ -14,12 +14,16 @@ def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int,
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))
     if min(n_test, n_val, n - n_test - n_val) < 1:
-        raise ValueError(f"cannot split {n} rows into non-empty train/val/test with "
-                         f"val_fraction={val_fraction}, test_fraction={test_fraction}")
+        raise ValueError(
+            f"cannot split {n} rows into non-empty train/val/test with "
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
     return n - n_val - n_test, n_val, n_test
 
 
-def _split_off(index: np.ndarray, size: int, seed: int, strata: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+def _split_off(
+    index: np.ndarray, size: int, seed: int, strata: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(rest, taken, stratified): fall back to a plain shuffle when a stratum is too small."""
     if strata is not None:
         try:
@@ -79,13 +83,17 @@ def apply_standard(split: Split, mean: np.ndarray, std: np.ndarray) -> Split:
     return Split(scaled, split.y, split.meta)
 
 
-def finalize(splits: dict[str, Split], opts: CommonOptions, stratify: bool) -> tuple[dict[str, Split], dict | None, list[str]]:
+def finalize(
+    splits: dict[str, Split], opts: CommonOptions, stratify: bool
+) -> tuple[dict[str, Split], dict | None, list[str]]:
     """Apply max_samples then feature scaling (fitted on train only). Returns splits, scaling, notes."""
     notes = []
     if opts.max_samples is not None:
         splits = {k: subsample(s, int(opts.max_samples), opts.split_seed, stratify) for k, s in splits.items()}
-        notes.append(f"max_samples={opts.max_samples}: each split capped by a seeded random subsample"
-                     + (" (stratified on y)" if stratify else ""))
+        notes.append(
+            f"max_samples={opts.max_samples}: each split capped by a seeded random subsample"
+            + (" (stratified on y)" if stratify else "")
+        )
     if opts.scale == "none":
         return {k: Split(s.x.astype(np.float32, copy=False), s.y, s.meta) for k, s in splits.items()}, None, notes
     mean, std = fit_standard(splits["train"].x)

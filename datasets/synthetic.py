@@ -11,8 +11,17 @@ from .splitting import finalize, random_split
 TASKS = ("regression", "binary", "multiclass", "xor", "sequence")
 
 
-def load_synthetic(*, task: str = "binary", n_samples: int = 1000, n_features: int = 8, n_classes: int = 3,
-                   seq_len: int = 32, noise: float = 0.1, seed: int = 0, **common) -> Dataset:
+def load_synthetic(
+    *,
+    task: str = "binary",
+    n_samples: int = 1000,
+    n_features: int = 8,
+    n_classes: int = 3,
+    seq_len: int = 32,
+    noise: float = 0.1,
+    seed: int = 0,
+    **common,
+) -> Dataset:
     """A seeded random problem of the given kind, split at random like the real data sets."""
     # data_dir, download, verify_checksum and cache are accepted so that generic callers can pass the
     # common options to every data set, but mean nothing here (no file is parsed, so none is cached);
@@ -32,11 +41,23 @@ def load_synthetic(*, task: str = "binary", n_samples: int = 1000, n_features: i
     splits, feature_scaling, notes = finalize(splits, opts, stratify=kind != "regression")
     if kind == "regression":
         splits = {k: Split(s.x, s.y.astype(np.float32), s.meta) for k, s in splits.items()}
-    notes.insert(0, f"synthetic '{task}' data (seed {seed}, noise {noise}), random split seed {opts.split_seed}"
-                 + (", stratified on y" if stratified else ""))
+    notes.insert(
+        0,
+        f"synthetic '{task}' data (seed {seed}, noise {noise}), random split seed {opts.split_seed}"
+        + (", stratified on y" if stratified else ""),
+    )
     return Dataset(
-        name="synthetic", task=kind, **splits, feature_names=names, target_name="y", class_names=classes,
-        split_source="generated", files={}, feature_scaling=feature_scaling, target_scaling=None, notes=notes,
+        name="synthetic",
+        task=kind,
+        **splits,
+        feature_names=names,
+        target_name="y",
+        class_names=classes,
+        split_source="generated",
+        files={},
+        feature_scaling=feature_scaling,
+        target_scaling=None,
+        notes=notes,
     )
 
 

@@ -16,15 +16,33 @@ from .splitting import finalize, quantile_bins, random_split, split_sizes
 FULL_FILE = "wine/winequality-white.csv"
 BOOK_FILES = {name: f"wine/book_split/{name}_data.csv" for name in ("train", "val", "test")}
 COLUMNS = [
-    "fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
-    "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol", "quality",
+    "fixed acidity",
+    "volatile acidity",
+    "citric acid",
+    "residual sugar",
+    "chlorides",
+    "free sulfur dioxide",
+    "total sulfur dioxide",
+    "density",
+    "pH",
+    "sulphates",
+    "alcohol",
+    "quality",
 ]
 # Units from Cortez et al. (2009), recorded so that de-scaled predictions can be labelled.
 UNITS = {
-    "fixed acidity": "g(tartaric acid)/dm3", "volatile acidity": "g(acetic acid)/dm3",
-    "citric acid": "g/dm3", "residual sugar": "g/dm3", "chlorides": "g(sodium chloride)/dm3",
-    "free sulfur dioxide": "mg/dm3", "total sulfur dioxide": "mg/dm3", "density": "g/cm3",
-    "pH": "pH", "sulphates": "g(potassium sulphate)/dm3", "alcohol": "% vol", "quality": "score 0-10",
+    "fixed acidity": "g(tartaric acid)/dm3",
+    "volatile acidity": "g(acetic acid)/dm3",
+    "citric acid": "g/dm3",
+    "residual sugar": "g/dm3",
+    "chlorides": "g(sodium chloride)/dm3",
+    "free sulfur dioxide": "mg/dm3",
+    "total sulfur dioxide": "mg/dm3",
+    "density": "g/cm3",
+    "pH": "pH",
+    "sulphates": "g(potassium sulphate)/dm3",
+    "alcohol": "% vol",
+    "quality": "score 0-10",
 }
 
 
@@ -34,15 +52,19 @@ def load_wine(*, target: str = "alcohol", scale_target: bool = True, **common) -
     if target not in COLUMNS:
         raise ValueError(f"target={target!r}: expected one of {COLUMNS}")
     book = book_split_files(BOOK_FILES, opts.split, opts.data_dir, opts.verify_checksum)
-    full = None if book else find_file(FULL_FILE, data_dir=opts.data_dir, download=opts.download,
-                                       verify_checksum=opts.verify_checksum)
+    full = (
+        None
+        if book
+        else find_file(FULL_FILE, data_dir=opts.data_dir, download=opts.download, verify_checksum=opts.verify_checksum)
+    )
     files = list(book.values()) if book else [full]
     options = {"target": target, "scale_target": scale_target, **asdict(opts)}
     return cached("wine", options, files, lambda: parse_wine(book, full, opts, target, scale_target), opts.cache)
 
 
-def parse_wine(book: dict[str, FoundFile] | None, full: FoundFile | None, opts: CommonOptions, target: str,
-               scale_target: bool) -> Dataset:
+def parse_wine(
+    book: dict[str, FoundFile] | None, full: FoundFile | None, opts: CommonOptions, target: str, scale_target: bool
+) -> Dataset:
     """Read, split and scale the located files: the three book split files, or else the full file."""
     # quality is a rating of the wine, not a measurement; it stays in meta for analysis.
     features = [c for c in COLUMNS if c not in (target, "quality")]
@@ -50,8 +72,10 @@ def parse_wine(book: dict[str, FoundFile] | None, full: FoundFile | None, opts: 
         splits = {name: read_wine(found, features, target) for name, found in book.items()}
         found_files = list(book.values())
         split_source = "book"
-        notes = [f"book split (Deep Learning Quick Reference, ch. 2) read from {book['train'].path.parent}",
-                 f"the book's code used only 9 inputs by mistake; all {len(features)} are used here"]
+        notes = [
+            f"book split (Deep Learning Quick Reference, ch. 2) read from {book['train'].path.parent}",
+            f"the book's code used only 9 inputs by mistake; all {len(features)} are used here",
+        ]
     else:
         splits, notes = _random_wine_split(read_wine(full, features, target), opts, target)
         found_files = [full]
@@ -61,10 +85,17 @@ def parse_wine(book: dict[str, FoundFile] | None, full: FoundFile | None, opts: 
     splits, feature_scaling, more_notes = finalize(splits, opts, stratify=False)
     splits, target_scaling = _scale_target(splits, target) if scale_target else (_as_float32_y(splits), None)
     return Dataset(
-        name="wine", task="regression", **splits, feature_names=features, target_name=target,
-        class_names=None, split_source=split_source,
+        name="wine",
+        task="regression",
+        **splits,
+        feature_names=features,
+        target_name=target,
+        class_names=None,
+        split_source=split_source,
         files={str(f.path): f.sha256 for f in found_files},
-        feature_scaling=feature_scaling, target_scaling=target_scaling, notes=notes + more_notes,
+        feature_scaling=feature_scaling,
+        target_scaling=target_scaling,
+        notes=notes + more_notes,
     )
 
 
@@ -84,8 +115,10 @@ def _random_wine_split(table: Split, opts: CommonOptions, target: str) -> tuple[
     n_bins = max(1, min(10, n_val, n_test))
     parts, stratified = random_split(len(table), opts, strata=quantile_bins(table.y, n_bins))
     how = f"stratified on {n_bins} quantile bins of {target}" if stratified else "not stratified (too few rows)"
-    note = (f"random split (seed {opts.split_seed}, val {opts.val_fraction}, test {opts.test_fraction}) "
-            f"of {FULL_FILE}, {how}; meta['row_id'] is the data row in that file")
+    note = (
+        f"random split (seed {opts.split_seed}, val {opts.val_fraction}, test {opts.test_fraction}) "
+        f"of {FULL_FILE}, {how}; meta['row_id'] is the data row in that file"
+    )
     return {name: table.take(index) for name, index in parts.items()}, [note]
 
 
@@ -107,8 +140,10 @@ def _duplicate_note(splits: dict[str, Split]) -> list[str]:
     counts = {name: sum(key in train for key in _row_keys(splits[name])) for name in ("val", "test")}
     if not any(counts.values()):
         return []
-    return [f"{counts['val']} val and {counts['test']} test rows have an exact duplicate in train "
-            "(winequality-white.csv contains repeated rows); val/test scores are slightly optimistic"]
+    return [
+        f"{counts['val']} val and {counts['test']} test rows have an exact duplicate in train "
+        "(winequality-white.csv contains repeated rows); val/test scores are slightly optimistic"
+    ]
 
 
 def _row_keys(split: Split) -> list[bytes]:

@@ -18,9 +18,7 @@ def build_model(architecture: str, **options):
     try:
         builder = BUILDERS[architecture]
     except KeyError:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
-        ) from None
+        raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}") from None
     return builder(**options)
 
 

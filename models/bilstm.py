@@ -47,7 +47,16 @@ def build_bilstm(
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"lstm_dropout_{index}")(x)
     for index, units in enumerate(hidden_units, start=1):
-        x = dense_block(x, units, index, activation=activation, kernel_initializer=kernel_init,
-                        bias_initializer=bias_init, l2=l2, dropout=dropout, batch_norm=batch_norm)
+        x = dense_block(
+            x,
+            units,
+            index,
+            activation=activation,
+            kernel_initializer=kernel_init,
+            bias_initializer=bias_init,
+            l2=l2,
+            dropout=dropout,
+            batch_norm=batch_norm,
+        )
     outputs = output_layer(x, output_units, output_activation, kernel_init, bias_init)
     return keras.Model(inputs, outputs, name=name)

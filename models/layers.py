@@ -14,8 +14,18 @@ def l2_regularizer(factor: float):
     return keras.regularizers.L2(factor) if factor > 0 else None
 
 
-def dense_block(x, units: int, index: int, *, activation: str, kernel_initializer, bias_initializer,
-                l2: float, dropout: float, batch_norm: bool):
+def dense_block(
+    x,
+    units: int,
+    index: int,
+    *,
+    activation: str,
+    kernel_initializer,
+    bias_initializer,
+    l2: float,
+    dropout: float,
+    batch_norm: bool,
+):
     """Dense -> [BatchNorm] -> activation -> [Dropout], with stable layer names for diagnostics."""
     x = keras.layers.Dense(
         units,

@@ -91,8 +91,9 @@ def _hydra_entry(cfg: DictConfig):
         link = child_link(hydra_cfg, cfg) if in_sweep else {}
         # Jobs launched side by side split the cores between them (runner/runtime/resources.py).
         share = job_share(OmegaConf.to_container(hydra_cfg.launcher) if in_sweep else None)
-        result = run_job(cfg, output_dir=hydra_cfg.runtime.output_dir,
-                         overrides=list(hydra_cfg.overrides.task), share=share, **link)
+        result = run_job(
+            cfg, output_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task), share=share, **link
+        )
     except Exception as error:
         if in_sweep or not _is_user_error(error):
             raise  # a sweep records the failure and goes on; unexpected errors keep their traceback
@@ -173,7 +174,7 @@ def help_text() -> str:
         "         (then http://127.0.0.1:5000)",
         "Console: verbosity=normal (default), quiet (warnings, errors, summaries) or debug (also TensorFlow's",
         "         C++ log, every Python warning, MLflow's INFO lines)",
-        "Tab completion (bash): eval \"$(runner -sc install=bash)\"   (e.g. in ~/.bashrc)",
+        'Tab completion (bash): eval "$(runner -sc install=bash)"   (e.g. in ~/.bashrc)',
         "Hydra's own options: --hydra-help",
     ]
     return "\n".join(lines)

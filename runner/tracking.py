@@ -26,8 +26,22 @@ from runner.errors import TrackingError
 from runner.runtime.security import redact_mapping, redact_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",
-            "mlflow", "hydra-core", "omegaconf", "numpy", "pandas", "scikit-learn", "keras-runner")
+PACKAGES = (
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "jax",
+    "jaxlib",
+    "jax-cuda12-plugin",
+    "jax-cuda13-plugin",
+    "mlflow",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "keras-runner",
+)
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batch call
 TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv"}  # files log_artifact redacts like log_text
@@ -45,7 +59,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working directory when not absolute)."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):])
+    return Path(uri[len("sqlite:///") :])
 
 
 def connect(uri: str, experiment: str, artifact_location: str | None = None) -> Tracker:
@@ -67,8 +81,10 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
             if found is None:
                 experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
             elif found.lifecycle_stage == "deleted":
-                raise TrackingError(f"MLflow experiment {experiment!r} is deleted in {uri}; restore it in the UI "
-                                    f"or choose another name with tracking.experiment=...")
+                raise TrackingError(
+                    f"MLflow experiment {experiment!r} is deleted in {uri}; restore it in the UI "
+                    f"or choose another name with tracking.experiment=..."
+                )
             else:
                 experiment_id = found.experiment_id
     except TrackingError:
@@ -98,8 +114,9 @@ def attach(uri: str, parent_run_id: str) -> Tracker:
     try:
         parent = client.get_run(parent_run_id)
     except Exception as error:
-        raise TrackingError(f"the sweep's parent run {parent_run_id} is not in the tracking store {uri}: "
-                            f"{error}") from error
+        raise TrackingError(
+            f"the sweep's parent run {parent_run_id} is not in the tracking store {uri}: {error}"
+        ) from error
     return Tracker(client=client, experiment_id=parent.info.experiment_id, uri=uri)
 
 
@@ -110,9 +127,11 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             response.read()
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise TrackingError(f"the tracking server {redact_text(uri)} (tracking.uri) is unreachable: {reason}. Start it "
-                            f"(mlflow server --host 127.0.0.1 --port 5000) or point tracking.uri elsewhere; "
-                            f"nothing was trained.") from error
+        raise TrackingError(
+            f"the tracking server {redact_text(uri)} (tracking.uri) is unreachable: {reason}. Start it "
+            f"(mlflow server --host 127.0.0.1 --port 5000) or point tracking.uri elsewhere; "
+            f"nothing was trained."
+        ) from error
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
@@ -146,9 +165,11 @@ def environment_tags() -> dict[str, str]:
 
 def git_tags() -> dict[str, str]:
     """Commit of the runner's source tree (and whether it had uncommitted changes), if it is a git checkout."""
+
     def git(*args):
-        return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -160,8 +181,11 @@ def git_tags() -> dict[str, str]:
 
 def data_tags(data) -> dict[str, str]:
     """Where the data came from and the SHA-256 of every file read."""
-    tags = {"runner.data.split": data.split_source, "runner.data.task": data.task,
-            "runner.data.rows": "/".join(str(len(data.splits()[s].y)) for s in ("train", "val", "test"))}
+    tags = {
+        "runner.data.split": data.split_source,
+        "runner.data.task": data.task,
+        "runner.data.rows": "/".join(str(len(data.splits()[s].y)) for s in ("train", "val", "test")),
+    }
     for path, digest in data.files.items():
         tags[f"runner.data.sha256.{Path(path).parent.name}/{Path(path).name}"] = digest
     return tags
@@ -199,18 +223,18 @@ class RunRecord:
     def log_params(self, params: dict[str, str]) -> None:
         items = [Param(key, value) for key, value in redact_mapping(params).items()]
         for start in range(0, len(items), BATCH):
-            self.client.log_batch(self.run_id, params=items[start:start + BATCH])
+            self.client.log_batch(self.run_id, params=items[start : start + BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         items = [RunTag(key, value) for key, value in redact_mapping(tags).items()]
         for start in range(0, len(items), BATCH):
-            self.client.log_batch(self.run_id, tags=items[start:start + BATCH])
+            self.client.log_batch(self.run_id, tags=items[start : start + BATCH])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
     def log_artifact(self, path: Path, folder: str) -> None:
         path = Path(path)

@@ -15,8 +15,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 WINE_COLUMNS = [
-    "fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
-    "free sulfur dioxide", "total sulfur dioxide", "density", "pH", "sulphates", "alcohol", "quality",
+    "fixed acidity",
+    "volatile acidity",
+    "citric acid",
+    "residual sugar",
+    "chlorides",
+    "free sulfur dioxide",
+    "total sulfur dioxide",
+    "density",
+    "pH",
+    "sulphates",
+    "alcohol",
+    "quality",
 ]
 SEIZURE_FEATURES = [f"X{i}" for i in range(1, 179)]
 
@@ -26,8 +36,10 @@ def real_data_dir() -> Path:
     env = os.environ.get("RUNNER_DATA_DIR")
     candidate = Path(env) if env else REPO.parent / "shared" / "data"
     if not candidate.is_dir():
-        pytest.skip("real data not found: set RUNNER_DATA_DIR or place ../shared/data "
-                    "(wine/, seizure/, mnist/ as described in its README.md)")
+        pytest.skip(
+            "real data not found: set RUNNER_DATA_DIR or place ../shared/data "
+            "(wine/, seizure/, mnist/ as described in its README.md)"
+        )
     return candidate
 
 
@@ -70,14 +82,22 @@ def no_network(monkeypatch):
 
 def make_wine_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "fixed acidity": rng.uniform(4, 10, n).round(1), "volatile acidity": rng.uniform(0.1, 0.6, n).round(2),
-        "citric acid": rng.uniform(0, 0.7, n).round(2), "residual sugar": rng.uniform(0.6, 20, n).round(1),
-        "chlorides": rng.uniform(0.01, 0.1, n).round(3), "free sulfur dioxide": rng.integers(2, 100, n),
-        "total sulfur dioxide": rng.integers(10, 300, n), "density": rng.uniform(0.987, 1.003, n).round(4),
-        "pH": rng.uniform(2.8, 3.8, n).round(2), "sulphates": rng.uniform(0.2, 1.0, n).round(2),
-        "alcohol": rng.uniform(8, 14, n).round(1), "quality": rng.integers(3, 10, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "fixed acidity": rng.uniform(4, 10, n).round(1),
+            "volatile acidity": rng.uniform(0.1, 0.6, n).round(2),
+            "citric acid": rng.uniform(0, 0.7, n).round(2),
+            "residual sugar": rng.uniform(0.6, 20, n).round(1),
+            "chlorides": rng.uniform(0.01, 0.1, n).round(3),
+            "free sulfur dioxide": rng.integers(2, 100, n),
+            "total sulfur dioxide": rng.integers(10, 300, n),
+            "density": rng.uniform(0.987, 1.003, n).round(4),
+            "pH": rng.uniform(2.8, 3.8, n).round(2),
+            "sulphates": rng.uniform(0.2, 1.0, n).round(2),
+            "alcohol": rng.uniform(8, 14, n).round(1),
+            "quality": rng.integers(3, 10, n),
+        }
+    )
     return frame[WINE_COLUMNS]
 
 
@@ -93,7 +113,7 @@ def make_seizure_frame(per_class: int, seed: int) -> pd.DataFrame:
 def split_rows(n: int, seed: int) -> dict[str, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_hold = n // 10
-    return {"train": np.sort(order[2 * n_hold:]), "val": order[:n_hold], "test": order[n_hold:2 * n_hold]}
+    return {"train": np.sort(order[2 * n_hold :]), "val": order[:n_hold], "test": order[n_hold : 2 * n_hold]}
 
 
 @dataclass
@@ -134,8 +154,9 @@ class FakeData:
         lines = [f'"{row[0]}",' + ",".join(str(v) for v in row[1:]) for row in frame.itertuples(index=False)]
         return self._write_lines(relpath, [header] + lines, "\n")
 
-    def write_seizure_kaggle(self, frame: pd.DataFrame,
-                             relpath="seizure/kaggle_epileptic_seizure_recognition.csv") -> Path:
+    def write_seizure_kaggle(
+        self, frame: pd.DataFrame, relpath="seizure/kaggle_epileptic_seizure_recognition.csv"
+    ) -> Path:
         header = ",".join(["Unnamed"] + list(frame.columns[1:]))
         lines = [",".join(str(v) for v in row) for row in frame.itertuples(index=False)]
         return self._write_lines(relpath, [header] + lines, "\r\n")
@@ -208,8 +229,10 @@ def wait_for_http(url: str, process, what: str, log: Path, timeout: float = 60) 
             return
         except OSError:
             if process.poll() is not None:
-                pytest.fail(f"{what} exited during start-up (exit status {process.returncode}):\n"
-                            + log.read_text(errors="replace")[-3000:])
+                pytest.fail(
+                    f"{what} exited during start-up (exit status {process.returncode}):\n"
+                    + log.read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.5)
     pytest.fail(f"{what} did not answer {url} within {timeout:.0f} s:\n" + log.read_text(errors="replace")[-3000:])
 
@@ -233,9 +256,23 @@ def mlflow_server(tmp_path):
         log = tmp_path / f"mlflow-server-{port}.log"
         with open(log, "wb") as output:
             server = subprocess.Popen(
-                [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                 "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts_destination)],
-                stdout=output, stderr=subprocess.STDOUT)
+                [
+                    str(mlflow_cli),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    backend_store_uri,
+                    "--artifacts-destination",
+                    str(artifacts_destination),
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         servers.append(server)
         uri = f"http://127.0.0.1:{port}"
         wait_for_http(uri + "/health", server, "mlflow server", log)

@@ -34,9 +34,11 @@ def test_median_epoch_leaves_out_the_first_unless_it_is_alone():
 
 
 def test_summary_takes_medians_over_repetitions_and_rows_per_epoch_second():
-    runs = [run("runner", 10.0, [5, 0.5, 0.5], first=2.0, metric=0.90),
-            run("runner", 30.0, [5, 1.0, 1.0], first=4.0, metric=0.96),
-            run("runner", 20.0, [5, 2.0, 2.0], first=None, metric=0.93)]
+    runs = [
+        run("runner", 10.0, [5, 0.5, 0.5], first=2.0, metric=0.90),
+        run("runner", 30.0, [5, 1.0, 1.0], first=4.0, metric=0.96),
+        run("runner", 20.0, [5, 2.0, 2.0], first=None, metric=0.93),
+    ]
     summary = speed.summarise(runs, train_rows=1000)
     assert summary.wall == 20.0
     assert summary.epoch == 1.0
@@ -46,8 +48,10 @@ def test_summary_takes_medians_over_repetitions_and_rows_per_epoch_second():
 
 
 def test_experiment_rows_put_speed_ups_above_one_when_the_runner_is_faster():
-    summaries = {"plain": speed.summarise([run("plain", 40.0, [3, 0.4, 0.4], rows=4000)], 4000),
-                 "runner": speed.summarise([run("runner", 20.0, [3, 0.1, 0.1], metric=0.95)], 4000)}
+    summaries = {
+        "plain": speed.summarise([run("plain", 40.0, [3, 0.4, 0.4], rows=4000)], 4000),
+        "runner": speed.summarise([run("runner", 20.0, [3, 0.1, 0.1], metric=0.95)], 4000),
+    }
     rows = {row[1]: row for row in speed.experiment_rows("wine_mlp", 200, summaries, 1)}
     assert rows["wall s (whole command)"][5] == "2.00x"
     assert rows["epoch s (median, first left out)"][5] == "4.00x"
@@ -64,18 +68,24 @@ def test_markdown_table_lines_up():
 
 
 def test_startup_rows_fail_on_tensorflow_or_a_slow_start():
-    rows = speed.startup_rows({"--help": {"seconds": 0.3, "heavy_imports": []},
-                               "--cfg job": {"seconds": 0.4, "heavy_imports": ["tensorflow"]},
-                               "slow": {"seconds": 1.5, "heavy_imports": []}})
+    rows = speed.startup_rows(
+        {
+            "--help": {"seconds": 0.3, "heavy_imports": []},
+            "--cfg job": {"seconds": 0.4, "heavy_imports": ["tensorflow"]},
+            "slow": {"seconds": 1.5, "heavy_imports": []},
+        }
+    )
     assert [row[5].endswith("pass") for row in rows] == [True, False, False]
     assert "imports tensorflow" in rows[1][5]
 
 
 def test_imported_packages_reads_importtime_output():
-    output = ("import time: self [us] | cumulative | imported package\n"
-              "import time:       330 |        330 |   tensorflow.python.eager\n"
-              "import time:       210 |       1405 | json\n"
-              "something else | keras\n")
+    output = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       330 |        330 |   tensorflow.python.eager\n"
+        "import time:       210 |       1405 | json\n"
+        "something else | keras\n"
+    )
     assert speed.imported_packages(output) & speed.HEAVY_PACKAGES == {"tensorflow"}
 
 
@@ -111,8 +121,12 @@ def test_process_start_matches_the_launch_of_a_child():
 
 
 def test_speed_help_runs_without_tensorflow():
-    done = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "bench" / "speed.py"), "--help"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "bench" / "speed.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert "--quick" in done.stdout and "sections: startup" in done.stdout
     assert not speed.imported_packages(done.stderr) & speed.HEAVY_PACKAGES

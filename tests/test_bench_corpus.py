@@ -21,8 +21,7 @@ from bench.healthy_corpus.data import prepare
 def test_corpus_holds_at_least_40_distinct_specs():
     assert len(CORPUS) >= 40
     assert len(BY_NAME) == len(CORPUS)
-    behaviour = [tuple(getattr(s, f.name) for f in fields(Spec) if f.name not in ("name", "min_score"))
-                 for s in CORPUS]
+    behaviour = [tuple(getattr(s, f.name) for f in fields(Spec) if f.name not in ("name", "min_score")) for s in CORPUS]
     assert len(set(behaviour)) == len(CORPUS)
 
 
@@ -30,8 +29,14 @@ def test_corpus_covers_the_styles_people_use():
     assert {s.optimizer for s in CORPUS} >= {"sgd", "adam", "rmsprop"}
     sgd = [s for s in CORPUS if s.optimizer == "sgd"]
     assert any(s.momentum > 0 for s in sgd) and any(s.momentum == 0 for s in sgd)
-    assert {s.loss for s in CORPUS} >= {"mse", "mae", "huber", "binary_crossentropy",
-                                        "categorical_crossentropy", "sparse_categorical_crossentropy"}
+    assert {s.loss for s in CORPUS} >= {
+        "mse",
+        "mae",
+        "huber",
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+    }
     assert {s.from_logits for s in CORPUS if s.task != "regression"} == {True, False}
     assert {s.arch for s in CORPUS} == {"mlp", "cnn", "lstm", "gru"}
     assert {s.functional for s in CORPUS} == {True, False}
@@ -59,8 +64,9 @@ def test_scaler_is_fitted_on_train_and_split_shift_leaves_val_raw():
     assert np.abs(shifted["val"][0]).mean() > 10 * np.abs(splits["val"][0]).mean()
 
 
-@pytest.mark.parametrize("name", ["bin_lstm_trend_logits", "mc_digits_cnn_onehot_sgd", "reg_house_l2_nadam",
-                                  "bin_two_softmax_sparse"])
+@pytest.mark.parametrize(
+    "name", ["bin_lstm_trend_logits", "mc_digits_cnn_onehot_sgd", "reg_house_l2_nadam", "bin_two_softmax_sparse"]
+)
 def test_materialise_builds_a_compiled_model_matching_the_data(name):
     spec = BY_NAME[name]
     model, data, fit_kwargs = materialise(spec, seed=0)
@@ -89,25 +95,27 @@ def test_materialise_is_reproducible():
 
 
 def test_every_operator_changes_what_it_claims_and_declares_known_causes():
-    claims = {"lr_x100": ("learning_rate", lambda old, new: np.isclose(new, old * 100)),
-              "lr_div1000": ("learning_rate", lambda old, new: np.isclose(new, old / 1000)),
-              "init_zeros": ("initializer", lambda old, new: new == "zeros"),
-              "init_constant": ("initializer", lambda old, new: new == "constant"),
-              "init_huge_std": ("initializer", lambda old, new: new == "huge"),
-              "remove_input_scaling": ("input_scaling", lambda old, new: new == "none"),
-              "remove_target_scaling": ("target_scaling", lambda old, new: old and not new),
-              "shuffle_labels": ("shuffle_labels", lambda old, new: new),
-              "cut_epochs": ("epochs", lambda old, new: new <= 2 < old),
-              "dropout_0.9": ("dropout", lambda old, new: new == 0.9),
-              "huge_l2": ("l2", lambda old, new: new == 1.0),
-              "batch1_high_lr": ("batch_size", lambda old, new: new == 1),
-              "change_activation_sigmoid": ("hidden_activation", lambda old, new: new == "sigmoid"),
-              "remove_nonlinearity": ("hidden_activation", lambda old, new: new == "linear"),
-              "change_loss": ("loss", lambda old, new: new != old),
-              "flip_from_logits": ("from_logits", lambda old, new: new != old),
-              "softmax_on_sigmoid_head": ("output_activation", lambda old, new: old == "sigmoid" and new == "softmax"),
-              "wrong_output_units": ("output_units", lambda old, new: new == 2),
-              "split_shift": ("scale_eval", lambda old, new: old and not new)}
+    claims = {
+        "lr_x100": ("learning_rate", lambda old, new: np.isclose(new, old * 100)),
+        "lr_div1000": ("learning_rate", lambda old, new: np.isclose(new, old / 1000)),
+        "init_zeros": ("initializer", lambda old, new: new == "zeros"),
+        "init_constant": ("initializer", lambda old, new: new == "constant"),
+        "init_huge_std": ("initializer", lambda old, new: new == "huge"),
+        "remove_input_scaling": ("input_scaling", lambda old, new: new == "none"),
+        "remove_target_scaling": ("target_scaling", lambda old, new: old and not new),
+        "shuffle_labels": ("shuffle_labels", lambda old, new: new),
+        "cut_epochs": ("epochs", lambda old, new: new <= 2 < old),
+        "dropout_0.9": ("dropout", lambda old, new: new == 0.9),
+        "huge_l2": ("l2", lambda old, new: new == 1.0),
+        "batch1_high_lr": ("batch_size", lambda old, new: new == 1),
+        "change_activation_sigmoid": ("hidden_activation", lambda old, new: new == "sigmoid"),
+        "remove_nonlinearity": ("hidden_activation", lambda old, new: new == "linear"),
+        "change_loss": ("loss", lambda old, new: new != old),
+        "flip_from_logits": ("from_logits", lambda old, new: new != old),
+        "softmax_on_sigmoid_head": ("output_activation", lambda old, new: old == "sigmoid" and new == "softmax"),
+        "wrong_output_units": ("output_units", lambda old, new: new == 2),
+        "split_shift": ("scale_eval", lambda old, new: old and not new),
+    }
     assert set(claims) == {o.name for o in mutation_benchmark.OPERATORS}
     for operator, parent, mutant in mutation_benchmark.mutants():
         field, holds = claims[operator.name]
@@ -158,13 +166,41 @@ def test_balanced_accuracy_gives_chance_to_a_constant_guess():
 
 
 def test_false_alarm_summary_counts_runs_with_any_warn_or_fail():
-    runs = [{"setup": "a", "seed": 0, "worst": "PASS", "flagged": [], "cause": None, "score": 0.9,
-             "seconds": 1.0, "error": ""},
-            {"setup": "a", "seed": 1, "worst": "FAIL", "cause": "lr_too_high", "score": 0.9, "seconds": 1.0,
-             "error": "", "flagged": [{"check": "x.y", "verdict": "FAIL", "message": "m"},
-                                      {"check": "x.z", "verdict": "WARN", "message": "m"}]},
-            {"setup": "a", "seed": 2, "worst": None, "flagged": [], "cause": None, "score": None,
-             "seconds": 1.0, "error": "boom"}]
+    runs = [
+        {
+            "setup": "a",
+            "seed": 0,
+            "worst": "PASS",
+            "flagged": [],
+            "cause": None,
+            "score": 0.9,
+            "seconds": 1.0,
+            "error": "",
+        },
+        {
+            "setup": "a",
+            "seed": 1,
+            "worst": "FAIL",
+            "cause": "lr_too_high",
+            "score": 0.9,
+            "seconds": 1.0,
+            "error": "",
+            "flagged": [
+                {"check": "x.y", "verdict": "FAIL", "message": "m"},
+                {"check": "x.z", "verdict": "WARN", "message": "m"},
+            ],
+        },
+        {
+            "setup": "a",
+            "seed": 2,
+            "worst": None,
+            "flagged": [],
+            "cause": None,
+            "score": None,
+            "seconds": 1.0,
+            "error": "boom",
+        },
+    ]
     total = false_alarms.summary(runs)
     assert (total["runs"], total["errors"], total["any_fail"], total["any_warn"]) == (2, 1, 1, 1)
     assert total["any_fail_pct"] == 50.0

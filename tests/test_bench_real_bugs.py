@@ -16,8 +16,12 @@ from bench.real_bugs.data import score, split  # noqa: E402
 
 PAIRS = all_pairs()
 # One of each model style: Functional MLP, Conv2D, LSTM, data-side bug that changes the arrays.
-MATERIALISED = ("logits_without_from_logits", "unnormalised_pixels", "relu_final_regression_lstm",
-                "labels_shuffled_separately")
+MATERIALISED = (
+    "logits_without_from_logits",
+    "unnormalised_pixels",
+    "relu_final_regression_lstm",
+    "labels_shuffled_separately",
+)
 
 
 def test_there_are_at_least_twenty_pairs_with_unique_names():

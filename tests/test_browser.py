@@ -23,12 +23,25 @@ from mlflow import MlflowClient
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 EXPERIMENT = "browser-demo"
-GENERATED = ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300", "trainer.verbose=0",
-             "tracking.log_model=false", f"tracking.experiment={EXPERIMENT}"]
+GENERATED = [
+    "dataset=synthetic",
+    "dataset.task=regression",
+    "dataset.n_samples=300",
+    "trainer.verbose=0",
+    "tracking.log_model=false",
+    f"tracking.experiment={EXPERIMENT}",
+]
 EPOCHS = 10
 # As root in a container: no sandbox, no GPU; with no network, Chromium's background services stall pages.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 60_000  # the React app renders slowly on a loaded 2-core machine
 
 
@@ -53,8 +66,11 @@ def browser():
     executable = find_chromium()
     if executable is None:
         where = os.environ.get("RUNNER_CHROMIUM")
-        pytest.skip(f"RUNNER_CHROMIUM={where} is not a file" if where else
-                    "no Chromium found (apt-get install chromium, or set RUNNER_CHROMIUM to its path)")
+        pytest.skip(
+            f"RUNNER_CHROMIUM={where} is not a file"
+            if where
+            else "no Chromium found (apt-get install chromium, or set RUNNER_CHROMIUM to its path)"
+        )
     with sync_playwright() as driver:
         # launch() gives every browser a fresh temporary profile (user data dir)
         chromium = driver.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
@@ -77,14 +93,29 @@ class Record:
 
 def run_runner(folder: Path, *args: str) -> None:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
 
 
 def write_record(folder: Path, uri: str) -> None:
-    run_runner(folder, "+experiment=wine_mlp", *GENERATED, f"trainer.epochs={EPOCHS}", "diagnostics=full",
-               "optimizer.learning_rate=3e-3", "diagnostics.probe_samples=64", f"tracking.uri={uri}")
+    run_runner(
+        folder,
+        "+experiment=wine_mlp",
+        *GENERATED,
+        f"trainer.epochs={EPOCHS}",
+        "diagnostics=full",
+        "optimizer.learning_rate=3e-3",
+        "diagnostics.probe_samples=64",
+        f"tracking.uri={uri}",
+    )
     run_runner(folder, "-m", "+experiment=wine_mlp", "+sweep=smoke", *GENERATED, f"tracking.uri={uri}")
 
 
@@ -93,12 +124,24 @@ def read_record(folder: Path, uri: str) -> Record:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parent = next(run for run in runs if run.data.tags.get("runner.sweep") == "true")
-    children = {run.info.run_name: run.info.run_id for run in runs
-                if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    children = {
+        run.info.run_name: run.info.run_id
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
     single = next(run for run in runs if run.data.tags.get("diag.suite") == "full")
     assert len(children) == 3 and len(runs) == 5, [run.info.run_name for run in runs]
-    return Record(folder, uri, experiment.experiment_id, single.info.run_id, single.info.run_name,
-                  parent.info.run_id, parent.info.run_name, children, parent.data.tags["runner.best_run_id"])
+    return Record(
+        folder,
+        uri,
+        experiment.experiment_id,
+        single.info.run_id,
+        single.info.run_name,
+        parent.info.run_id,
+        parent.info.run_name,
+        children,
+        parent.data.tags["runner.best_run_id"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +177,24 @@ def ui(record, tmp_path_factory):
     store = record.folder / "store"
     with open(log, "wb") as output:
         server = subprocess.Popen(
-            [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", record.uri, "--artifacts-destination", str(store / "mlartifacts")],
-            cwd=store, stdout=output, stderr=subprocess.STDOUT)
+            [
+                str(mlflow_cli),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                record.uri,
+                "--artifacts-destination",
+                str(store / "mlartifacts"),
+            ],
+            cwd=store,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/health", server, "mlflow server", log, timeout=180)
@@ -287,8 +345,9 @@ def test_a_runs_chart_shows_val_loss_at_every_epoch(page, ui, record):
 
     history = MlflowClient(tracking_uri=record.uri).get_metric_history(record.run_id, "val_loss")
     assert [point.step for point in history] == list(range(1, EPOCHS + 1))
-    page.goto(f"{ui}/#/experiments/{record.experiment_id}/runs/{record.run_id}/model-metrics"
-              "?workflowType=machine_learning")
+    page.goto(
+        f"{ui}/#/experiments/{record.experiment_id}/runs/{record.run_id}/model-metrics?workflowType=machine_learning"
+    )
     close_assistant(page)
     page.get_by_placeholder("Search metric charts").fill("val_loss")
     chart = page.locator(".js-plotly-plot")
@@ -305,10 +364,10 @@ def test_a_runs_chart_shows_val_loss_at_every_epoch(page, ui, record):
 
 
 def test_plots_and_the_diagnostics_report_open_in_the_artifact_viewer(page, ui, record):
-    artifacts = Path(MlflowClient(tracking_uri=record.uri).get_run(record.run_id).info.artifact_uri
-                     .removeprefix("file://"))
-    page.goto(f"{ui}/#/experiments/{record.experiment_id}/runs/{record.run_id}/artifacts"
-              "?workflowType=machine_learning")
+    artifacts = Path(
+        MlflowClient(tracking_uri=record.uri).get_run(record.run_id).info.artifact_uri.removeprefix("file://")
+    )
+    page.goto(f"{ui}/#/experiments/{record.experiment_id}/runs/{record.run_id}/artifacts?workflowType=machine_learning")
     close_assistant(page)
     page.get_by_text("plots", exact=True).click()
     page.get_by_text("learning_curves.png", exact=True).click()

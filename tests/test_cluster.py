@@ -25,8 +25,14 @@ from runner.runtime.resources import JobShare, available_cores, job_share
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SUBMITIT_LOCAL = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
-TINY_RUN = ("dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200", "trainer.epochs=2",
-            "trainer.verbose=0", "model.hidden_units=[8]")
+TINY_RUN = (
+    "dataset=synthetic",
+    "dataset.task=regression",
+    "dataset.n_samples=200",
+    "trainer.epochs=2",
+    "trainer.verbose=0",
+    "model.hidden_units=[8]",
+)
 
 
 def compose_config(*overrides, hydra=False):
@@ -41,8 +47,17 @@ def has_plugin(module: str) -> bool:
 # ---------------------------------------------------------------- a job's share of the machine
 
 
-@pytest.mark.parametrize("n_jobs, expected", [(2, JobShare(2, 4)), (3, JobShare(3, 2)), (16, JobShare(16, 1)),
-                                              (-1, JobShare(8, 1)), (-2, JobShare(7, 1)), (None, JobShare(1, 8))])
+@pytest.mark.parametrize(
+    "n_jobs, expected",
+    [
+        (2, JobShare(2, 4)),
+        (3, JobShare(3, 2)),
+        (16, JobShare(16, 1)),
+        (-1, JobShare(8, 1)),
+        (-2, JobShare(7, 1)),
+        (None, JobShare(1, 8)),
+    ],
+)
 def test_joblib_jobs_split_the_cores(n_jobs, expected):
     assert job_share({"_target_": JOBLIB, "n_jobs": n_jobs}, cores=8) == expected
 
@@ -79,8 +94,14 @@ print(json.dumps({"first": first, "in_tf": in_tf, "again": again, "omp": os.envi
                   "growth": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH")}))
 """
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
-                           cwd=REPO, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
+    shown = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"},
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     found = json.loads(shown.stdout.strip().splitlines()[-1])
     assert found["first"] == [1, 1] and found["in_tf"] == [1, 1]
@@ -106,14 +127,20 @@ def test_trainer_threads_is_validated():
 # ---------------------------------------------------------------- launcher presets
 
 
-@pytest.mark.parametrize("preset, target, module", [
-    ("joblib", JOBLIB, "hydra_plugins.hydra_joblib_launcher"),
-    ("submitit_local", SUBMITIT_LOCAL, "hydra_plugins.hydra_submitit_launcher"),
-    ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
-     "hydra_plugins.hydra_submitit_launcher"),
-    ("ray_local", RAY, "hydra_plugins.hydra_ray_launcher"),
-    ("ray_remote", RAY, "hydra_plugins.hydra_ray_launcher"),
-])
+@pytest.mark.parametrize(
+    "preset, target, module",
+    [
+        ("joblib", JOBLIB, "hydra_plugins.hydra_joblib_launcher"),
+        ("submitit_local", SUBMITIT_LOCAL, "hydra_plugins.hydra_submitit_launcher"),
+        (
+            "slurm",
+            "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+            "hydra_plugins.hydra_submitit_launcher",
+        ),
+        ("ray_local", RAY, "hydra_plugins.hydra_ray_launcher"),
+        ("ray_remote", RAY, "hydra_plugins.hydra_ray_launcher"),
+    ],
+)
 def test_launcher_presets_select_their_launcher(preset, target, module, monkeypatch):
     if not has_plugin(module):
         pytest.skip(f"{module} is not installed (pip install -e '.[cluster]')")
@@ -143,8 +170,14 @@ def run_sweep(tmp_path: Path, *overrides, env=None, timeout=540) -> subprocess.C
     command = [sys.executable, "-m", "runner", "-m", *TINY_RUN, f"hydra.sweep.dir={tmp_path}/multirun", *overrides]
     if not any(o.startswith("tracking") for o in overrides):
         command.append(f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db")
-    shown = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+    shown = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
     assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-5000:]
     return shown
 
@@ -173,8 +206,9 @@ def check_children(client: MlflowClient, expected: int, epochs: int = 2) -> list
 @pytest.mark.slow
 def test_four_joblib_jobs_on_a_fresh_sqlite_store_record_every_run_and_metric(tmp_path):
     rates = ["1e-3", "3e-3", "1e-2", "3e-2"]
-    run_sweep(tmp_path, f"optimizer.learning_rate={','.join(rates)}", "hydra/launcher=joblib",
-              "hydra.launcher.n_jobs=4")
+    run_sweep(
+        tmp_path, f"optimizer.learning_rate={','.join(rates)}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"
+    )
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
     children = check_children(client, 4)
     assert sorted(float(run.data.params["optimizer.learning_rate"]) for run in children) == sorted(map(float, rates))
@@ -199,9 +233,13 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
 def test_ray_local_runs_a_two_job_sweep(tmp_path):
     if not has_plugin("hydra_plugins.hydra_ray_launcher") or not has_plugin("ray"):
         pytest.skip("hydra-ray-launcher is not installed (pip install -e '.[cluster]')")
-    run_sweep(tmp_path, "optimizer.learning_rate=1e-3,1e-2", "+launcher=ray_local",
-              f"hydra.launcher.ray.init.num_cpus={max(2, available_cores())}",
-              env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    run_sweep(
+        tmp_path,
+        "optimizer.learning_rate=1e-3,1e-2",
+        "+launcher=ray_local",
+        f"hydra.launcher.ray.init.num_cpus={max(2, available_cores())}",
+        env={"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+    )
     children = check_children(MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db"), 2)
     assert {run.data.tags["runner.threads"] for run in children} == {"1"}, "remote.num_cpus: 1"
 
@@ -239,14 +277,22 @@ def postgres():
     data, port = root / "data", free_port()
 
     def pg(*command, **options):
-        return subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120, check=False,
-                              **options)
+        return subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=120, check=False, **options)
 
     try:
         made = pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         assert made.returncode == 0, made.stderr
-        started = pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-o",
-                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+        started = pg(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
         assert started.returncode == 0, started.stderr + (root / "server.log").read_text()
         created = pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
         assert created.returncode == 0, created.stderr
@@ -266,7 +312,8 @@ def test_team_server_on_postgresql_records_a_sweep(tmp_path, postgres, mlflow_se
     client = MlflowClient(tracking_uri=uri)
     children = check_children(client, 2)
     assert {run.data.tags["mlflow.parentRunId"] for run in children} <= {
-        run.info.run_id for run in client.search_runs([children[0].info.experiment_id])}
+        run.info.run_id for run in client.search_runs([children[0].info.experiment_id])
+    }
     assert len(list(artifacts.rglob("model.keras"))) == 2, "artifacts went to the server's destination"
     with psycopg.connect(postgres) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM runs")

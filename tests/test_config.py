@@ -12,8 +12,16 @@ from runner.config.validation import validate
 from runner.errors import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
-BOOK_PRESETS = {"wine_mlp", "wine_deep_mlp", "wine_broken_init", "seizure_dnn", "seizure_bilstm",
-                "mnist_mlp", "mnist_dropout", "mnist_l2"}
+BOOK_PRESETS = {
+    "wine_mlp",
+    "wine_deep_mlp",
+    "wine_broken_init",
+    "seizure_dnn",
+    "seizure_bilstm",
+    "mnist_mlp",
+    "mnist_dropout",
+    "mnist_l2",
+}
 
 
 def compose_config(*overrides):
@@ -71,23 +79,29 @@ def test_switching_optimizer_changes_its_schema():
     assert cfg.optimizer.name == "sgd" and cfg.optimizer.nesterov is True
 
 
-@pytest.mark.parametrize("override, key", [
-    ("model.dropuot=0.1", "dropuot"),
-    ("trainer.epoch=3", "epoch"),
-    ("optimizer.momentum=0.9", "momentum"),  # Adam has no momentum: refused, not ignored
-    ("dataset.flatten=false", "flatten"),  # an MNIST option on the wine data set
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.dropuot=0.1", "dropuot"),
+        ("trainer.epoch=3", "epoch"),
+        ("optimizer.momentum=0.9", "momentum"),  # Adam has no momentum: refused, not ignored
+        ("dataset.flatten=false", "flatten"),  # an MNIST option on the wine data set
+    ],
+)
 def test_unknown_key_is_refused_naming_it(override, key):
     with pytest.raises(ConfigCompositionException) as error:
         compose_config("+experiment=wine_mlp", override)
     assert key in str(error.value.__cause__ or error.value)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("trainer.epochs=many", "trainer.epochs"),
-    ("model.dropout=half", "model.dropout"),
-    ("trainer.deterministic=perhaps", "trainer.deterministic"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.epochs=many", "trainer.epochs"),
+        ("model.dropout=half", "model.dropout"),
+        ("trainer.deterministic=perhaps", "trainer.deterministic"),
+    ],
+)
 def test_wrong_type_is_refused_naming_the_key(override, key):
     with pytest.raises(ConfigCompositionException) as error:
         compose_config("+experiment=wine_mlp", override)
@@ -101,19 +115,22 @@ def test_unknown_experiment_lists_the_available_ones():
     assert "experiment/wine_mlpp" in message and "wine_mlp" in message
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.dropout=1.0", "model.dropout=1.0 is out of range: must be in [0.0, 1.0)"),
-    ("model.dropout=-0.1", "model.dropout=-0.1 is out of range"),
-    ("trainer.epochs=0", "trainer.epochs=0 is out of range: must be >= 1"),
-    ("trainer.batch_size=0", "trainer.batch_size=0 is out of range"),
-    ("optimizer.learning_rate=0", "optimizer.learning_rate=0.0 is out of range: must be > 0.0"),
-    ("optimizer.learning_rate=nan", "optimizer.learning_rate=nan is out of range"),
-    ("dataset.split=shuffled", "dataset.split='shuffled' is not allowed; choose one of: auto, book, random"),
-    ("trainer.checkpoint.mode=maximum", "trainer.checkpoint.mode='maximum' is not allowed"),
-    ("evaluation.threshold=1.5", "evaluation.threshold=1.5 is out of range"),
-    ("optimizer.schedule.name=linear", "optimizer.schedule.name='linear' is not allowed"),
-    ("dataset.val_fraction=0.5", "leaves no rows to train on"),  # with test_fraction 0.5 below
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.dropout=1.0", "model.dropout=1.0 is out of range: must be in [0.0, 1.0)"),
+        ("model.dropout=-0.1", "model.dropout=-0.1 is out of range"),
+        ("trainer.epochs=0", "trainer.epochs=0 is out of range: must be >= 1"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 is out of range"),
+        ("optimizer.learning_rate=0", "optimizer.learning_rate=0.0 is out of range: must be > 0.0"),
+        ("optimizer.learning_rate=nan", "optimizer.learning_rate=nan is out of range"),
+        ("dataset.split=shuffled", "dataset.split='shuffled' is not allowed; choose one of: auto, book, random"),
+        ("trainer.checkpoint.mode=maximum", "trainer.checkpoint.mode='maximum' is not allowed"),
+        ("evaluation.threshold=1.5", "evaluation.threshold=1.5 is out of range"),
+        ("optimizer.schedule.name=linear", "optimizer.schedule.name='linear' is not allowed"),
+        ("dataset.val_fraction=0.5", "leaves no rows to train on"),  # with test_fraction 0.5 below
+    ],
+)
 def test_out_of_range_values_are_refused_naming_the_key(override, message):
     cfg = compose_config("+experiment=wine_mlp", override, "dataset.test_fraction=0.5")
     with pytest.raises(ConfigError) as error:
@@ -139,10 +156,11 @@ def test_help_lists_groups_and_experiments():
 
 
 def _run_cli(*args, check=True):
-    code = ("import sys; from runner.cli import main; sys.argv = ['runner', *sys.argv[1:]]; main(); "
-            "print('TENSORFLOW_IMPORTED' if 'tensorflow' in sys.modules else 'TENSORFLOW_NOT_IMPORTED')")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=check,
-                          timeout=120)
+    code = (
+        "import sys; from runner.cli import main; sys.argv = ['runner', *sys.argv[1:]]; main(); "
+        "print('TENSORFLOW_IMPORTED' if 'tensorflow' in sys.modules else 'TENSORFLOW_NOT_IMPORTED')"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=check, timeout=120)
 
 
 def test_help_and_cfg_job_do_not_import_tensorflow():
@@ -153,8 +171,7 @@ def test_help_and_cfg_job_do_not_import_tensorflow():
 
 
 def test_cli_refuses_out_of_range_value_before_importing_tensorflow():
-    result = _run_cli("+experiment=wine_mlp", "model.dropout=1.5", "hydra.run.dir=" + "/tmp/never-used",
-                      check=False)
+    result = _run_cli("+experiment=wine_mlp", "model.dropout=1.5", "hydra.run.dir=" + "/tmp/never-used", check=False)
     assert result.returncode == 1
     assert "model.dropout=1.5 is out of range" in result.stderr
     assert "TENSORFLOW" not in result.stdout  # exited before the marker line

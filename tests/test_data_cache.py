@@ -72,8 +72,17 @@ def assert_same_data(actual, expected, cache_note: bool) -> None:
         for key, values in split.meta.items():
             assert got.meta[key].dtype == values.dtype, (name, key)
             np.testing.assert_array_equal(got.meta[key], values)
-    for field in ("name", "task", "feature_names", "target_name", "class_names", "split_source", "files",
-                  "feature_scaling", "target_scaling"):
+    for field in (
+        "name",
+        "task",
+        "feature_names",
+        "target_name",
+        "class_names",
+        "split_source",
+        "files",
+        "feature_scaling",
+        "target_scaling",
+    ):
         assert getattr(actual, field) == getattr(expected, field), field
     extra = [note for note in actual.notes if note.startswith("parsed arrays read from cache ")]
     assert [n for n in actual.notes if n not in extra] == [n for n in expected.notes if n not in extra]
@@ -175,7 +184,8 @@ DAMAGE = {
     "missing array": lambda entry: (entry / "test.x.npy").unlink(),
     "garbage meta.json": lambda entry: (entry / "meta.json").write_text("{"),
     "meta.json of another entry": lambda entry: (entry / "meta.json").write_text(
-        json.dumps({**json.loads((entry / "meta.json").read_text()), "key": {"loader": "other"}})),
+        json.dumps({**json.loads((entry / "meta.json").read_text()), "key": {"loader": "other"}})
+    ),
     "missing meta.json": lambda entry: (entry / "meta.json").unlink(),
 }
 
@@ -306,9 +316,15 @@ def test_processes_loading_at_once_all_get_correct_data(fake_data, isolated_env,
     expected = fake_data.load("mnist", val_size=100, cache=False)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(barrier / f"ready-{i}"), str(fake_data.root), "3"],
-                                 cwd=REPO, stderr=subprocess.PIPE, text=True)
-                for i in range(3)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(barrier / f"ready-{i}"), str(fake_data.root), "3"],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     for child in children:
         err = child.communicate(timeout=120)[1]
         assert child.returncode == 0 and "damaged" not in err, err

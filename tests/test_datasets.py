@@ -175,8 +175,9 @@ def test_seizure_random_split_is_stratified_and_disjoint(seizure_random_raw):
 
 @real_data
 def test_seizure_uci_and_kaggle_layouts_load_identical_arrays(seizure_random_raw, real_data_dir):
-    kaggle = real("seizure", real_data_dir, split="random", scale="none",
-                  file="kaggle_epileptic_seizure_recognition.csv")
+    kaggle = real(
+        "seizure", real_data_dir, split="random", scale="none", file="kaggle_epileptic_seizure_recognition.csv"
+    )
     assert list(kaggle.files)[0].endswith("kaggle_epileptic_seizure_recognition.csv")
     assert list(seizure_random_raw.files)[0].endswith("/epileptic_seizure_recognition.csv")
     for name, split in seizure_random_raw.splits().items():
@@ -241,10 +242,10 @@ def test_fake_wine_book_and_random(fake_data):
     ids = np.concatenate([s.meta["row_id"] for s in rand.splits().values()])
     assert sorted(ids) == list(range(1, 201))
     original = rand.test.y * rand.target_scaling["std"] + rand.target_scaling["mean"]
-    np.testing.assert_allclose(original, fake_data.wine["alcohol"].to_numpy()[rand.test.meta["row_id"] - 1],
-                               atol=1e-5)
-    np.testing.assert_array_equal(rand.test.meta["quality"],
-                                  fake_data.wine["quality"].to_numpy()[rand.test.meta["row_id"] - 1])
+    np.testing.assert_allclose(original, fake_data.wine["alcohol"].to_numpy()[rand.test.meta["row_id"] - 1], atol=1e-5)
+    np.testing.assert_array_equal(
+        rand.test.meta["quality"], fake_data.wine["quality"].to_numpy()[rand.test.meta["row_id"] - 1]
+    )
 
 
 def test_wine_other_target_and_unscaled(fake_data):
@@ -441,10 +442,13 @@ def test_seizure_missing_feature_column(fake_data):
         fake_data.load("seizure", split="random")
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("text", "not a zip"),
-    ("truncate", "not a zip"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("text", "not a zip"),
+        ("truncate", "not a zip"),
+    ],
+)
 def test_mnist_corrupt_archive(fake_data, damage, expected):
     path = fake_data.path("mnist/mnist.npz")
     if damage == "text":
@@ -456,13 +460,19 @@ def test_mnist_corrupt_archive(fake_data, damage, expected):
     assert str(path) in str(err.value)
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda a: a.pop("y_test"), r"missing array\(s\) \['y_test'\]"),
-    (lambda a: a.update(x_train=a["x_train"].reshape(100, 784)), r"'x_train' has shape \(100, 784\)"),
-    (lambda a: a.update(x_test=a["x_test"].astype(np.float64)), r"'x_test' has shape \(30, 28, 28\) and dtype float64"),
-    (lambda a: a.update(y_train=a["y_train"][:50]), "'x_train' has 100 images but 'y_train' has 50"),
-    (lambda a: a["y_test"].__setitem__(3, 11), r"'y_test'\[3\] = 11 is not a digit"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda a: a.pop("y_test"), r"missing array\(s\) \['y_test'\]"),
+        (lambda a: a.update(x_train=a["x_train"].reshape(100, 784)), r"'x_train' has shape \(100, 784\)"),
+        (
+            lambda a: a.update(x_test=a["x_test"].astype(np.float64)),
+            r"'x_test' has shape \(30, 28, 28\) and dtype float64",
+        ),
+        (lambda a: a.update(y_train=a["y_train"][:50]), "'x_train' has 100 images but 'y_train' has 50"),
+        (lambda a: a["y_test"].__setitem__(3, 11), r"'y_test'\[3\] = 11 is not a digit"),
+    ],
+)
 def test_mnist_bad_arrays(fake_data, change, expected):
     arrays = make_mnist_arrays()
     change(arrays)
@@ -598,13 +608,16 @@ def test_unknown_option_and_dataset():
     assert set(DATASET_NAMES) == {"wine", "seizure", "mnist", "synthetic"}
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"split": "book"}, "book split"),
-    ({"scale": "minmax"}, "scale='minmax'"),
-    ({"val_fraction": 0.6, "test_fraction": 0.5}, "must be below 1"),
-    ({"max_samples": 0}, "max_samples=0"),
-    ({"task": "ranking"}, "task='ranking'"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"split": "book"}, "book split"),
+        ({"scale": "minmax"}, "scale='minmax'"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "must be below 1"),
+        ({"max_samples": 0}, "max_samples=0"),
+        ({"task": "ranking"}, "task='ranking'"),
+    ],
+)
 def test_bad_option_values(options, match):
     with pytest.raises(ValueError, match=match):
         load_dataset("synthetic", **options)
@@ -621,13 +634,16 @@ def test_split_and_dataset_containers():
     assert list(ds.splits()) == ["train", "val", "test"] and ds.split_source == "generated"
 
 
-@pytest.mark.parametrize("task, kind, shape, dtype", [
-    ("regression", "regression", (8,), np.float32),
-    ("binary", "binary", (8,), np.int64),
-    ("multiclass", "multiclass", (8,), np.int64),
-    ("xor", "binary", (2,), np.int64),
-    ("sequence", "regression", (32,), np.float32),
-])
+@pytest.mark.parametrize(
+    "task, kind, shape, dtype",
+    [
+        ("regression", "regression", (8,), np.float32),
+        ("binary", "binary", (8,), np.int64),
+        ("multiclass", "multiclass", (8,), np.int64),
+        ("xor", "binary", (2,), np.int64),
+        ("sequence", "regression", (32,), np.float32),
+    ],
+)
 def test_synthetic_tasks(task, kind, shape, dtype):
     ds = load_dataset("synthetic", task=task)
     again = load_dataset("synthetic", task=task)
@@ -660,7 +676,9 @@ def test_synthetic_split_stratified_and_capped():
 
 
 def test_package_imports_no_framework():
-    code = ("import sys, datasets; banned = ['keras', 'tensorflow', 'hydra', 'omegaconf', 'mlflow'];"
-            "print([m for m in banned if m in sys.modules])")
+    code = (
+        "import sys, datasets; banned = ['keras', 'tensorflow', 'hydra', 'omegaconf', 'mlflow'];"
+        "print([m for m in banned if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

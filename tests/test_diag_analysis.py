@@ -28,8 +28,15 @@ def circles(rows: int, seed: int):
     return x, ((x[:, :2] ** 2).sum(axis=1) > 1.4).astype("int64")
 
 
-def mlp(hidden=(32, 16), dropout=0.0, output_units=1, output_activation="sigmoid", input_shape=(8,),
-        loss="binary_crossentropy", **dense_options) -> keras.Model:
+def mlp(
+    hidden=(32, 16),
+    dropout=0.0,
+    output_units=1,
+    output_activation="sigmoid",
+    input_shape=(8,),
+    loss="binary_crossentropy",
+    **dense_options,
+) -> keras.Model:
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
     for units in hidden:
@@ -45,8 +52,18 @@ def mlp(hidden=(32, 16), dropout=0.0, output_units=1, output_activation="sigmoid
 def data() -> DiagnosticData:
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = circles(1200, 0), circles(200, 1), circles(400, 2)
     groups = np.random.default_rng(3).integers(0, 4, len(x_test))
-    return DiagnosticData("binary", x_train, y_train, x_val, y_val, x_test, y_test, class_names=["out", "in"],
-                          slice_name="group", slices={"test": groups})
+    return DiagnosticData(
+        "binary",
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        class_names=["out", "in"],
+        slice_name="group",
+        slices={"test": groups},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +177,8 @@ def image_data(rows=300, side=16, seed=0):
     labels = rng.integers(0, 2, rows)
     images = 0.1 * rng.random((rows, side, side))
     for image, label in zip(images, labels):
-        image[:, :side // 2] += 0.8 * (label == 0)
-        image[:, side // 2:] += 0.8 * (label == 1)
+        image[:, : side // 2] += 0.8 * (label == 0)
+        image[:, side // 2 :] += 0.8 * (label == 1)
     return images.reshape(rows, -1).astype("float32"), labels
 
 
@@ -169,8 +186,13 @@ def test_attributions_and_confident_error_images_on_image_rows(tmp_path):
     x, y = image_data()
     data = DiagnosticData("multiclass", x, y, x_test=x[:100], y_test=y[:100])
     keras.utils.set_random_seed(0)
-    model = mlp(hidden=(16,), output_units=2, output_activation="softmax", input_shape=(256,),
-                loss="sparse_categorical_crossentropy")
+    model = mlp(
+        hidden=(16,),
+        output_units=2,
+        output_activation="softmax",
+        input_shape=(256,),
+        loss="sparse_categorical_crossentropy",
+    )
     model.fit(x, y, epochs=3, verbose=0)
     result = analysis.attributions(model, data, DiagnosticOptions(output_dir=tmp_path))
     assert result.verdict == PASS and result.plots == ["analysis/attributions.png"]
@@ -182,8 +204,13 @@ def test_attributions_and_confident_error_images_on_image_rows(tmp_path):
 def test_occlusion_drop_is_where_the_evidence_is():
     x, y = image_data(rows=4)
     keras.utils.set_random_seed(0)
-    model = mlp(hidden=(8,), output_units=2, output_activation="softmax", input_shape=(256,),
-                loss="sparse_categorical_crossentropy")
+    model = mlp(
+        hidden=(8,),
+        output_units=2,
+        output_activation="softmax",
+        input_shape=(256,),
+        loss="sparse_categorical_crossentropy",
+    )
     model.fit(*image_data(rows=300, seed=1), epochs=5, verbose=0)
     probabilities = _class_probabilities(model.predict(x, verbose=0))[np.arange(4), y]
     drops = _occlusion_drops(model, x, y, probabilities, (16, 16), fill=0.0)
@@ -234,8 +261,15 @@ def test_slices_warn_when_one_slice_is_mislabelled(trained, data):
     groups = data.slices["test"]
     y_test = data.y_test.copy()
     y_test[groups == 2] = 1 - y_test[groups == 2]
-    broken = DiagnosticData("binary", data.x_train, data.y_train, x_test=data.x_test, y_test=y_test,
-                            slice_name="group", slices={"test": groups})
+    broken = DiagnosticData(
+        "binary",
+        data.x_train,
+        data.y_train,
+        x_test=data.x_test,
+        y_test=y_test,
+        slice_name="group",
+        slices={"test": groups},
+    )
     result = analysis.slices(trained, broken, DiagnosticOptions(output_dir=None))
     assert result.verdict == WARN and result.evidence["flagged"] == ["2"]
     assert result.evidence["slices"]["2"]["error"] > 0.8
@@ -247,14 +281,21 @@ def test_a_slice_that_is_a_whole_class_is_not_judged(data):
     # made of exactly the positive rows (the seizure case) must not be flagged for being that class.
     model = mlp(hidden=(4,), kernel_initializer="zeros")  # always "out": every positive row is wrong
     positives = np.where(data.y_test == 1, "seizure", np.where(np.arange(len(data.y_test)) % 2, "a", "b"))
-    sliced = DiagnosticData("binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test,
-                            slices={"test": positives})
+    sliced = DiagnosticData(
+        "binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test, slices={"test": positives}
+    )
     result = analysis.slices(model, sliced, DiagnosticOptions())
     assert result.verdict == PASS and result.evidence["not_judged"] == ["seizure"]
     assert result.evidence["slices"]["seizure"]["error"] == 1.0
     # Slices equal to the labels: every slice is a whole class, nothing to compare.
-    by_label = DiagnosticData("binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test,
-                              slices={"test": data.y_test.copy()})
+    by_label = DiagnosticData(
+        "binary",
+        data.x_train,
+        data.y_train,
+        x_test=data.x_test,
+        y_test=data.y_test,
+        slices={"test": data.y_test.copy()},
+    )
     result = analysis.slices(model, by_label, DiagnosticOptions())
     assert result.verdict == SKIP and result.evidence["not_judged"] == ["0", "1"]
 
@@ -262,8 +303,9 @@ def test_a_slice_that_is_a_whole_class_is_not_judged(data):
 def test_slices_skip_without_slices_and_reject_misaligned_ones(trained, data):
     plain = DiagnosticData("binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test)
     assert analysis.slices(trained, plain, DiagnosticOptions()).verdict == SKIP
-    short = DiagnosticData("binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test,
-                           slices={"test": np.zeros(5)})
+    short = DiagnosticData(
+        "binary", data.x_train, data.y_train, x_test=data.x_test, y_test=data.y_test, slices={"test": np.zeros(5)}
+    )
     with pytest.raises(ValueError, match="has 5 entries for 400 test rows"):
         analysis.slices(trained, short, DiagnosticOptions())
 
@@ -276,8 +318,7 @@ def test_baseline_fails_a_network_with_constant_output():
     model = mlp(hidden=(4,), input_shape=(4,), kernel_initializer="zeros")  # every output is sigmoid(0) = 0.5: class 0
     result = analysis.baseline(model, data, DiagnosticOptions())
     assert result.verdict == FAIL
-    assert result.evidence["network_skill"] < SKILL_NONE < SKILL_BASELINE_HAS < result.evidence[
-        "baseline_skill"]
+    assert result.evidence["network_skill"] < SKILL_NONE < SKILL_BASELINE_HAS < result.evidence["baseline_skill"]
     assert result.evidence["correlation"] is None  # a constant prediction has no correlation
 
 
@@ -363,12 +404,18 @@ def test_baseline_skips_too_few_output_units_and_a_single_class():
     x = np.random.default_rng(0).standard_normal((300, 4)).astype("float32")
     labels = np.digitize(x[:, 0], [-1.0, -0.3, 0.3, 1.0])  # 5 classes
     data = DiagnosticData("multiclass", x[:200], labels[:200], x_test=x[200:], y_test=labels[200:])
-    model = mlp(hidden=(4,), input_shape=(4,), output_units=3, output_activation="softmax",
-                loss="sparse_categorical_crossentropy")
+    model = mlp(
+        hidden=(4,),
+        input_shape=(4,),
+        output_units=3,
+        output_activation="softmax",
+        loss="sparse_categorical_crossentropy",
+    )
     result = analysis.baseline(model, data, DiagnosticOptions())
     assert result.verdict == SKIP and "3 units but the labels have 5 classes" in result.message
-    single = DiagnosticData("binary", x[:200], np.zeros(200, dtype="int64"), x_test=x[200:],
-                            y_test=np.zeros(100, dtype="int64"))
+    single = DiagnosticData(
+        "binary", x[:200], np.zeros(200, dtype="int64"), x_test=x[200:], y_test=np.zeros(100, dtype="int64")
+    )
     result = analysis.baseline(mlp(hidden=(4,), input_shape=(4,)), single, DiagnosticOptions())
     assert result.verdict == SKIP and "single class" in result.message
 
@@ -410,6 +457,7 @@ def test_dropout_consistency_leaves_batch_norm_statistics_alone(data, trained):
 
 
 # ------------------------------------------------------------------------------------------------ capacity
+
 
 def linear_classifier(input_shape):
     inputs = keras.Input(shape=input_shape)
@@ -458,6 +506,7 @@ def test_long_context_rejects_a_step_outside_the_sequence():
 
 # -------------------------------------------------------------------------------------------- init study
 
+
 @pytest.fixture(scope="module")
 def init_table():
     return run_init_study(None, layers=5, units=300, samples=400)
@@ -502,10 +551,15 @@ def test_init_study_rejects_unknown_init():
 
 def test_units_switched_off_by_a_weight_penalty_only_warn():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)),
-                              keras.layers.Dense(8, activation="relu", kernel_regularizer="l2",
-                                                 bias_initializer=keras.initializers.Constant(-50.0)),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                8, activation="relu", kernel_regularizer="l2", bias_initializer=keras.initializers.Constant(-50.0)
+            ),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(loss="binary_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 4)).astype("float32")

@@ -28,29 +28,49 @@ def passing(*names: str) -> list[CheckResult]:
     return [check(name, "PASS") for name in names]
 
 
-HEALTHY = passing("preflight.data_finite", "preflight.input_scale", "preflight.loss_output_pairing",
-                  "monitor.loss_stalled", "analysis.baseline")
+HEALTHY = passing(
+    "preflight.data_finite",
+    "preflight.input_scale",
+    "preflight.loss_output_pairing",
+    "monitor.loss_stalled",
+    "analysis.baseline",
+)
 
 # Each cause on its typical evidence (with a PASS background).
 TYPICAL = {
     "loss_output_mismatch": [check("preflight.loss_output_pairing", message="softmax over one unit")],
-    "lr_too_high": [check("monitor.loss_diverging"), check("monitor.loss_oscillating", "WARN"),
-                    check("monitor.update_ratio", "WARN", "large updates in the first steps in d1 (log10 -0.5)")],
-    "lr_too_low": [check("monitor.update_ratio", message="updates are below 1e-6 of the weights in 3 of 3"),
-                   check("monitor.loss_stalled")],
+    "lr_too_high": [
+        check("monitor.loss_diverging"),
+        check("monitor.loss_oscillating", "WARN"),
+        check("monitor.update_ratio", "WARN", "large updates in the first steps in d1 (log10 -0.5)"),
+    ],
+    "lr_too_low": [
+        check("monitor.update_ratio", message="updates are below 1e-6 of the weights in 3 of 3"),
+        check("monitor.loss_stalled"),
+    ],
     "unscaled_inputs": [check("preflight.input_scale", "WARN", "unscaled inputs: feature 6 has RMS 120")],
     "unscaled_targets": [check("preflight.target_scale", "WARN")],
-    "bad_init": [check("preflight.initial_weights", message="dense/kernel: every weight is about 0.1 (constant "
-                       "init)", layers={"dense/kernel": {"kind": "constant", "ratio": 0.0}})],
-    "dead_relu": [check("preflight.initial_weights", message="dense/bias: 100% of the relu units start dead"),
-                  check("monitor.dead_units")],
+    "bad_init": [
+        check(
+            "preflight.initial_weights",
+            message="dense/kernel: every weight is about 0.1 (constant init)",
+            layers={"dense/kernel": {"kind": "constant", "ratio": 0.0}},
+        )
+    ],
+    "dead_relu": [
+        check("preflight.initial_weights", message="dense/bias: 100% of the relu units start dead"),
+        check("monitor.dead_units"),
+    ],
     "vanishing_gradient": [check("monitor.gradient_norms", message="vanishing gradients: the first layer ...")],
     "exploding_gradient": [check("monitor.gradient_norms", message="exploding gradients: a norm was NaN")],
     "saturation": [check("monitor.saturation", "WARN")],
     "too_few_epochs": [check("monitor.still_improving", "WARN")],
     "wrong_labels": [check("preflight.label_signal", "WARN"), check("monitor.underfitting", "WARN")],
-    "underfitting_capacity": [check("monitor.underfitting", "WARN"), check("analysis.baseline", "WARN"),
-                              check("analysis.receptive_field", "WARN")],
+    "underfitting_capacity": [
+        check("monitor.underfitting", "WARN"),
+        check("analysis.baseline", "WARN"),
+        check("analysis.receptive_field", "WARN"),
+    ],
     "overfitting": [check("monitor.overfitting", "WARN")],
     "regularization_too_strong": [check("monitor.regularization"), check("monitor.underfitting", "WARN")],
     "split_shift": [check("preflight.split_shift", "WARN")],
@@ -75,17 +95,23 @@ def test_each_cause_wins_on_its_typical_evidence(cause):
     assert diagnosis.fix == CAUSES[cause][1]
     assert diagnosis.verdict == max((r.verdict for r in TYPICAL[cause]), key={"WARN": 1, "FAIL": 2}.get)
     assert diagnosis.second is None
-    assert {row["check"] for row in diagnosis.evidence} | set(diagnosis.consequences) == \
-        {r.check for r in TYPICAL[cause]}
+    assert {row["check"] for row in diagnosis.evidence} | set(diagnosis.consequences) == {
+        r.check for r in TYPICAL[cause]
+    }
 
 
 def test_unscaled_inputs_explain_a_stalled_loss_and_its_contradicting_fix():
     results = HEALTHY[:1] + [
         check("preflight.input_scale", "WARN", "unscaled inputs: feature 6 has RMS 120", "Standardise the inputs."),
         check("monitor.loss_stalled", "FAIL", "the training loss never dropped", "raise the learning rate (by 10x)"),
-        check("monitor.update_ratio", "FAIL", "updates are below 1e-6 of the weights in 2 of 2 layers",
-              "raise the learning rate (by 10x or more)"),
-        check("preflight.overfit_batch", "FAIL", "could not overfit one batch", "raise the learning rate")]
+        check(
+            "monitor.update_ratio",
+            "FAIL",
+            "updates are below 1e-6 of the weights in 2 of 2 layers",
+            "raise the learning rate (by 10x or more)",
+        ),
+        check("preflight.overfit_batch", "FAIL", "could not overfit one batch", "raise the learning rate"),
+    ]
     diagnosis = rank(results)
     assert (diagnosis.cause, diagnosis.verdict) == ("unscaled_inputs", "FAIL")  # as serious as the FAIL it explains
     assert [row["check"] for row in diagnosis.evidence] == ["preflight.input_scale"]
@@ -119,9 +145,11 @@ def test_a_flagged_check_no_rule_knows_stays_visible():
 
 
 def test_an_independent_second_cause_is_reported_with_its_own_evidence():
-    results = [check("preflight.split_leakage", "FAIL", "30% of test rows occur in train"),
-               check("monitor.saturation", "WARN"), check("monitor.gradient_norms", "FAIL",
-                                                          "vanishing gradients: the first layer ...")]
+    results = [
+        check("preflight.split_leakage", "FAIL", "30% of test rows occur in train"),
+        check("monitor.saturation", "WARN"),
+        check("monitor.gradient_norms", "FAIL", "vanishing gradients: the first layer ..."),
+    ]
     top = rank(results)
     assert top.cause == "leakage" and top.consequences == []
     assert top.second is not None and top.second.cause == "vanishing_gradient"
@@ -131,10 +159,20 @@ def test_an_independent_second_cause_is_reported_with_its_own_evidence():
 
 
 def test_update_ratio_warn_reads_its_direction_from_the_evidence():
-    high = check("monitor.update_ratio", "WARN", "update/weight ratio outside the healthy band in d1",
-                 value=-0.5, median_log10={"d1": -0.5, "d2": -0.3})
-    low = check("monitor.update_ratio", "WARN", "update/weight ratio outside the healthy band in d1",
-                value=-5.0, median_log10={"d1": -5.0, "d2": -3.0})
+    high = check(
+        "monitor.update_ratio",
+        "WARN",
+        "update/weight ratio outside the healthy band in d1",
+        value=-0.5,
+        median_log10={"d1": -0.5, "d2": -0.3},
+    )
+    low = check(
+        "monitor.update_ratio",
+        "WARN",
+        "update/weight ratio outside the healthy band in d1",
+        value=-5.0,
+        median_log10={"d1": -5.0, "d2": -3.0},
+    )
     assert rank([high]).cause == "lr_too_high" and rank([low]).cause == "lr_too_low"
     odd = check("monitor.update_ratio", "WARN", "something new", value=None, median_log10="not a dict")
     assert rank([odd]).cause == "none"  # evidence of an unexpected shape does not crash
@@ -149,10 +187,13 @@ def test_report_json_round_trip(tmp_path):
 
 
 def test_console_leads_with_the_diagnosis_and_counts_skips():
-    results = [check("preflight.input_scale", "WARN", "unscaled inputs", "scale them"),
-               check("monitor.loss_stalled", "FAIL", "loss flat", "raise the learning rate"),
-               check("preflight.split_leakage", "WARN", "leak", "dedupe"),
-               check("analysis.slices", "SKIP"), *passing("preflight.data_finite")]
+    results = [
+        check("preflight.input_scale", "WARN", "unscaled inputs", "scale them"),
+        check("monitor.loss_stalled", "FAIL", "loss flat", "raise the learning rate"),
+        check("preflight.split_leakage", "WARN", "leak", "dedupe"),
+        check("analysis.slices", "SKIP"),
+        *passing("preflight.data_finite"),
+    ]
     lines = console_lines(Report(results))
     assert lines[0].strip().startswith("diagnosis: unscaled_inputs (FAIL): ")
     assert lines[1].strip() == f"fix: {CAUSES['unscaled_inputs'][1]}"
@@ -160,8 +201,10 @@ def test_console_leads_with_the_diagnosis_and_counts_skips():
     assert "FAIL monitor.loss_stalled: loss flat" in text and "raise the learning rate" not in text
     assert text.index("monitor.loss_stalled") < text.index("second cause: leakage (WARN)")
     assert lines[-1].strip() == "diagnostics: 3 of 5 checks flagged (worst FAIL), 1 skipped"
-    assert console_lines(Report(passing("preflight.a", "monitor.b") + [check("analysis.c", "SKIP")]))[0].strip() == \
-        "diagnostics: 2 passed, 1 skipped"
+    assert (
+        console_lines(Report(passing("preflight.a", "monitor.b") + [check("analysis.c", "SKIP")]))[0].strip()
+        == "diagnostics: 2 passed, 1 skipped"
+    )
     assert console_lines(Report(passing("preflight.a")))[0].strip() == "diagnostics: all 1 checks passed"
 
 
@@ -192,10 +235,21 @@ def test_mlflow_tags_name_the_cause_and_a_stale_second_cause_is_overwritten():
 def test_html_puts_the_diagnosis_on_top_and_links_non_image_files(tmp_path):
     (tmp_path / "analysis").mkdir()
     (tmp_path / "analysis" / "confident_errors.csv").write_text("index,label\n1,0\n")
-    results = [check("preflight.input_scale", "WARN", "unscaled <inputs>"), check("monitor.loss_stalled"),
-               CheckResult("analysis.confident_errors", "WARN", 0.1, None, "confident errors", "", "analysis",
-                           plots=["analysis/confident_errors.csv"]),
-               check("preflight.split_leakage")]
+    results = [
+        check("preflight.input_scale", "WARN", "unscaled <inputs>"),
+        check("monitor.loss_stalled"),
+        CheckResult(
+            "analysis.confident_errors",
+            "WARN",
+            0.1,
+            None,
+            "confident errors",
+            "",
+            "analysis",
+            plots=["analysis/confident_errors.csv"],
+        ),
+        check("preflight.split_leakage"),
+    ]
     page = html.render(Report(results), tmp_path)
     assert page.index("Diagnosis: leakage") < page.index("Second cause: unscaled_inputs") < page.index("<table>")
     assert "unscaled &lt;inputs&gt;" in page
@@ -204,12 +258,19 @@ def test_html_puts_the_diagnosis_on_top_and_links_non_image_files(tmp_path):
 
 
 def test_cause_ranges_names_the_separating_threshold_and_category():
-    trials = [{"cause": "lr_too_high" if lr > 0.01 else "none",
-               "params": {"optimizer.learning_rate": str(lr), "model.width": width}}
-              for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3) for width in ("small", "large")]
-    trials += [{"cause": "underfitting_capacity", "params": {"optimizer.learning_rate": "0.001", "model.width": "tiny"}},
-               {"cause": "underfitting_capacity", "params": {"optimizer.learning_rate": "0.003", "model.width": "tiny"}},
-               {"cause": None, "params": {"optimizer.learning_rate": "1.0", "model.width": "small"}}]
+    trials = [
+        {
+            "cause": "lr_too_high" if lr > 0.01 else "none",
+            "params": {"optimizer.learning_rate": str(lr), "model.width": width},
+        }
+        for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+        for width in ("small", "large")
+    ]
+    trials += [
+        {"cause": "underfitting_capacity", "params": {"optimizer.learning_rate": "0.001", "model.width": "tiny"}},
+        {"cause": "underfitting_capacity", "params": {"optimizer.learning_rate": "0.003", "model.width": "tiny"}},
+        {"cause": None, "params": {"optimizer.learning_rate": "1.0", "model.width": "small"}},
+    ]
     lines = cause_ranges(trials)
     assert lines[0] == "diagnoses over 14 trials: lr_too_high 6, none 6, underfitting_capacity 2"
     assert "lr_too_high in 6 of 6 trials with optimizer.learning_rate > 0.01" in lines
@@ -228,8 +289,11 @@ def test_every_fault_preset_names_known_causes():
 
 
 def test_console_lists_a_third_problem_with_its_own_fix():
-    results = [check("preflight.split_leakage", "FAIL", "leak"), check("preflight.input_scale", "WARN", "unscaled"),
-               check("preflight.nonlinearity", "WARN", "no activation", "add relu")]
+    results = [
+        check("preflight.split_leakage", "FAIL", "leak"),
+        check("preflight.input_scale", "WARN", "unscaled"),
+        check("preflight.nonlinearity", "WARN", "no activation", "add relu"),
+    ]
     lines = console_lines(Report(results))
     text = "\n".join(lines)
     assert "diagnosis: leakage (FAIL)" in text and "second cause: unscaled_inputs (WARN)" in text
@@ -246,13 +310,18 @@ def test_the_sweep_report_reads_the_trials_cause_tags():
 
     rates = ["0.001", "0.01", "0.1", "0.5", "1.0"]
     causes = ["none", "none", "lr_too_high", "lr_too_high", None]  # the last trial ran no diagnostics
-    runs = [SimpleNamespace(info=SimpleNamespace(run_id=f"r{i}"),
-                            data=SimpleNamespace(tags={"diag.cause": cause} if cause else {}))
-            for i, cause in enumerate(causes)]
+    runs = [
+        SimpleNamespace(
+            info=SimpleNamespace(run_id=f"r{i}"), data=SimpleNamespace(tags={"diag.cause": cause} if cause else {})
+        )
+        for i, cause in enumerate(causes)
+    ]
     table = pd.DataFrame({"run_id": [f"r{i}" for i in range(5)], "optimizer.learning_rate": rates})
     lines = trial_diagnoses(runs, table, ["optimizer.learning_rate"])
-    assert lines == ["diagnoses over 4 trials: lr_too_high 2, none 2",
-                     "lr_too_high in 2 of 2 trials with optimizer.learning_rate > 0.01"]
+    assert lines == [
+        "diagnoses over 4 trials: lr_too_high 2, none 2",
+        "lr_too_high in 2 of 2 trials with optimizer.learning_rate > 0.01",
+    ]
 
 
 def test_labels_that_look_unlearnable_outrank_training_symptoms_but_not_unscaled_inputs():
@@ -267,17 +336,34 @@ def test_labels_that_look_unlearnable_outrank_training_symptoms_but_not_unscaled
 
 
 def test_a_target_scale_hint_names_the_root_only_when_training_misbehaves():
-    hinted = CheckResult("preflight.target_scale", "PASS", 60.0, 100.0, "targets are within 60 of unit scale",
-                         stage="preflight", evidence={"hint": "unscaled_targets"})
+    hinted = CheckResult(
+        "preflight.target_scale",
+        "PASS",
+        60.0,
+        100.0,
+        "targets are within 60 of unit scale",
+        stage="preflight",
+        evidence={"hint": "unscaled_targets"},
+    )
     blown = rank([hinted, check("monitor.loss_diverging", "FAIL", "the training loss blew up")])
     assert blown.cause == "unscaled_targets" and blown.consequences == ["monitor.loss_diverging"]
     assert blown.verdict == "FAIL"
     assert rank([hinted]).cause == "none"  # targets in the tens that train well are no problem
-    slow = rank([hinted, check("monitor.update_ratio", "FAIL", "updates below 1e-6 of the weights in d1"),
-                 check("monitor.loss_stalled", "FAIL", "never dropped")])
+    slow = rank(
+        [
+            hinted,
+            check("monitor.update_ratio", "FAIL", "updates below 1e-6 of the weights in d1"),
+            check("monitor.loss_stalled", "FAIL", "never dropped"),
+        ]
+    )
     assert slow.cause == "lr_too_low"  # direct evidence of tiny steps beats a hint
-    penalised = rank([hinted, check("monitor.regularization", "FAIL", "strong regularisation"),
-                      check("monitor.loss_stalled", "FAIL", "never dropped")])
+    penalised = rank(
+        [
+            hinted,
+            check("monitor.regularization", "FAIL", "strong regularisation"),
+            check("monitor.loss_stalled", "FAIL", "never dropped"),
+        ]
+    )
     assert penalised.cause == "regularization_too_strong"  # a flagged mechanism of another kind keeps its place
     assert rank([hinted, check("monitor.overfitting", "WARN", "overfitting")]).cause == "overfitting"
 
@@ -291,9 +377,11 @@ def test_dead_units_beside_a_blow_up_are_the_blow_up_s_consequence():
 
 
 def test_a_stalled_loss_after_healthy_steps_in_a_short_run_is_too_few_epochs():
-    short = CheckResult("monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor",
-                        evidence={"short_run": True})
-    long = CheckResult("monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor",
-                       evidence={"short_run": False})
+    short = CheckResult(
+        "monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor", evidence={"short_run": True}
+    )
+    long = CheckResult(
+        "monitor.loss_stalled", "FAIL", 0.01, 0.05, "never dropped", stage="monitor", evidence={"short_run": False}
+    )
     assert rank([short]).cause == "too_few_epochs"
     assert rank([long]).cause == "lr_too_low"

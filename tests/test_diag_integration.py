@@ -14,8 +14,15 @@ from runner.diagnostics import CheckResult, Report, html
 from runner.run.diagnostics_session import console_lines
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ("dataset=synthetic", "dataset.task=binary", "dataset.n_samples=300", "trainer.epochs=2",
-        "trainer.verbose=0", "tracking.log_model=false", "evaluation.plots=false")
+TINY = (
+    "dataset=synthetic",
+    "dataset.task=binary",
+    "dataset.n_samples=300",
+    "trainer.epochs=2",
+    "trainer.verbose=0",
+    "tracking.log_model=false",
+    "evaluation.plots=false",
+)
 
 
 def compose_config(*overrides):
@@ -46,11 +53,22 @@ def artifact_paths(client, run_id: str, path: str = "") -> set[str]:
 def stand_in_report(plot_dir: Path | None = None) -> Report:
     """Hand-made results, so the report code is tested without the real checks."""
     report = Report()
-    report.add(CheckResult("preflight.initial_loss", "PASS", 0.69, 1.0, "loss as expected"),
-               CheckResult("monitor.dead_units", "FAIL", 0.8, 0.5, "80% <dead> units", "lower the LR & re-init",
-                           stage="monitor", plots=["monitor/dead.png"]),
-               CheckResult("analysis.slices", "WARN", float("nan"), "gap > 0.1", "slice 3 is worse", "more data",
-                           stage="analysis"))
+    report.add(
+        CheckResult("preflight.initial_loss", "PASS", 0.69, 1.0, "loss as expected"),
+        CheckResult(
+            "monitor.dead_units",
+            "FAIL",
+            0.8,
+            0.5,
+            "80% <dead> units",
+            "lower the LR & re-init",
+            stage="monitor",
+            plots=["monitor/dead.png"],
+        ),
+        CheckResult(
+            "analysis.slices", "WARN", float("nan"), "gap > 0.1", "slice 3 is worse", "more data", stage="analysis"
+        ),
+    )
     if plot_dir is not None:
         import matplotlib
 
@@ -69,8 +87,12 @@ def stand_in_report(plot_dir: Path | None = None) -> Report:
 
 def test_diagnostics_group_defaults_to_none_and_takes_a_choice_without_plus():
     assert compose_config("dataset=synthetic").diagnostics.suite == "none"
-    cfg = compose_config("dataset=synthetic", "diagnostics=full", "diagnostics.disable=[monitor]",
-                         "+diagnostics.thresholds={preflight.initial_loss: 2.5}")
+    cfg = compose_config(
+        "dataset=synthetic",
+        "diagnostics=full",
+        "diagnostics.disable=[monitor]",
+        "+diagnostics.thresholds={preflight.initial_loss: 2.5}",
+    )
     assert cfg.diagnostics.suite == "full"
     assert cfg.diagnostics.thresholds["preflight.initial_loss"] == 2.5
     assert list(cfg.diagnostics.disable) == ["monitor"]
@@ -97,8 +119,7 @@ def test_report_write_gives_json_and_a_self_contained_html(tmp_path):
     json_path, html_path = report.write(tmp_path, title="Diagnostics: tiny")
     saved = json.loads(json_path.read_text())
     assert saved["worst"] == "FAIL"
-    assert {c["check"] for c in saved["checks"]} == {"preflight.initial_loss", "monitor.dead_units",
-                                                     "analysis.slices"}
+    assert {c["check"] for c in saved["checks"]} == {"preflight.initial_loss", "monitor.dead_units", "analysis.slices"}
     page = html_path.read_text()
     assert "data:image/png;base64," in page  # the plot is inline, not a link
     assert "&lt;dead&gt;" in page and "lower the LR &amp; re-init" in page  # messages are escaped
@@ -118,16 +139,19 @@ def test_console_lines_list_problems_worst_first_with_fixes():
     assert "2 of 3 checks flagged (worst FAIL)" in lines[-1]
     assert lines[2].strip().startswith("FAIL monitor.dead_units")
     assert any(line.strip().startswith("WARN analysis.slices") for line in lines)
-    assert console_lines(Report([CheckResult("preflight.x", "PASS", 1, 1, "ok")]))[0].strip() == \
-        "diagnostics: all 1 checks passed"
+    assert (
+        console_lines(Report([CheckResult("preflight.x", "PASS", 1, 1, "ok")]))[0].strip()
+        == "diagnostics: all 1 checks passed"
+    )
 
 
 def test_a_crashing_stage_becomes_a_skip_that_names_the_error(caplog):
     from runner.diagnostics import DiagnosticData, DiagnosticOptions
     from runner.run.diagnostics_session import DiagnosticsSession
 
-    session = DiagnosticsSession("full", DiagnosticData("binary", np.zeros((4, 2)), np.zeros((4, 1))),
-                                 DiagnosticOptions(), record=None)
+    session = DiagnosticsSession(
+        "full", DiagnosticData("binary", np.zeros((4, 2)), np.zeros((4, 1))), DiagnosticOptions(), record=None
+    )
 
     def broken():
         return 1.0 / 0.0
@@ -153,8 +177,11 @@ def test_quick_logs_preflight_verdicts_and_trains_like_none(tmp_path, capsys):
 
     client = client_for(tmp_path)
     run_data = client.get_run(quick.run_id).data
-    verdicts = {k[len("diag."):]: v for k, v in run_data.tags.items()
-                if k.startswith("diag.") and k not in ("diag.worst", "diag.suite", "diag.cause", "diag.cause2")}
+    verdicts = {
+        k[len("diag.") :]: v
+        for k, v in run_data.tags.items()
+        if k.startswith("diag.") and k not in ("diag.worst", "diag.suite", "diag.cause", "diag.cause2")
+    }
     assert verdicts and all(check.startswith("preflight.") for check in verdicts)
     assert "preflight.initial_loss" in verdicts and "preflight.gradient_check" not in verdicts
     assert "preflight.zeroed_inputs" not in verdicts
@@ -197,9 +224,14 @@ def test_stop_on_fail_stops_before_training_and_keeps_the_verdicts(tmp_path):
 
     # softmax over one unit always outputs 1: the loss/output pairing check must FAIL
     with pytest.raises(DiagnosticsStop, match="preflight.loss_output_pairing"):
-        run(tmp_path, "diagnostics=quick", "diagnostics.stop_on_fail=true", "model.output_activation=softmax",
+        run(
+            tmp_path,
+            "diagnostics=quick",
+            "diagnostics.stop_on_fail=true",
+            "model.output_activation=softmax",
             "model.allow_unusual_output=true",
-            "diagnostics.disable=[preflight.gradient_check,preflight.overfit_batch]")
+            "diagnostics.disable=[preflight.gradient_check,preflight.overfit_batch]",
+        )
     client = client_for(tmp_path)
     (failed,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     assert failed.info.status == "FAILED"
@@ -221,8 +253,10 @@ def test_importing_the_package_pulls_in_neither_hydra_nor_mlflow():
     import subprocess
     import sys
 
-    code = ("import sys, runner.diagnostics; "
-            "bad = [m for m in ('hydra', 'mlflow', 'keras', 'tensorflow') if m in sys.modules]; print(bad)")
+    code = (
+        "import sys, runner.diagnostics; "
+        "bad = [m for m in ('hydra', 'mlflow', 'keras', 'tensorflow') if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -63,8 +63,15 @@ def train(model, data, optimizer, epochs=3, batch_size=32, options=None, callbac
     model.compile(optimizer, "binary_crossentropy", metrics=["accuracy"])
     monitor = TrainingMonitor(data, options or DiagnosticOptions(seed=0))
     validation = (data.x_val, data.y_val) if data.x_val is not None else None
-    history = model.fit(data.x_train, data.y_train, validation_data=validation, epochs=epochs,
-                        batch_size=batch_size, verbose=0, callbacks=[monitor, *callbacks]).history
+    history = model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+        callbacks=[monitor, *callbacks],
+    ).history
     return monitor.report(history), history
 
 
@@ -88,11 +95,13 @@ class LogKeys(keras.callbacks.Callback):
 def test_healthy_run_has_no_fail_leaves_logs_alone_and_writes_plots(data, tmp_path):
     keras.utils.set_random_seed(3)
     keys = LogKeys()
-    checkpoint = keras.callbacks.ModelCheckpoint(tmp_path / "best.weights.h5", monitor="val_loss",
-                                                 save_best_only=True, save_weights_only=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        tmp_path / "best.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True
+    )
     options = DiagnosticOptions(output_dir=tmp_path / "diag", seed=0)
-    report, history = train(mlp(), data, keras.optimizers.Adam(1e-2), epochs=5, options=options,
-                            callbacks=[keys, checkpoint])
+    report, history = train(
+        mlp(), data, keras.optimizers.Adam(1e-2), epochs=5, options=options, callbacks=[keys, checkpoint]
+    )
 
     assert [r.check for r in report.results if r.verdict == FAIL] == []
     assert report["monitor.loss_stalled"].verdict == PASS
@@ -112,8 +121,11 @@ def test_healthy_run_has_no_fail_leaves_logs_alone_and_writes_plots(data, tmp_pa
     assert report["monitor.gradient_norms"].plots == ["monitor/gradient_norms.png"]
     for name in report.plots + report["monitor.gradient_norms"].plots:
         assert (tmp_path / "diag" / name).stat().st_size > 1000
-    assert sorted(report.plots) == ["monitor/activations_histograms.png", "monitor/gradients_histograms.png",
-                                    "monitor/weights_histograms.png"]
+    assert sorted(report.plots) == [
+        "monitor/activations_histograms.png",
+        "monitor/gradients_histograms.png",
+        "monitor/weights_histograms.png",
+    ]
     json.dumps(report.to_dict())  # report.json stays valid
 
 
@@ -140,8 +152,7 @@ def test_very_negative_relu_biases_give_dead_units(data):
 
 
 def test_std1_deep_sigmoid_saturates(data):
-    model = mlp(units=(256,) * 5, activation="sigmoid",
-                kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))
+    model = mlp(units=(256,) * 5, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(stddev=1.0))
     report, _ = train(model, data, keras.optimizers.SGD(0.01), epochs=2)
     result = report["monitor.saturation"]
     assert result.verdict in (WARN, FAIL)
@@ -304,11 +315,15 @@ def test_update_ratio_band():
     assert check_update_ratio(Observed(healthy), options).verdict == PASS
     slow = Records(update_epochs=[1], update_ratio={"a": [1e-5], "b": [1e-5], "c": [1e-2]}, data_loss=[1.0, 0.9])
     assert check_update_ratio(Observed(slow), options).verdict == WARN  # small updates and the loss barely moved
-    converged = Records(update_epochs=[1, 2], update_ratio={"a": [1e-3, 1e-7], "b": [1e-3, 1e-8]},
-                        data_loss=[1.0, 0.01])
+    converged = Records(
+        update_epochs=[1, 2], update_ratio={"a": [1e-3, 1e-7], "b": [1e-3, 1e-8]}, data_loss=[1.0, 0.01]
+    )
     assert check_update_ratio(Observed(converged), options).verdict == PASS  # tiny late updates after the loss fell
-    late_huge = Records(update_epochs=[1, 2, 3, 4, 5], data_loss=[1.0, 5.0],
-                        update_ratio={"a": [2.0, 1e-3, 1e-3, 1e-3, 1e-3], "b": [3.0, 1e-3, 1e-3, 1e-3, 1e-3]})
+    late_huge = Records(
+        update_epochs=[1, 2, 3, 4, 5],
+        data_loss=[1.0, 5.0],
+        update_ratio={"a": [2.0, 1e-3, 1e-3, 1e-3, 1e-3], "b": [3.0, 1e-3, 1e-3, 1e-3, 1e-3]},
+    )
     assert check_update_ratio(Observed(late_huge), options).verdict == FAIL  # the median would have hidden it
     huge = Records(update_epochs=[1], update_ratio={"a": [3.0], "b": [5.0], "c": [1e-2]})
     result = check_update_ratio(Observed(huge), options)
@@ -333,8 +348,9 @@ def test_underfitting_needs_plateau_no_gap_and_a_loss_far_from_zero():
 
 def test_dead_units_from_a_dominating_regulariser_warn_instead_of_fail():
     watched = {"dense": "relu", "dense_1": "relu"}
-    records = Records(epochs=[0, 1], data_loss=[2.3, 0.2], reg_loss=[0.0, 0.0],
-                      dead={"dense": [0.0, 0.9], "dense_1": [0.0, 0.95]})
+    records = Records(
+        epochs=[0, 1], data_loss=[2.3, 0.2], reg_loss=[0.0, 0.0], dead={"dense": [0.0, 0.9], "dense_1": [0.0, 0.95]}
+    )
     assert check_dead_units(Observed(records, watched=watched), DiagnosticOptions()).verdict == FAIL
     records.reg_loss = [11.0, 0.3]
     result = check_dead_units(Observed(records, watched=watched), DiagnosticOptions())

@@ -27,14 +27,26 @@ def learnable(task: str = "binary", n: int = 300, features: int = 6, seed: int =
     return DiagnosticData(task, x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
 
 
-def mlp(features: int, units: int = 1, activation: str = "sigmoid", loss="binary_crossentropy", *,
-        hidden=(16, 16), kernel_initializer="glorot_uniform", bias_initializer="zeros", optimizer=None,
-        extra_layer=None) -> keras.Model:
+def mlp(
+    features: int,
+    units: int = 1,
+    activation: str = "sigmoid",
+    loss="binary_crossentropy",
+    *,
+    hidden=(16, 16),
+    kernel_initializer="glorot_uniform",
+    bias_initializer="zeros",
+    optimizer=None,
+    extra_layer=None,
+) -> keras.Model:
     keras.utils.set_random_seed(0)
     layers = [keras.Input((features,))]
     for size in hidden:
-        layers.append(keras.layers.Dense(size, activation="relu", kernel_initializer=kernel_initializer,
-                                         bias_initializer=bias_initializer))
+        layers.append(
+            keras.layers.Dense(
+                size, activation="relu", kernel_initializer=kernel_initializer, bias_initializer=bias_initializer
+            )
+        )
         if extra_layer is not None:
             layers.append(extra_layer())
     layers.append(keras.layers.Dense(units, activation=activation, kernel_initializer="glorot_uniform"))
@@ -60,10 +72,19 @@ def test_healthy_binary_mlp_has_no_fail_and_keeps_its_weights():
 
     assert report.worst != FAIL, [(r.check, r.message) for r in report.problems()]
     assert {r.check for r in report.results} >= {
-        "preflight.data_finite", "preflight.input_scale", "preflight.constant_target",
-        "preflight.class_balance", "preflight.split_leakage", "preflight.loss_output_pairing",
-        "preflight.initial_loss", "preflight.loss_reduction", "preflight.initial_weights",
-        "preflight.gradient_check", "preflight.overfit_batch", "preflight.zeroed_inputs"}
+        "preflight.data_finite",
+        "preflight.input_scale",
+        "preflight.constant_target",
+        "preflight.class_balance",
+        "preflight.split_leakage",
+        "preflight.loss_output_pairing",
+        "preflight.initial_loss",
+        "preflight.loss_reduction",
+        "preflight.initial_weights",
+        "preflight.gradient_check",
+        "preflight.overfit_batch",
+        "preflight.zeroed_inputs",
+    }
     assert report["preflight.gradient_check"].verdict == PASS
     assert report["preflight.gradient_check"].evidence["float64"] is True
     assert report["preflight.overfit_batch"].verdict == PASS
@@ -170,16 +191,19 @@ def test_overlap_explained_by_duplicates_in_the_data_itself_passes_with_the_reas
 # ------------------------------------------------------------------------------------ loss and output
 
 
-@pytest.mark.parametrize("units, activation, loss, task, expected", [
-    (1, "softmax", "binary_crossentropy", "binary", "single unit"),
-    (3, "sigmoid", "sparse_categorical_crossentropy", "multiclass", "sigmoid output"),
-    (1, "linear", "binary_crossentropy", "binary", "expects probabilities"),
-    (1, "linear", "binary_crossentropy", "regression", "regression task"),
-    (1, "sigmoid", "mean_squared_error", "binary", "regression loss"),
-    (1, "sigmoid", "mean_absolute_error", "regression", "only reaches"),
-    (1, "relu", "mean_absolute_error", "regression", "only reaches"),
-    (2, "softmax", "sparse_categorical_crossentropy", "multiclass", "2 output units for 3 classes"),
-])
+@pytest.mark.parametrize(
+    "units, activation, loss, task, expected",
+    [
+        (1, "softmax", "binary_crossentropy", "binary", "single unit"),
+        (3, "sigmoid", "sparse_categorical_crossentropy", "multiclass", "sigmoid output"),
+        (1, "linear", "binary_crossentropy", "binary", "expects probabilities"),
+        (1, "linear", "binary_crossentropy", "regression", "regression task"),
+        (1, "sigmoid", "mean_squared_error", "binary", "regression loss"),
+        (1, "sigmoid", "mean_absolute_error", "regression", "only reaches"),
+        (1, "relu", "mean_absolute_error", "regression", "only reaches"),
+        (2, "softmax", "sparse_categorical_crossentropy", "multiclass", "2 output units for 3 classes"),
+    ],
+)
 def test_wrong_loss_output_pairings_fail(units, activation, loss, task, expected):
     data = learnable(task)
     if task == "regression":
@@ -251,8 +275,13 @@ def test_very_negative_relu_biases_are_dead_units_and_the_batch_cannot_be_memori
 
 def test_bidirectional_lstm_recurrent_kernels_are_judged_sensibly():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((12, 1)), keras.layers.Bidirectional(keras.layers.LSTM(8)),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((12, 1)),
+            keras.layers.Bidirectional(keras.layers.LSTM(8)),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer="adam", loss="binary_crossentropy")
     x = np.random.default_rng(0).standard_normal((40, 12, 1)).astype("float32")
     data = DiagnosticData("binary", x, (x[:, -1, 0] > 0).astype("int64"))
@@ -328,6 +357,7 @@ def test_a_slow_but_learning_optimiser_passes_the_overfit_test():
 def test_the_overfit_verdict_has_no_time_budget():
     # Budgets are steps: a machine so slow that every step takes "forever" still gets the same verdict.
     import time
+
     options = DiagnosticOptions(seed=0, disabled={"preflight.gradient_check"})
     idle = preflight.run(mlp(6), learnable("binary"), options).verdicts()
     clock = iter(range(0, 10**9, 3600))

@@ -53,8 +53,13 @@ def images(n: int, rng: np.random.Generator, side: int = 28) -> np.ndarray:
     return np.clip(disc + speckle, 0, 1).astype("float32")
 
 
-MAKERS = {"tabular": tabular, "sequences": sequences, "channels": lambda n, rng: sequences(n, rng, 50, 3),
-          "tokens": tokens, "images": images}
+MAKERS = {
+    "tabular": tabular,
+    "sequences": sequences,
+    "channels": lambda n, rng: sequences(n, rng, 50, 3),
+    "tokens": tokens,
+    "images": images,
+}
 
 
 def random_split(x: np.ndarray, rng: np.random.Generator, task: str = "binary") -> DiagnosticData:
@@ -148,16 +153,16 @@ def test_the_worst_features_name_the_shifted_column():
 def test_a_scaler_fitted_on_each_split_separately_passes(kind):
     rng = np.random.default_rng(3)
     x = MAKERS[kind](1500, rng)
-    result = check_split_shift(with_val(standardised(x[:1000], x[:1000]), standardised(x[1000:], x[1000:])),
-                               OPTIONS)
+    result = check_split_shift(with_val(standardised(x[:1000], x[:1000]), standardised(x[1000:], x[1000:])), OPTIONS)
     assert result.verdict == PASS, result.message
 
 
 def test_a_shifted_test_split_is_reported_even_when_val_is_fine():
     rng = np.random.default_rng(4)
     x = images(900, rng)
-    data = DiagnosticData("binary", x[:600], np.zeros(600, int), x[600:750], np.zeros(150, int), 1.0 - x[750:],
-                          np.zeros(150, int))
+    data = DiagnosticData(
+        "binary", x[:600], np.zeros(600, int), x[600:750], np.zeros(150, int), 1.0 - x[750:], np.zeros(150, int)
+    )
     result = check_split_shift(data, OPTIONS)
     assert result.verdict == FAIL and result.evidence["worst_split"] == "test"
     assert result.evidence["splits"]["val"]["auc"] < 0.7
@@ -171,14 +176,18 @@ def test_split_shift_skips_without_held_out_data_or_with_tiny_splits():
     assert tiny.verdict == SKIP and "fewer than" in tiny.message
 
 
-@pytest.mark.parametrize("case, reason", [("nan", "NaN/Inf"), ("shapes", "differ in shape"),
-                                          ("strings", "not numeric")])
+@pytest.mark.parametrize(
+    "case, reason", [("nan", "NaN/Inf"), ("shapes", "differ in shape"), ("strings", "not numeric")]
+)
 def test_split_shift_skips_inputs_it_cannot_measure(case, reason):
     x = np.random.default_rng(5).standard_normal((100, 4))
     with_nan = x.copy()
     with_nan[3, 2] = np.nan
-    train, val = {"nan": (with_nan[:80], x[80:]), "shapes": (x[:80], x[80:, :3]),
-                  "strings": (x[:80].astype(str), x[80:].astype(str))}[case]
+    train, val = {
+        "nan": (with_nan[:80], x[80:]),
+        "shapes": (x[:80], x[80:, :3]),
+        "strings": (x[:80].astype(str), x[80:].astype(str)),
+    }[case]
     result = check_split_shift(with_val(train, val), OPTIONS)
     assert result.verdict == SKIP and reason in result.message
 
@@ -199,8 +208,9 @@ def test_split_shift_is_seeded_and_cheap_on_mnist_sized_inputs():
 # ----------------------------------------------------------------------------------- label signal
 
 
-def mlp(features: int, units: int = 1, activation: str | None = "sigmoid", loss="binary_crossentropy",
-        dropout: float = 0.0) -> keras.Model:
+def mlp(
+    features: int, units: int = 1, activation: str | None = "sigmoid", loss="binary_crossentropy", dropout: float = 0.0
+) -> keras.Model:
     keras.utils.set_random_seed(0)
     layers = [keras.Input((features,)), keras.layers.Dense(32, activation="relu")]
     if dropout:
@@ -268,13 +278,16 @@ def test_a_model_that_barely_moves_is_inconclusive_not_a_label_fault():
     assert result.verdict == SKIP and "barely changed" in result.message
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("few_rows", "fewer than 32"), ("one_class", "single class"), ("constant_target", "constant")])
+@pytest.mark.parametrize(
+    "case, reason", [("few_rows", "fewer than 32"), ("one_class", "single class"), ("constant_target", "constant")]
+)
 def test_label_signal_skips_with_its_reason(case, reason):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((200, 6)).astype("float32")
-    data = {"few_rows": DiagnosticData("binary", x[:20], (x[:20, 0] > 0).astype(int)),
-            "one_class": DiagnosticData("binary", x, np.ones(200, int)),
-            "constant_target": DiagnosticData("regression", x, np.full(200, 3.0, "float32"))}[case]
+    data = {
+        "few_rows": DiagnosticData("binary", x[:20], (x[:20, 0] > 0).astype(int)),
+        "one_class": DiagnosticData("binary", x, np.ones(200, int)),
+        "constant_target": DiagnosticData("regression", x, np.full(200, 3.0, "float32")),
+    }[case]
     result = check_label_signal(mlp(6), data, OPTIONS)
     assert result.verdict == SKIP and reason in result.message

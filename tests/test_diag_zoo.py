@@ -42,14 +42,21 @@ def make_inputs(kind: str, rows: int, rng) -> np.ndarray:
 
 
 def input_shape(kind: str) -> tuple:
-    return {"flat": (FEATURES,), "float64": (FEATURES,), "raw": (FEATURES,), "tokens": (TOKENS,),
-            "sequence": (SEQ_STEPS, SEQ_CHANNELS), "image": (IMAGE_SIDE, IMAGE_SIDE, 1), "rgb": (8, 8, 3)}[kind]
+    return {
+        "flat": (FEATURES,),
+        "float64": (FEATURES,),
+        "raw": (FEATURES,),
+        "tokens": (TOKENS,),
+        "sequence": (SEQ_STEPS, SEQ_CHANNELS),
+        "image": (IMAGE_SIDE, IMAGE_SIDE, 1),
+        "rgb": (8, 8, 3),
+    }[kind]
 
 
 def signal(x: np.ndarray) -> np.ndarray:
     """A learnable score per row, centred so classes come out roughly balanced."""
     flat = np.asarray(x, dtype="float64").reshape(len(x), -1)
-    score = flat[:, : max(1, flat.shape[1] // 2)].mean(axis=1) - flat[:, flat.shape[1] // 2:].mean(axis=1)
+    score = flat[:, : max(1, flat.shape[1] // 2)].mean(axis=1) - flat[:, flat.shape[1] // 2 :].mean(axis=1)
     return score - np.median(score)
 
 
@@ -66,20 +73,21 @@ def make_targets(target: str, x: np.ndarray, rng) -> np.ndarray:
         labels = np.digitize(score, edges).astype("int64")
         return labels if target.startswith("sparse") else np.eye(k, dtype="float32")[labels]
     if target.startswith("multilabel"):
-        k = int(target[len("multilabel"):])
+        k = int(target[len("multilabel") :])
         thresholds = np.linspace(-0.3, 0.3, k)
         return (score[:, None] + 0.3 * rng.standard_normal((len(x), k)) > thresholds).astype("float32")
     if target == "constant":
         return np.full(len(x), 3.0, dtype="float32")
     if target.startswith("regression"):
-        columns = int(target[len("regression"):])
+        columns = int(target[len("regression") :])
         y = np.stack([score * (c + 1) + 0.1 * rng.standard_normal(len(x)) for c in range(columns)], axis=1)
         return (y[:, 0] if columns == 1 else y).astype("float32")
     raise ValueError(target)
 
 
-def make_data(task: str, inputs: str, target: str, splits: str = "all", rows: int = ROWS,
-              seed: int = 0) -> DiagnosticData:
+def make_data(
+    task: str, inputs: str, target: str, splits: str = "all", rows: int = ROWS, seed: int = 0
+) -> DiagnosticData:
     """``splits``: all (train/val/test), val (no test), test (no val), train (train only)."""
     rng = np.random.default_rng(seed)
     x = make_inputs(inputs, rows, rng)
@@ -101,13 +109,15 @@ def make_data(task: str, inputs: str, target: str, splits: str = "all", rows: in
 def body(inputs: str) -> list:
     """Hidden layers that suit the input kind (no Input layer)."""
     if inputs == "tokens":
-        return [keras.layers.Embedding(VOCABULARY, 4), keras.layers.GlobalAveragePooling1D(),
-                keras.layers.Dense(8, activation="relu")]
+        return [
+            keras.layers.Embedding(VOCABULARY, 4),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(8, activation="relu"),
+        ]
     if inputs == "sequence":
         return [keras.layers.Conv1D(4, 3, activation="relu"), keras.layers.GlobalMaxPooling1D()]
     if inputs in ("image", "rgb"):
-        return [keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(),
-                keras.layers.Flatten()]
+        return [keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten()]
     return [keras.layers.Dense(8, activation="relu")]
 
 
@@ -146,9 +156,12 @@ def dense(units: int, activation: str | None = None) -> list:
 
 
 def recurrent(kind: str) -> list:
-    cell = {"lstm": lambda: keras.layers.LSTM(4), "gru": lambda: keras.layers.GRU(4),
-            "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(3)),
-            "bigru_seq": lambda: keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True))}[kind]()
+    cell = {
+        "lstm": lambda: keras.layers.LSTM(4),
+        "gru": lambda: keras.layers.GRU(4),
+        "bilstm": lambda: keras.layers.Bidirectional(keras.layers.LSTM(3)),
+        "bigru_seq": lambda: keras.layers.Bidirectional(keras.layers.GRU(3, return_sequences=True)),
+    }[kind]()
     return [cell] + ([keras.layers.GlobalAveragePooling1D()] if kind.endswith("_seq") else [])
 
 
@@ -165,9 +178,17 @@ BCE, SCCE, CCE, MSE = "binary_crossentropy", "sparse_categorical_crossentropy", 
 
 # The slowest entries (recurrent layers trace slowly) and near-duplicates: the other 50 keep every kind of
 # model, layer, label encoding and split in the default run; these run with `pytest -m extended`.
-SLOW = {"multi-bilstm", "regression-lstm", "multi-gru-noinput", "binary-batchnorm", "multi-conv2d",
-        "binary-noinput-lossobj", "binary-logits1-noinput", "binary-single-class-softmax2",
-        "multi-onehot-subclassed"}
+SLOW = {
+    "multi-bilstm",
+    "regression-lstm",
+    "multi-gru-noinput",
+    "binary-batchnorm",
+    "multi-conv2d",
+    "binary-noinput-lossobj",
+    "binary-logits1-noinput",
+    "binary-single-class-softmax2",
+    "multi-onehot-subclassed",
+}
 
 
 def case(name, task, inputs, target, build, loss, metrics=None, splits="all", rows=ROWS):
@@ -177,14 +198,18 @@ def case(name, task, inputs, target, build, loss, metrics=None, splits="all", ro
 
 
 def plain(head, style="sequential"):
-    builders = {"sequential": lambda inputs, h: sequential(inputs, h),
-                "noinput": lambda inputs, h: sequential(inputs, h, with_input=False),
-                "functional": functional, "subclassed": subclassed}
+    builders = {
+        "sequential": lambda inputs, h: sequential(inputs, h),
+        "noinput": lambda inputs, h: sequential(inputs, h, with_input=False),
+        "functional": functional,
+        "subclassed": subclassed,
+    }
     return lambda data, inputs: builders[style](inputs, head())
 
 
 def with_hidden(hidden, head, style="sequential"):
     """A model with custom hidden layers (``hidden(data)`` builds them, e.g. an adapted Normalization)."""
+
     def build(data, inputs):
         layers = hidden(data)
         if style == "functional":
@@ -192,6 +217,7 @@ def with_hidden(hidden, head, style="sequential"):
         if style == "subclassed":
             return subclassed(inputs, head(), layers)
         return sequential(inputs, head(), with_input=style != "noinput", hidden=layers)
+
     return build
 
 
@@ -227,107 +253,247 @@ CASES = [
     # binary: one sigmoid unit, every way of building a model
     case("binary-seq-input", "binary", "flat", "binary", plain(sigmoid1), BCE, ["accuracy"]),
     case("binary-seq-noinput", "binary", "flat", "binary", plain(sigmoid1, "noinput"), BCE),
-    case("binary-functional-lossobj", "binary", "flat", "binary", plain(sigmoid1, "functional"),
-         lambda: keras.losses.BinaryCrossentropy(), lambda: ["accuracy", keras.metrics.AUC()]),
+    case(
+        "binary-functional-lossobj",
+        "binary",
+        "flat",
+        "binary",
+        plain(sigmoid1, "functional"),
+        lambda: keras.losses.BinaryCrossentropy(),
+        lambda: ["accuracy", keras.metrics.AUC()],
+    ),
     case("binary-subclassed", "binary", "flat", "binary", plain(sigmoid1, "subclassed"), BCE),
-    case("binary-noinput-lossobj", "binary", "flat", "binary", plain(sigmoid1, "noinput"),
-         lambda: keras.losses.BinaryCrossentropy(), ["accuracy"]),
+    case(
+        "binary-noinput-lossobj",
+        "binary",
+        "flat",
+        "binary",
+        plain(sigmoid1, "noinput"),
+        lambda: keras.losses.BinaryCrossentropy(),
+        ["accuracy"],
+    ),
     # binary: two softmax units, sparse and one-hot labels
     case("binary-softmax2-sparse", "binary", "flat", "binary", plain(softmax(2)), SCCE, ["accuracy"]),
     case("binary-softmax2-onehot", "binary", "flat", "onehot2", plain(softmax(2), "functional"), CCE),
-    case("binary-softmax2-subclassed", "binary", "flat", "binary", plain(softmax(2), "subclassed"),
-         SCCE),
+    case("binary-softmax2-subclassed", "binary", "flat", "binary", plain(softmax(2), "subclassed"), SCCE),
     # binary: logits
-    case("binary-logits1", "binary", "flat", "binary", plain(linear(1)),
-         lambda: keras.losses.BinaryCrossentropy(from_logits=True)),
-    case("binary-logits2-sparse", "binary", "flat", "binary", plain(linear(2), "functional"),
-         lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]),
-    case("binary-logits1-noinput", "binary", "flat", "binary", plain(linear(1), "noinput"),
-         lambda: keras.losses.BinaryCrossentropy(from_logits=True)),
+    case(
+        "binary-logits1",
+        "binary",
+        "flat",
+        "binary",
+        plain(linear(1)),
+        lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+    ),
+    case(
+        "binary-logits2-sparse",
+        "binary",
+        "flat",
+        "binary",
+        plain(linear(2), "functional"),
+        lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ["accuracy"],
+    ),
+    case(
+        "binary-logits1-noinput",
+        "binary",
+        "flat",
+        "binary",
+        plain(linear(1), "noinput"),
+        lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+    ),
     # binary: odd data
     case("binary-single-class", "binary", "flat", "single", plain(sigmoid1), BCE),
     case("binary-single-class-softmax2", "binary", "flat", "single", plain(softmax(2)), SCCE),
     case("binary-float64", "binary", "float64", "binary", plain(sigmoid1), BCE, ["accuracy"]),
-    case("binary-tiny-train-only", "binary", "flat", "binary", plain(sigmoid1), BCE, splits="train",
-         rows=24),
-    case("binary-val-only", "binary", "flat", "binary", plain(sigmoid1, "functional"), BCE,
-         splits="val"),
+    case("binary-tiny-train-only", "binary", "flat", "binary", plain(sigmoid1), BCE, splits="train", rows=24),
+    case("binary-val-only", "binary", "flat", "binary", plain(sigmoid1, "functional"), BCE, splits="val"),
     case("binary-test-only", "binary", "flat", "binary", plain(sigmoid1), BCE, splits="test"),
     # binary: layers
     case("binary-dropout", "binary", "flat", "binary", with_hidden(dropout_body, sigmoid1), BCE),
-    case("binary-batchnorm", "binary", "flat", "binary", with_hidden(batchnorm_body, sigmoid1, "functional"),
-         BCE),
-    case("binary-normalization", "binary", "raw", "binary",
-         with_hidden(lambda data: normalization(data.x_train), sigmoid1), BCE),
-    case("binary-rescaling", "binary", "raw", "binary",
-         with_hidden(lambda data: [keras.layers.Rescaling(1 / 255), keras.layers.Dense(8, activation="relu")],
-                     sigmoid1, "functional"), BCE),
+    case("binary-batchnorm", "binary", "flat", "binary", with_hidden(batchnorm_body, sigmoid1, "functional"), BCE),
+    case(
+        "binary-normalization",
+        "binary",
+        "raw",
+        "binary",
+        with_hidden(lambda data: normalization(data.x_train), sigmoid1),
+        BCE,
+    ),
+    case(
+        "binary-rescaling",
+        "binary",
+        "raw",
+        "binary",
+        with_hidden(
+            lambda data: [keras.layers.Rescaling(1 / 255), keras.layers.Dense(8, activation="relu")],
+            sigmoid1,
+            "functional",
+        ),
+        BCE,
+    ),
     case("binary-embedding-gru", "binary", "tokens", "binary", with_hidden(embedding_gru_body, sigmoid1), BCE),
-    case("binary-bigru-seq", "binary", "sequence", "binary", with_hidden(recurrent_body("bigru_seq"), sigmoid1),
-         BCE),
+    case("binary-bigru-seq", "binary", "sequence", "binary", with_hidden(recurrent_body("bigru_seq"), sigmoid1), BCE),
     case("binary-conv2d", "binary", "image", "binary", plain(sigmoid1, "functional"), BCE),
     # multiclass
     case("multi-sparse-seq", "multiclass", "flat", "sparse3", plain(softmax(3)), SCCE, ["accuracy"]),
     case("multi-sparse-noinput", "multiclass", "flat", "sparse3", plain(softmax(3), "noinput"), SCCE),
-    case("multi-onehot-functional", "multiclass", "flat", "onehot4", plain(softmax(4), "functional"),
-         CCE, ["accuracy"]),
-    case("multi-onehot-subclassed", "multiclass", "flat", "onehot3", plain(softmax(3), "subclassed"),
-         lambda: keras.losses.CategoricalCrossentropy()),
-    case("multi-sparse-logits", "multiclass", "flat", "sparse3", plain(linear(3), "functional"),
-         lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True)),
-    case("multi-onehot-logits", "multiclass", "flat", "onehot3", plain(linear(3)),
-         lambda: keras.losses.CategoricalCrossentropy(from_logits=True), ["accuracy"]),
+    case(
+        "multi-onehot-functional", "multiclass", "flat", "onehot4", plain(softmax(4), "functional"), CCE, ["accuracy"]
+    ),
+    case(
+        "multi-onehot-subclassed",
+        "multiclass",
+        "flat",
+        "onehot3",
+        plain(softmax(3), "subclassed"),
+        lambda: keras.losses.CategoricalCrossentropy(),
+    ),
+    case(
+        "multi-sparse-logits",
+        "multiclass",
+        "flat",
+        "sparse3",
+        plain(linear(3), "functional"),
+        lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ),
+    case(
+        "multi-onehot-logits",
+        "multiclass",
+        "flat",
+        "onehot3",
+        plain(linear(3)),
+        lambda: keras.losses.CategoricalCrossentropy(from_logits=True),
+        ["accuracy"],
+    ),
     case("multi-3units-5classes", "multiclass", "flat", "sparse5", plain(softmax(3)), SCCE),
-    case("multi-3units-5classes-onehot", "multiclass", "flat", "onehot5", plain(softmax(3),
-                                                                                 "functional"), CCE),
+    case("multi-3units-5classes-onehot", "multiclass", "flat", "onehot5", plain(softmax(3), "functional"), CCE),
     case("multi-10units-3classes", "multiclass", "flat", "sparse3", plain(softmax(10)), SCCE),
     case("multi-single-class", "multiclass", "flat", "single", plain(softmax(3)), SCCE),
     case("multi-embedding", "multiclass", "tokens", "sparse3", plain(softmax(3)), SCCE),
-    case("multi-conv1d", "multiclass", "sequence", "sparse3", plain(softmax(3), "functional"),
-         SCCE),
+    case("multi-conv1d", "multiclass", "sequence", "sparse3", plain(softmax(3), "functional"), SCCE),
     case("multi-conv2d", "multiclass", "image", "sparse3", plain(softmax(3)), SCCE, ["accuracy"]),
-    case("multi-conv2d-rgb-onehot", "multiclass", "rgb", "onehot3", plain(softmax(3), "subclassed"),
-         CCE),
-    case("multi-lstm", "multiclass", "sequence", "sparse3", with_hidden(recurrent_body("lstm"), softmax(3)),
-         SCCE),
-    case("multi-gru-noinput", "multiclass", "sequence", "sparse3",
-         with_hidden(recurrent_body("gru"), softmax(3), "noinput"), SCCE),
-    case("multi-bilstm", "multiclass", "sequence", "onehot3",
-         with_hidden(recurrent_body("bilstm"), softmax(3), "functional"), CCE),
-    case("multi-dropout-val-only", "multiclass", "flat", "sparse3", with_hidden(dropout_body, softmax(3)), SCCE,
-         splits="val"),
+    case("multi-conv2d-rgb-onehot", "multiclass", "rgb", "onehot3", plain(softmax(3), "subclassed"), CCE),
+    case("multi-lstm", "multiclass", "sequence", "sparse3", with_hidden(recurrent_body("lstm"), softmax(3)), SCCE),
+    case(
+        "multi-gru-noinput",
+        "multiclass",
+        "sequence",
+        "sparse3",
+        with_hidden(recurrent_body("gru"), softmax(3), "noinput"),
+        SCCE,
+    ),
+    case(
+        "multi-bilstm",
+        "multiclass",
+        "sequence",
+        "onehot3",
+        with_hidden(recurrent_body("bilstm"), softmax(3), "functional"),
+        CCE,
+    ),
+    case(
+        "multi-dropout-val-only",
+        "multiclass",
+        "flat",
+        "sparse3",
+        with_hidden(dropout_body, softmax(3)),
+        SCCE,
+        splits="val",
+    ),
     # multilabel
-    case("multilabel-seq", "multilabel", "flat", "multilabel4", plain(lambda: dense(4, "sigmoid")), BCE,
-         ["binary_accuracy"]),
-    case("multilabel-noinput", "multilabel", "flat", "multilabel3",
-         plain(lambda: dense(3, "sigmoid"), "noinput"), BCE),
-    case("multilabel-functional-lossobj", "multilabel", "flat", "multilabel3",
-         plain(lambda: dense(3, "sigmoid"), "functional"), lambda: keras.losses.BinaryCrossentropy()),
-    case("multilabel-subclassed", "multilabel", "flat", "multilabel3",
-         plain(lambda: dense(3, "sigmoid"), "subclassed"), BCE),
-    case("multilabel-logits", "multilabel", "flat", "multilabel3", plain(linear(3)),
-         lambda: keras.losses.BinaryCrossentropy(from_logits=True)),
+    case(
+        "multilabel-seq",
+        "multilabel",
+        "flat",
+        "multilabel4",
+        plain(lambda: dense(4, "sigmoid")),
+        BCE,
+        ["binary_accuracy"],
+    ),
+    case("multilabel-noinput", "multilabel", "flat", "multilabel3", plain(lambda: dense(3, "sigmoid"), "noinput"), BCE),
+    case(
+        "multilabel-functional-lossobj",
+        "multilabel",
+        "flat",
+        "multilabel3",
+        plain(lambda: dense(3, "sigmoid"), "functional"),
+        lambda: keras.losses.BinaryCrossentropy(),
+    ),
+    case(
+        "multilabel-subclassed",
+        "multilabel",
+        "flat",
+        "multilabel3",
+        plain(lambda: dense(3, "sigmoid"), "subclassed"),
+        BCE,
+    ),
+    case(
+        "multilabel-logits",
+        "multilabel",
+        "flat",
+        "multilabel3",
+        plain(linear(3)),
+        lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+    ),
     # regression
     case("regression-seq", "regression", "flat", "regression1", plain(linear(1)), MSE, ["mae"]),
     case("regression-noinput", "regression", "flat", "regression1", plain(linear(1), "noinput"), MSE),
-    case("regression-3cols-functional", "regression", "flat", "regression3",
-         plain(linear(3), "functional"), MSE),
-    case("regression-3cols-subclassed", "regression", "flat", "regression3",
-         plain(linear(3), "subclassed"), lambda: keras.losses.MeanAbsoluteError()),
+    case("regression-3cols-functional", "regression", "flat", "regression3", plain(linear(3), "functional"), MSE),
+    case(
+        "regression-3cols-subclassed",
+        "regression",
+        "flat",
+        "regression3",
+        plain(linear(3), "subclassed"),
+        lambda: keras.losses.MeanAbsoluteError(),
+    ),
     case("regression-constant-target", "regression", "flat", "constant", plain(linear(1)), MSE),
-    case("regression-huber-obj", "regression", "flat", "regression1", plain(linear(1), "functional"),
-         lambda: keras.losses.Huber(), lambda: [keras.metrics.RootMeanSquaredError()]),
+    case(
+        "regression-huber-obj",
+        "regression",
+        "flat",
+        "regression1",
+        plain(linear(1), "functional"),
+        lambda: keras.losses.Huber(),
+        lambda: [keras.metrics.RootMeanSquaredError()],
+    ),
     case("regression-float64", "regression", "float64", "regression1", plain(linear(1)), MSE),
-    case("regression-tiny-train-only", "regression", "flat", "regression1", plain(linear(1)), MSE,
-         splits="train", rows=24),
-    case("regression-lstm", "regression", "sequence", "regression1",
-         with_hidden(recurrent_body("lstm"), linear(1), "functional"), MSE),
-    case("regression-conv1d-subclassed", "regression", "sequence", "regression1",
-         plain(linear(1), "subclassed"), MSE),
-    case("regression-batchnorm-dropout", "regression", "flat", "regression1",
-         with_hidden(lambda data: batchnorm_body(data) + [keras.layers.Dropout(0.2)], linear(1)), "mae"),
-    case("regression-normalization-test-only", "regression", "raw", "regression1",
-         with_hidden(lambda data: normalization(data.x_train), linear(1), "functional"), MSE, splits="test"),
+    case(
+        "regression-tiny-train-only",
+        "regression",
+        "flat",
+        "regression1",
+        plain(linear(1)),
+        MSE,
+        splits="train",
+        rows=24,
+    ),
+    case(
+        "regression-lstm",
+        "regression",
+        "sequence",
+        "regression1",
+        with_hidden(recurrent_body("lstm"), linear(1), "functional"),
+        MSE,
+    ),
+    case("regression-conv1d-subclassed", "regression", "sequence", "regression1", plain(linear(1), "subclassed"), MSE),
+    case(
+        "regression-batchnorm-dropout",
+        "regression",
+        "flat",
+        "regression1",
+        with_hidden(lambda data: batchnorm_body(data) + [keras.layers.Dropout(0.2)], linear(1)),
+        "mae",
+    ),
+    case(
+        "regression-normalization-test-only",
+        "regression",
+        "raw",
+        "regression1",
+        with_hidden(lambda data: normalization(data.x_train), linear(1), "functional"),
+        MSE,
+        splits="test",
+    ),
 ]
 
 
@@ -342,8 +508,9 @@ def test_diagnose_full_never_crashes(task, inputs, target, build, loss, metrics,
     keras.utils.set_random_seed(0)
     data = make_data(task, inputs, target, splits, rows)
     model = compile_model(build(data, inputs), loss, metrics() if callable(metrics) else metrics)
-    report = diagnose(model, data, suite="full", options=DiagnosticOptions(seed=0),
-                      fit_kwargs={"epochs": 2, "batch_size": 16})
+    report = diagnose(
+        model, data, suite="full", options=DiagnosticOptions(seed=0), fit_kwargs={"epochs": 2, "batch_size": 16}
+    )
     crashed = [f"{r.check}: {r.evidence['error']}" for r in report.results if "error" in r.evidence]
     assert not crashed, "checks that crashed instead of judging:\n" + "\n".join(crashed)
     assert report.results, "diagnose returned no results"

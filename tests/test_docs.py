@@ -72,13 +72,15 @@ def test_catalogue_is_generated_from_the_check_registry():
     expected = catalogue.markdown() + "\n"
     committed = CATALOGUE.read_text(encoding="utf-8") if CATALOGUE.exists() else ""
     assert committed == expected, (
-        f"{CATALOGUE.relative_to(ROOT)} does not match the check registry; regenerate it with:\n    {REGENERATE}")
+        f"{CATALOGUE.relative_to(ROOT)} does not match the check registry; regenerate it with:\n    {REGENERATE}"
+    )
 
 
 def test_readme_is_at_most_12_kb():
     size = README.stat().st_size
     assert size <= README_LIMIT, (
-        f"README.md is {size} bytes, over {README_LIMIT}: move the detail to a page under docs/ and link it")
+        f"README.md is {size} bytes, over {README_LIMIT}: move the detail to a page under docs/ and link it"
+    )
 
 
 @pytest.mark.parametrize("page", [README, *doc_pages()], ids=lambda p: str(p.relative_to(ROOT)))
@@ -92,8 +94,10 @@ def test_the_link_finder_sees_links_and_skips_code():
     links = relative_links(sample)
     assert any(target.startswith("docs/") for target in links), "no docs/ link found in README.md"
     # the finder itself: links in code are not links, anchors and URLs are not files
-    probe = ("[a](x.md) ![b](img/y.png) [`c`](z.md#part) [d](https://example.org) [e](#here)\n"
-             "`[f](not-a-link.md)`\n```\n[g](neither.md)\n```\n")
+    probe = (
+        "[a](x.md) ![b](img/y.png) [`c`](z.md#part) [d](https://example.org) [e](#here)\n"
+        "`[f](not-a-link.md)`\n```\n[g](neither.md)\n```\n"
+    )
     text = _INLINE_CODE.sub("", _FENCE.sub("", probe))
     found = [t.split("#", 1)[0] for t in _LINK.findall(text) if not _EXTERNAL.match(t) and not t.startswith("#")]
     assert found == ["x.md", "img/y.png", "z.md"]
@@ -117,7 +121,13 @@ def test_mkdocs_build_strict(tmp_path):
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (pip install -e '.[docs]')")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
     assert (tmp_path / "site" / "index.html").exists()

@@ -84,20 +84,34 @@ def check_record(tmp_path: Path, result, cfg, task: str) -> None:
     assert tags["runner.data.task"] == task
 
     artifacts = artifact_paths(client, result.run_id)
-    expected = {"config/config.yaml", "config/overrides.yaml", "model/model.keras",
-                "plots/learning_curves.png", "reports/metrics.json", "reports/history.csv",
-                "reports/test_predictions.csv", "reports/model_summary.txt", "reports/dataset.json"}
-    expected |= {"plots/predicted_vs_actual.png"} if task == "regression" else {
-        "plots/confusion_matrix.png", "reports/classification_report.txt"}
+    expected = {
+        "config/config.yaml",
+        "config/overrides.yaml",
+        "model/model.keras",
+        "plots/learning_curves.png",
+        "reports/metrics.json",
+        "reports/history.csv",
+        "reports/test_predictions.csv",
+        "reports/model_summary.txt",
+        "reports/dataset.json",
+    }
+    expected |= (
+        {"plots/predicted_vs_actual.png"}
+        if task == "regression"
+        else {"plots/confusion_matrix.png", "reports/classification_report.txt"}
+    )
     expected |= {"plots/roc_curve.png"} if task == "binary" else set()
     assert expected <= artifacts, expected - artifacts
 
 
 def check_model_reloads(tmp_path: Path, result, cfg) -> None:
     """model/model.keras, reloaded from the store, reproduces the test predictions and the logged test metric."""
-    local = download_artifacts(run_id=result.run_id, artifact_path="model/model.keras",
-                               dst_path=str(tmp_path / "download"),
-                               tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    local = download_artifacts(
+        run_id=result.run_id,
+        artifact_path="model/model.keras",
+        dst_path=str(tmp_path / "download"),
+        tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db",
+    )
     model = keras.saving.load_model(local)
     data = load_data(dict(cfg.dataset))
     outputs = model.predict(data.test.x, verbose=0)
@@ -113,15 +127,28 @@ def check_model_reloads(tmp_path: Path, result, cfg) -> None:
 
 @pytest.mark.parametrize("task", ["regression", "binary", "multiclass"])
 def test_tiny_synthetic_run_leaves_the_full_record(tmp_path, task):
-    result, cfg = run(tmp_path, "dataset=synthetic", f"dataset.task={SYNTHETIC_TASK[task]}",
-                      "dataset.n_samples=300", "trainer.epochs=3", "model.hidden_units=[8]", "name=tiny")
+    result, cfg = run(
+        tmp_path,
+        "dataset=synthetic",
+        f"dataset.task={SYNTHETIC_TASK[task]}",
+        "dataset.n_samples=300",
+        "trainer.epochs=3",
+        "model.hidden_units=[8]",
+        "name=tiny",
+    )
     check_record(tmp_path, result, cfg, task)
     check_model_reloads(tmp_path, result, cfg)
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
-    common = ("dataset=synthetic", "dataset.task=binary", "dataset.n_samples=400", "trainer.epochs=3",
-              "model.hidden_units=[16,8]", "model.dropout=0.2")
+    common = (
+        "dataset=synthetic",
+        "dataset.task=binary",
+        "dataset.n_samples=400",
+        "trainer.epochs=3",
+        "model.hidden_units=[16,8]",
+        "model.dropout=0.2",
+    )
     first, _ = run(tmp_path, *common, name="a")
     second, _ = run(tmp_path, *common, name="b")
     other, _ = run(tmp_path, *common, "trainer.seed=7", name="c")
@@ -132,8 +159,15 @@ def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tmp_path):
 
 
 def test_best_epoch_weights_are_used_for_the_final_evaluation(tmp_path):
-    result, _ = run(tmp_path, "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300",
-                    "trainer.epochs=6", "model.hidden_units=[8]", "optimizer.learning_rate=0.05")
+    result, _ = run(
+        tmp_path,
+        "dataset=synthetic",
+        "dataset.task=regression",
+        "dataset.n_samples=300",
+        "trainer.epochs=6",
+        "model.hidden_units=[8]",
+        "optimizer.learning_rate=0.05",
+    )
     client = client_for(tmp_path)
     history = {p.step: p.value for p in client.get_metric_history(result.run_id, "val_loss")}
     best_epoch = min(history, key=lambda step: (history[step], step))
@@ -143,10 +177,23 @@ def test_best_epoch_weights_are_used_for_the_final_evaluation(tmp_path):
 
 
 def test_nan_loss_fails_the_run_and_keeps_earlier_records(tmp_path):
-    healthy, _ = run(tmp_path, "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200",
-                     "trainer.epochs=2", name="healthy")
-    overrides = ("dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200", "trainer.epochs=5",
-                 "optimizer=sgd", "optimizer.learning_rate=1e30", "model.loss=mean_squared_error")
+    healthy, _ = run(
+        tmp_path,
+        "dataset=synthetic",
+        "dataset.task=regression",
+        "dataset.n_samples=200",
+        "trainer.epochs=2",
+        name="healthy",
+    )
+    overrides = (
+        "dataset=synthetic",
+        "dataset.task=regression",
+        "dataset.n_samples=200",
+        "trainer.epochs=5",
+        "optimizer=sgd",
+        "optimizer.learning_rate=1e30",
+        "model.loss=mean_squared_error",
+    )
     with pytest.raises(TrainingError, match="loss became .* in epoch 1"):
         run(tmp_path, *overrides, name="broken")
     client = client_for(tmp_path)
@@ -181,9 +228,22 @@ def test_unknown_checkpoint_monitor_is_refused_before_training(tmp_path):
 def test_command_line_run_prints_a_summary(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-m", "runner", "+experiment=wine_mlp", "+debug=fast", "dataset=synthetic",
-         "dataset.task=regression", "dataset.n_samples=200"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "+experiment=wine_mlp",
+            "+debug=fast",
+            "dataset=synthetic",
+            "dataset.task=regression",
+            "dataset.n_samples=200",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "== wine_mlp: finished 2 epochs" in result.stdout
     assert "run id:" in result.stdout
@@ -193,15 +253,25 @@ def test_command_line_run_prints_a_summary(tmp_path):
     assert len(run_dirs) == 1 and (run_dirs[0] / "model" / "model.keras").is_file()
 
 
-REAL_PRESETS = {"wine_mlp": "regression", "wine_deep_mlp": "regression", "seizure_dnn": "binary",
-                "seizure_bilstm": "binary", "mnist_dropout": "multiclass"}
+REAL_PRESETS = {
+    "wine_mlp": "regression",
+    "wine_deep_mlp": "regression",
+    "seizure_dnn": "binary",
+    "seizure_bilstm": "binary",
+    "mnist_dropout": "multiclass",
+}
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("experiment", sorted(REAL_PRESETS))
 def test_tiny_run_on_real_data(tmp_path, real_data_dir, experiment):
-    result, cfg = run(tmp_path, f"+experiment={experiment}", "+debug=fast", f"dataset.data_dir={real_data_dir}",
-                      "model.lstm_units=[4]" if "bilstm" in experiment else "trainer.seed=1")
+    result, cfg = run(
+        tmp_path,
+        f"+experiment={experiment}",
+        "+debug=fast",
+        f"dataset.data_dir={real_data_dir}",
+        "model.lstm_units=[4]" if "bilstm" in experiment else "trainer.seed=1",
+    )
     check_record(tmp_path, result, cfg, REAL_PRESETS[experiment])
     tags = client_for(tmp_path).get_run(result.run_id).data.tags
     digests = {key: value for key, value in tags.items() if key.startswith("runner.data.sha256.")}

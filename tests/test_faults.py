@@ -85,8 +85,10 @@ def test_input_scale_multiplies_every_split():
 
 def test_no_fault_leaves_the_data_alone():
     data = small_binary()
-    assert faults.inject(data, {"name": None, "shuffle_labels": False, "input_scale": 1.0,
-                                "duplicate_into_test": 0.0}) is data
+    assert (
+        faults.inject(data, {"name": None, "shuffle_labels": False, "input_scale": 1.0, "duplicate_into_test": 0.0})
+        is data
+    )
 
 
 def test_bad_leakage_share_is_refused():

@@ -22,10 +22,12 @@ from runner.runtime.resources import available_cores
 pytestmark = pytest.mark.backend
 
 ON_JAX = keras.backend.backend() == "jax"
-needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                               reason="jax is not installed (pip install -e '.[jax]')")
-only_on_jax = pytest.mark.skipif(not ON_JAX, reason="needs KERAS_BACKEND=jax; "
-                                 "test_a_representative_subset_passes_on_jax runs it so")
+needs_jax = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install -e '.[jax]')"
+)
+only_on_jax = pytest.mark.skipif(
+    not ON_JAX, reason="needs KERAS_BACKEND=jax; test_a_representative_subset_passes_on_jax runs it so"
+)
 
 # Training, seeding, checkpoints and saving; the gradient paths of the diagnostics; a parallel sweep.
 SUBSET = [
@@ -61,18 +63,27 @@ print(json.dumps({"first": first.tags(), "again": again.tags(),
 
 def jax_env(**extra) -> dict[str, str]:
     unset = ("NPROC", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE")
-    return {**{k: v for k, v in os.environ.items() if k not in unset}, "KERAS_BACKEND": "jax",
-            "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in unset},
+        "KERAS_BACKEND": "jax",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **extra,
+    }
 
 
 @needs_jax
 def test_jax_gets_threads_gpu_sharing_and_determinism_before_it_starts_and_reports_them_after():
-    shown = subprocess.run([sys.executable, "-c", START_SCRIPT], capture_output=True, text=True, timeout=180,
-                           cwd=REPO, env=jax_env())
+    shown = subprocess.run(
+        [sys.executable, "-c", START_SCRIPT], capture_output=True, text=True, timeout=180, cwd=REPO, env=jax_env()
+    )
     assert shown.returncode == 0, shown.stderr[-3000:]
     found = json.loads(shown.stdout.strip().splitlines()[-1])
-    assert found["first"] == {"runner.threads": "1", "runner.inter_op_threads": "0", "runner.parallel_jobs": "2",
-                              "runner.gpus": str(found["gpus"])}
+    assert found["first"] == {
+        "runner.threads": "1",
+        "runner.inter_op_threads": "0",
+        "runner.parallel_jobs": "2",
+        "runner.gpus": str(found["gpus"]),
+    }
     if found["xla_cpu_threads"] is not None:  # Linux: XLA's CPU pool really has the size reported
         assert found["xla_cpu_threads"] == 1
     assert found["again"]["runner.threads"] == "1", "a started JAX keeps its pool, and says so"
@@ -108,8 +119,14 @@ def test_a_joblib_sweep_on_jax_records_the_backend_its_versions_and_threads(tmp_
 @needs_jax
 @pytest.mark.skipif(ON_JAX, reason="this session already runs every test on JAX")
 def test_a_representative_subset_passes_on_jax():
-    shown = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
-                           capture_output=True, text=True, timeout=600, cwd=REPO, env=jax_env())
+    shown = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=jax_env(),
+    )
     summary = shown.stdout.strip().splitlines()[-1] if shown.stdout.strip() else ""
     assert shown.returncode == 0, shown.stdout[-5000:] + shown.stderr[-2000:]
     passed = re.search(r"(\d+) passed", summary)

@@ -22,10 +22,20 @@ from runner.runtime import interrupts
 
 # Small and quick, with what a checkpoint must carry: Adam's moments, dropout's generator, a learning-rate
 # schedule's counters and the shuffled order of the training data.
-TINY = ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=300", "model.hidden_units=[16]",
-        "model.dropout=0.2", "optimizer.schedule.name=reduce_on_plateau", "optimizer.schedule.patience=1",
-        "trainer.epochs=6", "trainer.batch_size=16", "trainer.verbose=0", "evaluation.plots=false",
-        "tracking.log_model=false"]
+TINY = [
+    "dataset=synthetic",
+    "dataset.task=regression",
+    "dataset.n_samples=300",
+    "model.hidden_units=[16]",
+    "model.dropout=0.2",
+    "optimizer.schedule.name=reduce_on_plateau",
+    "optimizer.schedule.patience=1",
+    "trainer.epochs=6",
+    "trainer.batch_size=16",
+    "trainer.verbose=0",
+    "evaluation.plots=false",
+    "tracking.log_model=false",
+]
 EPOCH_METRICS = ("loss", "val_loss", "mae", "val_mae", "rmse", "val_rmse", "learning_rate")
 TIMINGS = ("train_seconds", "first_step_seconds", "epoch_seconds")
 
@@ -41,8 +51,7 @@ def store_uri(tmp_path: Path) -> str:
 
 def history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
     """Every per-epoch metric as (step, value) pairs in step order: a step logged twice shows twice."""
-    return {name: sorted((p.step, p.value) for p in client.get_metric_history(run_id, name))
-            for name in EPOCH_METRICS}
+    return {name: sorted((p.step, p.value) for p in client.get_metric_history(run_id, name)) for name in EPOCH_METRICS}
 
 
 def final_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
@@ -52,11 +61,19 @@ def final_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
 
 def runner_process(tmp_path: Path, run_dir: str, *overrides: str, **popen) -> subprocess.Popen:
     """``python -m runner`` on TINY data, its run folder ``tmp_path/run_dir``, the store in ``tmp_path``."""
-    command = [sys.executable, "-m", "runner", *TINY, f"tracking.uri={store_uri(tmp_path)}",
-               f"hydra.run.dir={tmp_path / run_dir}", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        *TINY,
+        f"tracking.uri={store_uri(tmp_path)}",
+        f"hydra.run.dir={tmp_path / run_dir}",
+        *overrides,
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def checkpointed_epoch(run_dir: Path) -> int:
@@ -64,8 +81,9 @@ def checkpointed_epoch(run_dir: Path) -> int:
     return json.loads(state.read_text())["epoch"] if state.is_file() else 0
 
 
-def interrupt_after_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, signum: int,
-                          timeout: float = 300) -> tuple[str, str]:
+def interrupt_after_epoch(
+    process: subprocess.Popen, run_dir: Path, epoch: int, signum: int, timeout: float = 300
+) -> tuple[str, str]:
     """Send ``signum`` once the run has checkpointed ``epoch`` (the checkpoint is renamed into place whole,
     so reading it never races the writer); returns the process's output after it ends.
 
@@ -135,8 +153,11 @@ def test_sigint_marks_the_run_killed_and_keeps_its_epochs_and_checkpoint(tmp_pat
     kept = checkpointed_epoch(tmp_path / "run")
     assert kept >= 2 and steps[:kept] == list(range(1, kept + 1)), "every checkpointed epoch is in MLflow"
     files = {path.name for path in (tmp_path / "run" / "checkpoints" / "resume").iterdir()}
-    assert files == {"state.json", f"epoch-{kept:04d}.npz", json.loads(
-        (tmp_path / "run" / "checkpoints" / "resume" / "state.json").read_text())["best_weights"]}
+    assert files == {
+        "state.json",
+        f"epoch-{kept:04d}.npz",
+        json.loads((tmp_path / "run" / "checkpoints" / "resume" / "state.json").read_text())["best_weights"],
+    }
     assert (tmp_path / "run" / "checkpoints" / "best.weights.h5").is_file()
 
 
@@ -186,8 +207,13 @@ def test_resume_refuses_another_config_then_reproduces_the_uninterrupted_run(tmp
 
     # Early stopping that counts every epoch after the first as no improvement: it stops the run after epoch 4
     # only if the resumed run gets its counters back.
-    overrides = [*TINY, f"tracking.uri={store_uri(tmp_path)}", "trainer.early_stopping.enabled=true",
-                 "trainer.early_stopping.patience=3", "trainer.early_stopping.min_delta=10"]
+    overrides = [
+        *TINY,
+        f"tracking.uri={store_uri(tmp_path)}",
+        "trainer.early_stopping.enabled=true",
+        "trainer.early_stopping.patience=3",
+        "trainer.early_stopping.min_delta=10",
+    ]
     reference = run_job(compose_config(*overrides, "tracking.experiment=reference"), tmp_path / "reference")
 
     log_metrics = RunRecord.log_metrics
@@ -207,10 +233,17 @@ def test_resume_refuses_another_config_then_reproduces_the_uninterrupted_run(tmp
     assert killed.info.status == "KILLED"
     assert [step for step, _ in history(client, killed.info.run_id)["loss"]] == [1, 2]
 
-    with pytest.raises(ConfigError, match=r"trainer.epochs: 6 in the checkpoint, 7 now(.|\n)*"
-                                          r"trainer.seed: 42 in the checkpoint, 1 now"):
-        run_job(compose_config(*overrides, "trainer.epochs=7", "trainer.seed=1",
-                               f"trainer.resume={tmp_path / 'interrupted'}"), tmp_path / "refused")
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer.epochs: 6 in the checkpoint, 7 now(.|\n)*"
+        r"trainer.seed: 42 in the checkpoint, 1 now",
+    ):
+        run_job(
+            compose_config(
+                *overrides, "trainer.epochs=7", "trainer.seed=1", f"trainer.resume={tmp_path / 'interrupted'}"
+            ),
+            tmp_path / "refused",
+        )
     with pytest.raises(ConfigError, match="neither a run folder nor a run id"):
         run_job(compose_config(*overrides, f"trainer.resume={tmp_path / 'nowhere'}"), tmp_path / "refused")
     assert client.get_run(killed.info.run_id).info.status == "KILLED", "a refused resume changes nothing"
@@ -237,13 +270,33 @@ def test_resume_refuses_another_config_then_reproduces_the_uninterrupted_run(tmp
 @pytest.mark.slow
 def test_a_nan_trial_fails_with_its_diagnosis_and_the_search_goes_on(tmp_path):
     # The grid sampler, seeded by trainer.seed, asks the three rates in one order every time, the NaN one not last.
-    command = [sys.executable, "-m", "runner", "-m", "+experiment=wine_mlp", "+sweep=smoke", *TINY[:3],
-               "trainer.epochs=3", "trainer.verbose=0", "evaluation.plots=false", "tracking.log_model=false",
-               "optimizer=sgd", "model.loss=mean_squared_error", "hydra.sweeper.sampler.name=grid",
-               "optimizer.learning_rate=choice(0.01,1e30,0.02)", "model.hidden_units=[8]",
-               f"tracking.uri={store_uri(tmp_path)}"]
-    done = subprocess.run(command, cwd=tmp_path, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        "+experiment=wine_mlp",
+        "+sweep=smoke",
+        *TINY[:3],
+        "trainer.epochs=3",
+        "trainer.verbose=0",
+        "evaluation.plots=false",
+        "tracking.log_model=false",
+        "optimizer=sgd",
+        "model.loss=mean_squared_error",
+        "hydra.sweeper.sampler.name=grid",
+        "optimizer.learning_rate=choice(0.01,1e30,0.02)",
+        "model.hidden_units=[8]",
+        f"tracking.uri={store_uri(tmp_path)}",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     client = MlflowClient(tracking_uri=store_uri(tmp_path))

@@ -32,17 +32,26 @@ SMOKE = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
 def compose_sweep(tmp_path: Path, *overrides: str):
     """The composed multirun config (with its hydra node) the sweeper receives."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", return_hydra_config=True,
-                       overrides=[*SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", *overrides])
+        return compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=[*SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", *overrides],
+        )
 
 
 def sweep(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m runner -m`` in tmp_path with its own tracking store (and study storage beside it)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "runner", "-m", *SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db",
-               *overrides]
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        *SMOKE,
+        f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db",
+        *overrides,
+    ]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def load_study(tmp_path: Path, name: str = "smoke") -> optuna.Study:
@@ -65,9 +74,11 @@ def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
 
     rng = np.random.default_rng(0)
     y_binary, y_multi = rng.integers(0, 2, 50), rng.integers(0, 3, 50)
-    final = {"regression": evaluation.regression_metrics(rng.normal(size=50), rng.normal(size=50), {"std": 2.0}),
-             "binary": evaluation.binary_metrics(y_binary, rng.random(50), 0.5)[0],
-             "multiclass": evaluation.multiclass_metrics(y_multi, rng.random((50, 3)), 3)[0]}
+    final = {
+        "regression": evaluation.regression_metrics(rng.normal(size=50), rng.normal(size=50), {"std": 2.0}),
+        "binary": evaluation.binary_metrics(y_binary, rng.random(50), 0.5)[0],
+        "multiclass": evaluation.multiclass_metrics(y_multi, rng.random((50, 3)), 3)[0],
+    }
     for task, loss in training.DEFAULT_LOSS.items():
         compiled = training.task_metrics(task, loss, 0.5)
         assert set(objective.EPOCH_METRICS[task]) == {m.name for m in compiled}, task
@@ -78,8 +89,9 @@ def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
     logged = training.logged_metric_names(compiled, "binary", True) + ["learning_rate"]
     assert objective.epoch_metric_names(cfg) == logged
     for name in objective.metric_names({**cfg, "dataset": {"name": "wine", "scale_target": True}}):
-        assert objective.metric_direction(name) == ("maximize" if training.resolve_mode(name, "auto") == "max"
-                                                    else "minimize"), name
+        assert objective.metric_direction(name) == (
+            "maximize" if training.resolve_mode(name, "auto") == "max" else "minimize"
+        ), name
 
 
 def test_objective_value_prefers_the_final_metric_then_the_kept_epoch():
@@ -94,9 +106,11 @@ def test_objective_value_prefers_the_final_metric_then_the_kept_epoch():
 
 
 def test_pruning_monitor_stands_in_for_a_final_only_objective_with_the_right_sign():
-    cfg = {"dataset": {"name": "mnist"}, "trainer": {"roc_auc_per_epoch": True,
-                                                     "checkpoint": {"monitor": "val_loss", "mode": "auto"}},
-           "objective": {"metric": "val_macro_f1", "direction": "auto"}}
+    cfg = {
+        "dataset": {"name": "mnist"},
+        "trainer": {"roc_auc_per_epoch": True, "checkpoint": {"monitor": "val_loss", "mode": "auto"}},
+        "objective": {"metric": "val_macro_f1", "direction": "auto"},
+    }
     assert objective.pruning_monitor(cfg) == ("val_loss", -1.0)  # a loss, reported to a maximising study
     cfg["objective"]["metric"] = "val_accuracy"
     assert objective.pruning_monitor(cfg) == ("val_accuracy", 1.0)
@@ -104,10 +118,20 @@ def test_pruning_monitor_stands_in_for_a_final_only_objective_with_the_right_sig
 
 def test_search_space_reads_hydra_sweep_syntax():
     space = search.parse_space(
-        {"model.dropout": "interval(0.1, 0.5)", "optimizer.learning_rate": "tag(log, interval(1e-4, 1e-2))",
-         "trainer.batch_size": "choice(32, 64)", "trainer.epochs": "3"},
-        ["+experiment=mnist_dropout", "optimizer=rmsprop,adam", "model.hidden_units=[512,256],[128]",
-         "dataset.max_samples=range(100,400,100)", "trainer.batch_size=16,32"])
+        {
+            "model.dropout": "interval(0.1, 0.5)",
+            "optimizer.learning_rate": "tag(log, interval(1e-4, 1e-2))",
+            "trainer.batch_size": "choice(32, 64)",
+            "trainer.epochs": "3",
+        },
+        [
+            "+experiment=mnist_dropout",
+            "optimizer=rmsprop,adam",
+            "model.hidden_units=[512,256],[128]",
+            "dataset.max_samples=range(100,400,100)",
+            "trainer.batch_size=16,32",
+        ],
+    )
     dims = space.dimensions
     assert dims["model.dropout"].distribution == FloatDistribution(0.1, 0.5)
     assert dims["optimizer.learning_rate"].distribution == FloatDistribution(1e-4, 1e-2, log=True)
@@ -116,8 +140,16 @@ def test_search_space_reads_hydra_sweep_syntax():
     assert dims["dataset.max_samples"].distribution == IntDistribution(100, 300, step=100)
     assert dims["model.hidden_units"].distribution == CategoricalDistribution(["[512,256]", "[128]"])
     assert space.fixed == ["trainer.epochs=3", "+experiment=mnist_dropout"]
-    overrides = space.overrides({"model.dropout": 0.25, "optimizer.learning_rate": 1e-3, "trainer.batch_size": 16,
-                                 "optimizer": "adam", "model.hidden_units": "[128]", "dataset.max_samples": 200})
+    overrides = space.overrides(
+        {
+            "model.dropout": 0.25,
+            "optimizer.learning_rate": 1e-3,
+            "trainer.batch_size": 16,
+            "optimizer": "adam",
+            "model.hidden_units": "[128]",
+            "dataset.max_samples": 200,
+        }
+    )
     assert "model.hidden_units=[128]" in overrides and "optimizer.learning_rate=0.001" in overrides
     with pytest.raises(ConfigError, match="glob"):
         search.parse_space({}, ["+experiment=glob(mnist_*)"])
@@ -157,8 +189,10 @@ def test_interrupted_trials_are_failed_and_their_params_run_again(tmp_path):
 
 def test_failure_rate_limit_names_the_failures():
     trials = [optuna.trial.create_trial(state=TrialState.COMPLETE, value=1.0)]
-    trials += [optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={search.ERROR: f"ValueError: bad {i}"})
-               for i in range(2)]
+    trials += [
+        optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={search.ERROR: f"ValueError: bad {i}"})
+        for i in range(2)
+    ]
     search.check_failure_rate(trials, 0.5, min_trials=4)  # too few finished trials to judge
     search.check_failure_rate(trials, 0.7, min_trials=2)
     with pytest.raises(search.SweepError, match=r"2 of 3 finished trials failed(.|\n)*ValueError: bad 1"):
@@ -171,26 +205,33 @@ def test_failure_rate_limit_names_the_failures():
 def test_objective_typo_is_refused_before_any_trial(tmp_path):
     result = sweep(tmp_path, "objective.metric=val_acc")
     assert result.returncode != 0
-    assert "objective.metric='val_acc' is not a metric of this run; choose one of: loss, mae," in result.stderr, \
+    assert "objective.metric='val_acc' is not a metric of this run; choose one of: loss, mae," in result.stderr, (
         result.stderr[-3000:]
+    )
     assert not list(tmp_path.glob("outputs/multirun/*/*/0")), "no job started"
     storage = tmp_path / "store" / "optuna.db"
     assert not storage.exists() or all(s.n_trials == 0 for s in optuna.get_all_study_summaries(f"sqlite:///{storage}"))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.dropuot=interval(0.1,0.5)",
-     "searched key 'model.dropuot' is not in the composed config; did you mean model.dropout"),
-    ("optimizer=choice(adam,adamm)", "adamm"),
-    ("model.dropout=interval(0.5,1.0)", "model.dropout=1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "model.dropuot=interval(0.1,0.5)",
+            "searched key 'model.dropuot' is not in the composed config; did you mean model.dropout",
+        ),
+        ("optimizer=choice(adam,adamm)", "adamm"),
+        ("model.dropout=interval(0.5,1.0)", "model.dropout=1.0 is out of range"),
+    ],
+)
 def test_bad_search_space_is_refused_before_any_trial(tmp_path, override, message):
     config = compose_sweep(tmp_path)
     space = search.parse_space(OmegaConf.to_container(config.hydra.sweeper.params), [*SMOKE, override])
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         with pytest.raises(Exception, match=re.escape(message)):
-            search.validate_space(config, space, lambda overrides: compose(config_name="config",
-                                                                           overrides=list(overrides)))
+            search.validate_space(
+                config, space, lambda overrides: compose(config_name="config", overrides=list(overrides))
+            )
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
@@ -213,9 +254,16 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
 
 
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
-    result = sweep(tmp_path, "optimizer=sgd", "model.loss=mean_squared_error", "hydra.sweeper.sampler.name=grid",
-                   "hydra.sweeper.n_trials=4", "model.hidden_units=[8]",
-                   "optimizer.learning_rate=choice(0.01,1e30)", "trainer.batch_size=choice(16,32)")
+    result = sweep(
+        tmp_path,
+        "optimizer=sgd",
+        "model.loss=mean_squared_error",
+        "hydra.sweeper.sampler.name=grid",
+        "hydra.sweeper.n_trials=4",
+        "model.hidden_units=[8]",
+        "optimizer.learning_rate=choice(0.01,1e30)",
+        "trainer.batch_size=choice(16,32)",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     study = load_study(tmp_path)
     states = {t.params["optimizer.learning_rate"]: set() for t in study.trials}
@@ -228,9 +276,15 @@ def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_failure_rate_limit_stops_a_sweep_broken_as_a_whole(tmp_path):
-    result = sweep(tmp_path, "optimizer=sgd", "model.loss=mean_squared_error", "hydra.sweeper.n_trials=6",
-                   "hydra.sweeper.min_trials_for_failure_rate=2", "hydra.sweeper.max_failure_rate=0.5",
-                   "optimizer.learning_rate=tag(log,interval(1e29,1e31))")
+    result = sweep(
+        tmp_path,
+        "optimizer=sgd",
+        "model.loss=mean_squared_error",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.min_trials_for_failure_rate=2",
+        "hydra.sweeper.max_failure_rate=0.5",
+        "optimizer.learning_rate=tag(log,interval(1e29,1e31))",
+    )
     assert result.returncode != 0
     assert "2 of 2 finished trials failed, more than max_failure_rate=0.5" in result.stderr, result.stderr[-3000:]
     assert "TrainingError: the training loss became" in result.stderr
@@ -243,8 +297,14 @@ def test_aggressive_pruner_prunes_and_marks_the_runs(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/store/optuna.db", study_name="smoke")
     study.set_user_attr("runner.config.objective", "val_loss")
     study.add_trial(optuna.trial.create_trial(value=0.0, intermediate_values={1: 0.0, 2: 0.0, 3: 0.0}))
-    result = sweep(tmp_path, "trainer.epochs=3", "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=median",
-                   "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0")
+    result = sweep(
+        tmp_path,
+        "trainer.epochs=3",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.pruner.name=median",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [t.state for t in load_study(tmp_path).trials] == [TrialState.COMPLETE] + [TrialState.PRUNED] * 2
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
@@ -281,8 +341,14 @@ def test_a_job_reaches_its_running_trial_with_the_study_pruner_and_no_other(tmp_
 def test_prune_on_cause_prunes_trials_whose_preflight_diagnosis_fails(tmp_path):
     # Every trial starts from constant kernels: preflight.initial_weights FAILs, the diagnosis is bad_init (FAIL),
     # so with the opt-in each trial is pruned before it trains and its run says why.
-    result = sweep(tmp_path, "hydra.sweeper.n_trials=2", "diagnostics=quick", "diagnostics.prune_on_cause=true",
-                   "model.kernel_initializer=constant", "+model.kernel_initializer_args={value: 0.1}")
+    result = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "diagnostics=quick",
+        "diagnostics.prune_on_cause=true",
+        "model.kernel_initializer=constant",
+        "+model.kernel_initializer_args={value: 0.1}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [t.state for t in load_study(tmp_path).trials] == [TrialState.PRUNED] * 2
     runs = trial_runs(tmp_path)

@@ -27,16 +27,35 @@ from runner.sweep.report import (
 )
 from runner.tracking import config_params
 
-TINY = ["dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200", "trainer.epochs=2",
-        "model.hidden_units=[8]", "tracking.log_model=false", "evaluation.plots=false", "trainer.verbose=0"]
-PLOTS = {"sweep/objective_history.png", "sweep/objective_vs_optimizer.learning_rate.png",
-         "sweep/objective_vs_model.dropout.png", "sweep/param_importance.png"}
+TINY = [
+    "dataset=synthetic",
+    "dataset.task=regression",
+    "dataset.n_samples=200",
+    "trainer.epochs=2",
+    "model.hidden_units=[8]",
+    "tracking.log_model=false",
+    "evaluation.plots=false",
+    "trainer.verbose=0",
+]
+PLOTS = {
+    "sweep/objective_history.png",
+    "sweep/objective_vs_optimizer.learning_rate.png",
+    "sweep/objective_vs_model.dropout.png",
+    "sweep/param_importance.png",
+}
 
 
 def run_sweep(tmp_path: Path, *overrides: str, base=TINY) -> subprocess.CompletedProcess:
     """``python -m runner -m ...`` in tmp_path with a fresh SQLite store there."""
-    command = [sys.executable, "-m", "runner", "-m", *base, *overrides,
-               f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db"]
+    command = [
+        sys.executable,
+        "-m",
+        "runner",
+        "-m",
+        *base,
+        *overrides,
+        f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
@@ -61,8 +80,13 @@ def compose_config(*overrides, config_dir=None):
 
 
 def test_parallel_grid_sweep_records_parent_children_report_and_best_config(tmp_path):
-    done = run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                     "optimizer.learning_rate=1e-3,1e-2", "model.dropout=0,0.2")
+    done = run_sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "optimizer.learning_rate=1e-3,1e-2",
+        "model.dropout=0,0.2",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     client, parents, children = sweep_runs(tmp_path)
 
@@ -73,7 +97,11 @@ def test_parallel_grid_sweep_records_parent_children_report_and_best_config(tmp_
     assert {run.info.experiment_id for run in children} == {parent.info.experiment_id}
     assert sorted(run.info.run_name for run in children) == [f"custom-{n}" for n in range(4)]
     assert {(r.data.params["optimizer.learning_rate"], r.data.params["model.dropout"]) for r in children} == {
-        ("0.001", "0.0"), ("0.001", "0.2"), ("0.01", "0.0"), ("0.01", "0.2")}
+        ("0.001", "0.0"),
+        ("0.001", "0.2"),
+        ("0.01", "0.0"),
+        ("0.01", "0.2"),
+    }
 
     # Every child has every per-epoch point and every final metric: nothing was lost to parallel writes.
     cfg = {"dataset": {"name": "synthetic", "task": "regression"}, "trainer": {"roc_auc_per_epoch": True}}
@@ -136,8 +164,7 @@ def test_failed_trial_is_recorded_and_the_sweep_ends_its_parent(tmp_path):
 
 def test_a_sweep_that_stops_early_ends_its_parent_failed_with_the_report_so_far(tmp_path):
     # Batches of one job: Hydra's basic sweeper raises after the first (failing) job and never starts the second.
-    done = run_sweep(tmp_path, "hydra.sweeper.max_batch_size=1", "optimizer=sgd",
-                     "optimizer.learning_rate=1e12,1e-3")
+    done = run_sweep(tmp_path, "hydra.sweeper.max_batch_size=1", "optimizer=sgd", "optimizer.learning_rate=1e12,1e-3")
     client, parents, children = sweep_runs(tmp_path)
 
     assert done.returncode == 1
@@ -153,8 +180,13 @@ def test_a_sweep_that_stops_early_ends_its_parent_failed_with_the_report_so_far(
 def test_a_resumed_search_keeps_its_one_parent_run(tmp_path):
     import optuna
 
-    search = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0", "tracking.log_model=false",
-              "evaluation.plots=false"]
+    search = [
+        "+experiment=wine_mlp",
+        "+sweep=smoke",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "evaluation.plots=false",
+    ]
     first = run_sweep(tmp_path, "hydra.sweeper.n_trials=1", base=search)
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_sweep(tmp_path, "hydra.sweeper.n_trials=2", base=search)
@@ -187,17 +219,26 @@ def test_jobs_of_a_glob_share_one_experiment_and_mixed_data_sets_are_detected():
 
 def test_swept_keys_come_from_grid_overrides_and_search_params():
     cfg = compose_config()
-    keys = swept_keys(cfg, ["+experiment=glob(mnist_*)", "optimizer=adam,rmsprop", "model.dropout=0,0.2",
-                            "trainer.epochs=1"])
+    keys = swept_keys(
+        cfg, ["+experiment=glob(mnist_*)", "optimizer=adam,rmsprop", "model.dropout=0,0.2", "trainer.epochs=1"]
+    )
     assert keys == ["experiment", "optimizer", "model.dropout"]
 
 
 def trials(objectives, states=None, lrs=None) -> pd.DataFrame:
     states = states or ["FINISHED"] * len(objectives)
     lrs = lrs or [str(10.0 ** -(i + 1)) for i in range(len(objectives))]
-    return pd.DataFrame({"trial": range(len(objectives)), "run_name": [f"r-{i}" for i in range(len(objectives))],
-                         "state": states, "objective": objectives, "duration_s": 1.0,
-                         "optimizer.learning_rate": lrs, "run_id": [f"id{i}" for i in range(len(objectives))]})
+    return pd.DataFrame(
+        {
+            "trial": range(len(objectives)),
+            "run_name": [f"r-{i}" for i in range(len(objectives))],
+            "state": states,
+            "objective": objectives,
+            "duration_s": 1.0,
+            "optimizer.learning_rate": lrs,
+            "run_id": [f"id{i}" for i in range(len(objectives))],
+        }
+    )
 
 
 def test_best_row_follows_the_direction_and_skips_failed_and_nan_trials():
@@ -210,8 +251,9 @@ def test_best_row_follows_the_direction_and_skips_failed_and_nan_trials():
 def test_html_table_highlights_the_best_trial(tmp_path):
     table = trials([0.5, 0.2, 0.7])
     path = tmp_path / "trials.html"
-    write_html(table, best_row(table, Objective("val_loss", "minimize")), Objective("val_loss", "minimize"),
-               "sweep x", path)
+    write_html(
+        table, best_row(table, Objective("val_loss", "minimize")), Objective("val_loss", "minimize"), "sweep x", path
+    )
     rows = [line for line in path.read_text().splitlines() if line.startswith("<tr class=")]
     assert [row.split('"')[1] for row in rows] == ["finished", "best", "finished"]
     assert "best: trial 1 with val_loss = 0.2" in path.read_text()
@@ -220,8 +262,9 @@ def test_html_table_highlights_the_best_trial(tmp_path):
 def test_importance_needs_enough_finished_trials_and_a_varying_param():
     objective = Objective("val_loss", "minimize")
     assert param_importances(trials([0.3, 0.2, 0.1]), ["optimizer.learning_rate"], objective) == {}
-    assert param_importances(trials([0.4, 0.3, 0.2, 0.1], lrs=["0.1"] * 4), ["optimizer.learning_rate"],
-                             objective) == {}
+    assert (
+        param_importances(trials([0.4, 0.3, 0.2, 0.1], lrs=["0.1"] * 4), ["optimizer.learning_rate"], objective) == {}
+    )
     importances = param_importances(trials([0.4, 0.3, 0.2, 0.1]), ["optimizer.learning_rate"], objective)
     assert list(importances) == ["optimizer.learning_rate"]
 
@@ -230,8 +273,11 @@ def test_best_config_reconstructs_group_choices_when_the_run_did_not_record_them
     resolved = resolved_config("+experiment=wine_mlp", "optimizer=rmsprop", "model.dropout=0.3")
     text = best_config_yaml(resolved, {}, "wine-best", "best of a test", ["a header line"])
     assert text.startswith("# @package _global_\n# a header line\n")
-    assert yaml.safe_load(text)["defaults"] == [{"override /dataset": "wine"}, {"override /model": "mlp"},
-                                                {"override /optimizer": "rmsprop"}]
+    assert yaml.safe_load(text)["defaults"] == [
+        {"override /dataset": "wine"},
+        {"override /model": "mlp"},
+        {"override /optimizer": "rmsprop"},
+    ]
     folder = tmp_path / "conf" / "experiment" / "best"
     folder.mkdir(parents=True)
     (folder / "wine-best.yaml").write_text(text)

@@ -20,8 +20,11 @@ def main() -> None:
         model.fit(data.x_train, data.y_train, verbose=0, **fit_kwargs)
         score = score_model(model, data, spec)
         flag = "ok" if score >= spec.min_score else "BELOW FLOOR"
-        print(f"{spec.name:32s} score {score:6.3f}  floor {spec.min_score:.2f}  {flag:11s} "
-              f"{time.perf_counter() - started:5.1f} s", flush=True)
+        print(
+            f"{spec.name:32s} score {score:6.3f}  floor {spec.min_score:.2f}  {flag:11s} "
+            f"{time.perf_counter() - started:5.1f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

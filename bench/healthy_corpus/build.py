@@ -57,8 +57,10 @@ def _layers(spec: Spec, input_rank: int) -> list:
     stack = []
     if spec.arch == "cnn":
         for filters in spec.conv:
-            stack += [layers.Conv2D(filters, 3, padding="same", activation=spec.hidden_activation, **dense),
-                      layers.MaxPooling2D(2)]
+            stack += [
+                layers.Conv2D(filters, 3, padding="same", activation=spec.hidden_activation, **dense),
+                layers.MaxPooling2D(2),
+            ]
     if spec.arch in ("lstm", "gru"):
         recurrent = layers.LSTM if spec.arch == "lstm" else layers.GRU
         for index, units in enumerate(spec.hidden):
@@ -73,8 +75,7 @@ def _layers(spec: Spec, input_rank: int) -> list:
             stack.append(layers.Dense(units, activation=spec.hidden_activation, **dense))
             if spec.dropout:
                 stack.append(layers.Dropout(spec.dropout))
-    stack.append(layers.Dense(spec.units, activation=spec.output_activation,
-                              kernel_initializer=_initializer(spec)))
+    stack.append(layers.Dense(spec.units, activation=spec.output_activation, kernel_initializer=_initializer(spec)))
     return stack
 
 
@@ -103,9 +104,11 @@ def _loss(spec: Spec):
         return keras.losses.get(spec.loss)
     if spec.loss == "huber":
         return keras.losses.Huber()
-    classes = {"binary_crossentropy": keras.losses.BinaryCrossentropy,
-               "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
-               "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy}
+    classes = {
+        "binary_crossentropy": keras.losses.BinaryCrossentropy,
+        "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+        "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    }
     return classes[spec.loss](from_logits=spec.from_logits)
 
 

@@ -10,10 +10,17 @@ from bench.healthy_corpus.spec import Spec
 
 
 def tabular_classification(rows, rng, features=10, informative=5, classes=2, weights=None, sep=1.0):
-    x, y = datasets.make_classification(n_samples=rows, n_features=features, n_informative=informative,
-                                        n_redundant=0, n_classes=classes,
-                                        weights=list(weights) if weights else None, class_sep=sep,
-                                        flip_y=0.01, random_state=_seed(rng))
+    x, y = datasets.make_classification(
+        n_samples=rows,
+        n_features=features,
+        n_informative=informative,
+        n_redundant=0,
+        n_classes=classes,
+        weights=list(weights) if weights else None,
+        class_sep=sep,
+        flip_y=0.01,
+        random_state=_seed(rng),
+    )
     return x, y
 
 
@@ -26,14 +33,16 @@ def circles(rows, rng, noise=0.1):
 
 
 def blobs(rows, rng, classes=3, features=4, spread=1.5):
-    return datasets.make_blobs(n_samples=rows, centers=classes, n_features=features, cluster_std=spread,
-                               random_state=_seed(rng))
+    return datasets.make_blobs(
+        n_samples=rows, centers=classes, n_features=features, cluster_std=spread, random_state=_seed(rng)
+    )
 
 
 def linear_regression(rows, rng, features=8, informative=5, noise=5.0, mean=50.0, std=10.0):
     """A target in the tens (mean 50, sd 10 by default), like a price in k$."""
-    x, y = datasets.make_regression(n_samples=rows, n_features=features, n_informative=informative,
-                                    noise=noise, random_state=_seed(rng))
+    x, y = datasets.make_regression(
+        n_samples=rows, n_features=features, n_informative=informative, noise=noise, random_state=_seed(rng)
+    )
     return x, mean + std * (y - y.mean()) / y.std()
 
 
@@ -100,9 +109,23 @@ def sequence_sum(rows, rng, steps=15, channels=3):
     return x, 40 + 3 * (x[:, :, 0] * weights).sum(axis=1) - 2 * x[:, -3:, 1].sum(axis=1)
 
 
-GENERATORS = {f.__name__: f for f in (tabular_classification, moons, circles, blobs, linear_regression,
-                                       friedman, house_prices, digits, bars, sequence_trend,
-                                       sequence_frequency, sequence_sum)}
+GENERATORS = {
+    f.__name__: f
+    for f in (
+        tabular_classification,
+        moons,
+        circles,
+        blobs,
+        linear_regression,
+        friedman,
+        house_prices,
+        digits,
+        bars,
+        sequence_trend,
+        sequence_frequency,
+        sequence_sum,
+    )
+}
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -123,8 +146,10 @@ def prepare(spec: Spec, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if spec.shuffle_labels:
         x_train, y_train = splits["train"]
         splits["train"] = (x_train, y_train[rng.permutation(len(y_train))])
-    return {name: (xs.astype("float32"), ys.astype("float32" if spec.label_encoding != "sparse" else "int64"))
-            for name, (xs, ys) in splits.items()}
+    return {
+        name: (xs.astype("float32"), ys.astype("float32" if spec.label_encoding != "sparse" else "int64"))
+        for name, (xs, ys) in splits.items()
+    }
 
 
 def _raw_feature_scales(x: np.ndarray, spread: float) -> np.ndarray:

@@ -47,8 +47,16 @@ def diagnose_run(item: tuple[Spec, int]) -> dict:
     test score and the seconds taken.  An exception becomes ``error`` instead of sinking the whole run."""
     spec, seed = item
     started = time.perf_counter()
-    outcome = {"setup": spec.name, "seed": seed, "worst": None, "flagged": [], "cause": None, "score": None,
-               "seconds": 0.0, "error": ""}
+    outcome = {
+        "setup": spec.name,
+        "seed": seed,
+        "worst": None,
+        "flagged": [],
+        "cause": None,
+        "score": None,
+        "seconds": 0.0,
+        "error": "",
+    }
     try:
         outcome.update(_diagnose(spec, seed))
     except Exception as error:  # noqa: BLE001 - one broken run must not cost the others their results
@@ -67,10 +75,12 @@ def _diagnose(spec: Spec, seed: int) -> dict:
     fit_kwargs = {**fit_kwargs, "callbacks": [keeper]}
     report = diagnose(model, data, suite="full", options=DiagnosticOptions(seed=seed), fit_kwargs=fit_kwargs)
     diagnosis = getattr(report, "diagnosis", None)
-    return {"worst": report.worst,
-            "flagged": [{"check": r.check, "verdict": r.verdict, "message": r.message} for r in report.problems()],
-            "cause": getattr(diagnosis, "cause", None) if diagnosis is not None else None,
-            "score": score_model(keeper.kept, data, spec) if keeper.kept is not None else None}
+    return {
+        "worst": report.worst,
+        "flagged": [{"check": r.check, "verdict": r.verdict, "message": r.message} for r in report.problems()],
+        "cause": getattr(diagnosis, "cause", None) if diagnosis is not None else None,
+        "score": score_model(keeper.kept, data, spec) if keeper.kept is not None else None,
+    }
 
 
 def _model_keeper():
@@ -99,5 +109,10 @@ def plain_run(item: tuple[Spec, int]) -> dict:
         score, error = score_model(model, data, spec), ""
     except Exception as exc:  # noqa: BLE001
         score, error = None, f"{type(exc).__name__}: {exc}"[:500]
-    return {"setup": spec.name, "seed": seed, "score": score, "error": error,
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "setup": spec.name,
+        "seed": seed,
+        "score": score,
+        "error": error,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 TASKS = ("regression", "binary", "multiclass")
 ARCHS = ("mlp", "cnn", "lstm", "gru")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw", "nadam")
-LOSSES = ("mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy",
-          "sparse_categorical_crossentropy")
+LOSSES = ("mse", "mae", "huber", "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy")
 INPUT_SCALINGS = ("standard", "max", "none")
 
 
@@ -54,8 +53,13 @@ class Spec:
     min_score: float = 0.8
 
     def __post_init__(self):
-        for value, allowed in ((self.task, TASKS), (self.arch, ARCHS), (self.optimizer, OPTIMIZERS),
-                               (self.loss, LOSSES), (self.input_scaling, INPUT_SCALINGS)):
+        for value, allowed in (
+            (self.task, TASKS),
+            (self.arch, ARCHS),
+            (self.optimizer, OPTIMIZERS),
+            (self.loss, LOSSES),
+            (self.input_scaling, INPUT_SCALINGS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{self.name}: {value!r} not in {allowed}")
 

@@ -18,10 +18,27 @@ from typing import Callable
 
 # The vocabulary of root causes a diagnosis may name (the lead engineer's list).
 CAUSES = (
-    "loss_output_mismatch", "lr_too_high", "lr_too_low", "unscaled_inputs", "unscaled_targets", "bad_init",
-    "dead_relu", "vanishing_gradient", "exploding_gradient", "saturation", "too_few_epochs", "wrong_labels",
-    "underfitting_capacity", "overfitting", "regularization_too_strong", "split_shift", "leakage", "bad_data",
-    "missing_nonlinearity", "wrong_gradient", "none",
+    "loss_output_mismatch",
+    "lr_too_high",
+    "lr_too_low",
+    "unscaled_inputs",
+    "unscaled_targets",
+    "bad_init",
+    "dead_relu",
+    "vanishing_gradient",
+    "exploding_gradient",
+    "saturation",
+    "too_few_epochs",
+    "wrong_labels",
+    "underfitting_capacity",
+    "overfitting",
+    "regularization_too_strong",
+    "split_shift",
+    "leakage",
+    "bad_data",
+    "missing_nonlinearity",
+    "wrong_gradient",
+    "none",
 )
 
 

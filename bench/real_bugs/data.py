@@ -21,16 +21,25 @@ def split(task: str, x: np.ndarray, y: np.ndarray, seed: int, shuffle: bool = Tr
 def tabular_binary(seed: int, n: int = 1000, features: int = 10) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=n, n_features=features, n_informative=6, n_redundant=2,
-                               class_sep=1.2, random_state=seed)
+    x, y = make_classification(
+        n_samples=n, n_features=features, n_informative=6, n_redundant=2, class_sep=1.2, random_state=seed
+    )
     return x.astype("float32"), y.astype("float32")
 
 
 def tabular_multiclass(seed: int, n: int = 1200, features: int = 12, classes: int = 4):
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=n, n_features=features, n_informative=8, n_redundant=2,
-                               n_classes=classes, n_clusters_per_class=1, class_sep=1.5, random_state=seed)
+    x, y = make_classification(
+        n_samples=n,
+        n_features=features,
+        n_informative=8,
+        n_redundant=2,
+        n_classes=classes,
+        n_clusters_per_class=1,
+        class_sep=1.5,
+        random_state=seed,
+    )
     return x.astype("float32"), y.astype("int32")
 
 
@@ -52,7 +61,7 @@ def quadrant_images(seed: int, n: int = 900, size: int = 12, classes: int = 4):
     for i, label in enumerate(y):
         row, col = divmod(int(label), 2)
         top, left = row * half + 1, col * half + 1
-        x[i, top:top + half - 2, left:left + half - 2, 0] += rng.integers(120, 166)
+        x[i, top : top + half - 2, left : left + half - 2, 0] += rng.integers(120, 166)
     return np.clip(x, 0, 255), y.astype("int32")
 
 

@@ -10,8 +10,9 @@ from hydra.plugins.sweeper import Sweeper
 
 from runner.config.sweeper import RunnerOptunaSweeperConf
 
-ConfigStore.instance().store(group="hydra/sweeper", name="runner_optuna", node=RunnerOptunaSweeperConf,
-                             provider="keras-runner")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="runner_optuna", node=RunnerOptunaSweeperConf, provider="keras-runner"
+)
 
 
 class RunnerOptunaSweeper(Sweeper):
@@ -28,7 +29,8 @@ class RunnerOptunaSweeper(Sweeper):
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments):
         from runner.sweep.search import run_sweep

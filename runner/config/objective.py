@@ -10,11 +10,19 @@ from collections.abc import Mapping
 from runner.errors import ConfigError
 
 DATASET_TASKS = {"wine": "regression", "seizure": "binary", "mnist": "multiclass"}
-SYNTHETIC_TASKS = {"regression": "regression", "binary": "binary", "multiclass": "multiclass",
-                   "xor": "binary", "sequence": "regression"}
+SYNTHETIC_TASKS = {
+    "regression": "regression",
+    "binary": "binary",
+    "multiclass": "multiclass",
+    "xor": "binary",
+    "sequence": "regression",
+}
 EPOCH_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy",), "multiclass": ("accuracy",)}
-FINAL_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy", "roc_auc", "precision", "recall", "f1"),
-                 "multiclass": ("accuracy", "macro_f1")}
+FINAL_METRICS = {
+    "regression": ("mae", "rmse"),
+    "binary": ("accuracy", "roc_auc", "precision", "recall", "f1"),
+    "multiclass": ("accuracy", "macro_f1"),
+}
 RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "first_step_seconds", "parameters")
 SPLITS = ("train", "val", "test")
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
@@ -71,8 +79,9 @@ def check_metric(cfg: Mapping) -> None:
     metric = cfg["objective"]["metric"]
     available = metric_names(cfg)
     if metric not in available:
-        raise ConfigError(f"objective.metric={metric!r} is not a metric of this run; choose one of: "
-                          f"{', '.join(available)}")
+        raise ConfigError(
+            f"objective.metric={metric!r} is not a metric of this run; choose one of: {', '.join(available)}"
+        )
 
 
 def objective_value(cfg: Mapping, metrics: Mapping[str, float], history: Mapping[str, list] | None = None) -> float:
@@ -82,8 +91,10 @@ def objective_value(cfg: Mapping, metrics: Mapping[str, float], history: Mapping
         return float(metrics[metric])
     values = list((history or {}).get(metric, []))
     if not values:
-        raise ConfigError(f"objective.metric={metric!r} was not logged by this run; it logged: "
-                          f"{', '.join(sorted(set(metrics) | set(history or {})))}")
+        raise ConfigError(
+            f"objective.metric={metric!r} was not logged by this run; it logged: "
+            f"{', '.join(sorted(set(metrics) | set(history or {})))}"
+        )
     best_epoch = metrics.get("best_epoch")
     if best_epoch is not None and 1 <= int(best_epoch) <= len(values):
         return float(values[int(best_epoch) - 1])

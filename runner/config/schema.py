@@ -313,11 +313,14 @@ class RunConfig:
 
 
 GROUP_SCHEMAS = {
-    "dataset": {"wine": WineDataset, "seizure": SeizureDataset, "mnist": MnistDataset,
-                "synthetic": SyntheticDataset},
+    "dataset": {"wine": WineDataset, "seizure": SeizureDataset, "mnist": MnistDataset, "synthetic": SyntheticDataset},
     "model": {"mlp": MlpModel, "bilstm": BiLstmModel},
-    "optimizer": {"adam": AdamOptimizer, "sgd": SgdOptimizer, "rmsprop": RmspropOptimizer,
-                  "adadelta": AdadeltaOptimizer},
+    "optimizer": {
+        "adam": AdamOptimizer,
+        "sgd": SgdOptimizer,
+        "rmsprop": RmspropOptimizer,
+        "adadelta": AdadeltaOptimizer,
+    },
 }
 
 

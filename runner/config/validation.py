@@ -34,13 +34,21 @@ def validate(cfg: DictConfig) -> None:
             problems.append(f"{key}: no {key} selected or it has no schema; choose one with {key}=<option>")
             continue
         problems += _check_node(node, schema, key)
-    for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig),
-                        ("evaluation", EvaluationConfig), ("objective", ObjectiveConfig), ("trial", TrialLink),
-                        ("diagnostics", DiagnosticsConfig), ("fault", FaultConfig)):
+    for key, schema in (
+        ("trainer", TrainerConfig),
+        ("tracking", TrackingConfig),
+        ("evaluation", EvaluationConfig),
+        ("objective", ObjectiveConfig),
+        ("trial", TrialLink),
+        ("diagnostics", DiagnosticsConfig),
+        ("fault", FaultConfig),
+    ):
         problems += _check_node(cfg[key], schema, key)
-    problems += [f"{spec.name}={cfg.get(spec.name)!r} is not allowed; choose one of: "
-                 f"{', '.join(spec.metadata['choices'])}" for spec in fields(RunConfig)
-                 if "choices" in spec.metadata and cfg.get(spec.name, spec.default) not in spec.metadata["choices"]]
+    problems += [
+        f"{spec.name}={cfg.get(spec.name)!r} is not allowed; choose one of: {', '.join(spec.metadata['choices'])}"
+        for spec in fields(RunConfig)
+        if "choices" in spec.metadata and cfg.get(spec.name, spec.default) not in spec.metadata["choices"]
+    ]
     problems += _contradictions(cfg)
     if not problems:  # the checks below read several groups at once and assume each is valid
         problems += _metric_problems(cfg) + _output_problems(cfg)
@@ -53,8 +61,10 @@ def _contradictions(cfg: DictConfig) -> list[str]:
     problems = []
     dataset = cfg.dataset
     if "val_fraction" in dataset and dataset.val_fraction + dataset.test_fraction >= 1:
-        problems.append(f"dataset.val_fraction + dataset.test_fraction = "
-                        f"{dataset.val_fraction + dataset.test_fraction:g} leaves no rows to train on; keep it below 1")
+        problems.append(
+            f"dataset.val_fraction + dataset.test_fraction = "
+            f"{dataset.val_fraction + dataset.test_fraction:g} leaves no rows to train on; keep it below 1"
+        )
     return problems
 
 
@@ -69,8 +79,11 @@ def _metric_problems(cfg: DictConfig) -> list[str]:
         monitors["trainer.early_stopping.monitor"] = trainer.early_stopping.monitor
     if schedule.name == "reduce_on_plateau":
         monitors["optimizer.schedule.monitor"] = schedule.monitor
-    problems = [f"{key}={monitor!r} is not a metric of this run; choose one of: {', '.join(per_epoch)}"
-                for key, monitor in monitors.items() if monitor not in per_epoch]
+    problems = [
+        f"{key}={monitor!r} is not a metric of this run; choose one of: {', '.join(per_epoch)}"
+        for key, monitor in monitors.items()
+        if monitor not in per_epoch
+    ]
     metric, logged = cfg.objective.metric, objective.metric_names(cfg)
     if metric not in logged and metric != trainer.checkpoint.monitor:  # else reported as the monitor above
         problems.append(f"objective.metric={metric!r} is not a metric of this run; choose one of: {', '.join(logged)}")
@@ -79,11 +92,26 @@ def _metric_problems(cfg: DictConfig) -> list[str]:
 
 # Loss names as Keras accepts them, compared without case or underscores, by the task they suit.
 LOSS_TASKS = {
-    **dict.fromkeys(("meanabsoluteerror", "mae", "meansquarederror", "mse", "huber", "logcosh", "mape",
-                     "meansquaredlogarithmicerror", "msle", "meanabsolutepercentageerror"), "regression"),
+    **dict.fromkeys(
+        (
+            "meanabsoluteerror",
+            "mae",
+            "meansquarederror",
+            "mse",
+            "huber",
+            "logcosh",
+            "mape",
+            "meansquaredlogarithmicerror",
+            "msle",
+            "meanabsolutepercentageerror",
+        ),
+        "regression",
+    ),
     **dict.fromkeys(("binarycrossentropy", "binaryfocalcrossentropy"), "binary"),
-    **dict.fromkeys(("categoricalcrossentropy", "sparsecategoricalcrossentropy", "categoricalfocalcrossentropy",
-                     "kldivergence"), "multiclass"),
+    **dict.fromkeys(
+        ("categoricalcrossentropy", "sparsecategoricalcrossentropy", "categoricalfocalcrossentropy", "kldivergence"),
+        "multiclass",
+    ),
 }
 TASK_OUTPUT = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax"}
 DATASET_CLASSES = {"mnist": 10}
@@ -116,8 +144,10 @@ def _output_problems(cfg: DictConfig) -> list[str]:
     if not reasons:
         return []
     loss = f"loss {model.loss}" if model.loss else "the default loss"
-    return [f"model output {activation} x{units} with {loss} on a {task} task: "
-            f"{'; '.join(reasons)}. Set model.allow_unusual_output=true to train it anyway."]
+    return [
+        f"model output {activation} x{units} with {loss} on a {task} task: "
+        f"{'; '.join(reasons)}. Set model.allow_unusual_output=true to train it anyway."
+    ]
 
 
 def _check_node(node: DictConfig, schema, path: str) -> list[str]:

@@ -62,16 +62,22 @@ def run_preflight(model, data: DiagnosticData, options: DiagnosticOptions | None
     return stage.run(model, data, options or DiagnosticOptions())
 
 
-def analyse(model, data: DiagnosticData, options: DiagnosticOptions | None = None, history=None,
-            monitor=None) -> Report:
+def analyse(
+    model, data: DiagnosticData, options: DiagnosticOptions | None = None, history=None, monitor=None
+) -> Report:
     """The ``analysis.*`` checks on a trained model (``history``: ``History.history``, optional)."""
     from runner.diagnostics import analysis as stage
 
     return stage.run(model, data, options or DiagnosticOptions(), history=history, monitor=monitor)
 
 
-def diagnose(model, data: DiagnosticData, suite: str = "quick", options: DiagnosticOptions | None = None,
-             fit_kwargs: dict | None = None) -> Report:
+def diagnose(
+    model,
+    data: DiagnosticData,
+    suite: str = "quick",
+    options: DiagnosticOptions | None = None,
+    fit_kwargs: dict | None = None,
+) -> Report:
     """Run a suite on a compiled, untrained ``model``.
 
     ``quick``: the preflight checks.  ``full``: preflight, then a copy of the model (same architecture,
@@ -82,8 +88,10 @@ def diagnose(model, data: DiagnosticData, suite: str = "quick", options: Diagnos
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {SUITES}, not {suite!r}")
     if suite == "full" and fit_kwargs is None:
-        raise ValueError("suite='full' trains a copy of the model: pass fit_kwargs (e.g. {'epochs': 5}), or "
-                         "call run_preflight(), fit with callbacks=[TrainingMonitor(data, options)], then analyse()")
+        raise ValueError(
+            "suite='full' trains a copy of the model: pass fit_kwargs (e.g. {'epochs': 5}), or "
+            "call run_preflight(), fit with callbacks=[TrainingMonitor(data, options)], then analyse()"
+        )
     options = options or DiagnosticOptions()
     report = Report()
     if suite == "none":
@@ -94,18 +102,33 @@ def diagnose(model, data: DiagnosticData, suite: str = "quick", options: Diagnos
     trained = _fit_copy(model, data, options, fit_kwargs)
     try:
         if trained.error is not None:
-            report.add(CheckResult("monitor.training", FAIL, None, None,
-                                   f"training raised {trained.error}; the checks below judge what was recorded "
-                                   "before it", "see the other verdicts for the likely cause", "monitor"))
+            report.add(
+                CheckResult(
+                    "monitor.training",
+                    FAIL,
+                    None,
+                    None,
+                    f"training raised {trained.error}; the checks below judge what was recorded before it",
+                    "see the other verdicts for the likely cause",
+                    "monitor",
+                )
+            )
         if options.enabled("monitor") and trained.monitor.records.epochs:
             report.extend(_stage_or_skip("monitor", lambda: trained.monitor.report(trained.history)))
         if options.enabled("analysis"):
             if trained.error is None:
-                report.extend(_stage_or_skip("analysis", lambda: analyse(
-                    trained.model, data, options, history=trained.history, monitor=trained.monitor)))
+                report.extend(
+                    _stage_or_skip(
+                        "analysis",
+                        lambda: analyse(trained.model, data, options, history=trained.history, monitor=trained.monitor),
+                    )
+                )
             else:
-                report.add(CheckResult("analysis.skipped", SKIP, None, None,
-                                       "not run: training did not finish", stage="analysis"))
+                report.add(
+                    CheckResult(
+                        "analysis.skipped", SKIP, None, None, "not run: training did not finish", stage="analysis"
+                    )
+                )
     finally:
         trained.restore()
     return report
@@ -174,9 +197,19 @@ def _stage_or_skip(stage: str, run_stage) -> Report:
     try:
         return run_stage()
     except Exception as error:  # noqa: BLE001 - never lose the report for one stage
-        return Report([CheckResult(f"{stage}.crashed", SKIP, None, None,
-                                   f"could not run: {type(error).__name__}: {error}", stage=stage,
-                                   evidence={"error": f"{type(error).__name__}: {error}"})])
+        return Report(
+            [
+                CheckResult(
+                    f"{stage}.crashed",
+                    SKIP,
+                    None,
+                    None,
+                    f"could not run: {type(error).__name__}: {error}",
+                    stage=stage,
+                    evidence={"error": f"{type(error).__name__}: {error}"},
+                )
+            ]
+        )
 
 
 def __getattr__(name: str):

@@ -20,18 +20,32 @@ STAGE_TITLES = {
 
 
 def markdown() -> str:
-    lines = ["# Diagnostics catalogue", "",
-             "Generated from the check registry (`runner/diagnostics/registry.py`) by "
-             "`python -m runner.diagnostics.catalogue`; do not edit by hand.", "",
-             "A check's main threshold can be overridden per run: `'+diagnostics.thresholds={preflight.input_scale: 20}'` "
-             "on the command line, or `DiagnosticOptions(thresholds={...})` in Python; `diagnostics.disable` "
-             "switches checks or whole stages off.", ""]
+    lines = [
+        "# Diagnostics catalogue",
+        "",
+        "Generated from the check registry (`runner/diagnostics/registry.py`) by "
+        "`python -m runner.diagnostics.catalogue`; do not edit by hand.",
+        "",
+        "A check's main threshold can be overridden per run: `'+diagnostics.thresholds={preflight.input_scale: 20}'` "
+        "on the command line, or `DiagnosticOptions(thresholds={...})` in Python; `diagnostics.disable` "
+        "switches checks or whole stages off.",
+        "",
+    ]
     for stage, title in STAGE_TITLES.items():
         entries = checks(stage)
-        lines += [f"## {title}", "", f"{len(entries)} checks.", "",
-                  "| check | measures | default threshold | suggested fix |", "|---|---|---|---|"]
-        lines += [f"| `{entry.name}` | {_cell(entry.what)} | {_cell(_threshold(entry.threshold))} | "
-                  f"{_cell(entry.fix) or '-'} |" for entry in entries]
+        lines += [
+            f"## {title}",
+            "",
+            f"{len(entries)} checks.",
+            "",
+            "| check | measures | default threshold | suggested fix |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{entry.name}` | {_cell(entry.what)} | {_cell(_threshold(entry.threshold))} | "
+            f"{_cell(entry.fix) or '-'} |"
+            for entry in entries
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -18,51 +18,98 @@ ROOT, MECHANISM, SYMPTOM = 3, 2, 1
 
 # cause -> (one-line description, its one fix)
 CAUSES: dict[str, tuple[str, str]] = {
-    "loss_output_mismatch": ("the loss does not fit the output layer (activation, units or target encoding)",
-                             ("Pair the loss with the output: sigmoid + binary cross-entropy, softmax + "
-                              "(sparse) categorical cross-entropy, linear + MSE for regression.")),
-    "lr_too_high": ("the learning rate is too high: steps overshoot and the loss jumps or blows up",
-                    "Lower the learning rate by 10x (and clip gradients with optimizer.clipnorm=1.0)."),
-    "lr_too_low": ("the learning rate is too low: the weights barely move",
-                   "Raise the learning rate by 10x (Adam usually starts well at 1e-3)."),
-    "unscaled_inputs": ("the inputs are far from unit scale (unscaled, or scaled twice)",
-                        "Standardise the inputs once (zero mean, unit variance per feature; images / 255 once)."),
-    "unscaled_targets": ("the regression targets are far from unit scale",
-                         "Standardise the regression targets (and undo it on the predictions)."),
-    "bad_init": ("the initial weights are constant or of the wrong scale for their activations",
-                 ("Use the initializer that matches the activation: he_normal for ReLU, glorot_uniform for "
-                  "tanh/sigmoid/linear.")),
-    "dead_relu": ("ReLU units are dead: their input is always negative, so they pass no gradient",
-                  "Initialise biases at zero, lower the learning rate, or use LeakyReLU/ELU."),
-    "vanishing_gradient": ("the gradients vanish before they reach the first layers",
-                           ("Use ReLU hidden layers with He initialisation (or add batch normalisation / "
-                            "residual connections) so gradients reach the first layers.")),
-    "exploding_gradient": ("the gradients explode (huge or NaN norms)",
-                           "Clip gradients (optimizer.clipnorm=1.0) and lower the learning rate."),
-    "saturation": ("sigmoid/tanh units are saturated, so their gradients are near zero",
-                   "Keep pre-activations small: Glorot initialisation and scaled inputs, or ReLU hidden layers."),
-    "too_few_epochs": ("training stopped while the loss was still falling",
-                       "Train for more epochs (or raise early stopping's patience)."),
-    "wrong_labels": ("the labels do not match the inputs (shuffled, misaligned or noisy)",
-                     ("Check that labels and inputs are aligned row for row (no shuffle of one without the "
-                      "other).")),
-    "underfitting_capacity": ("the model is too small or too simple for the task",
-                              "Give the model more capacity (wider or deeper layers, or a fitting architecture)."),
-    "overfitting": ("the model memorises the training data: validation loss rises while training loss falls",
-                    "Regularise: add dropout or L2, use more data, or stop earlier (early stopping)."),
-    "regularization_too_strong": ("regularisation (L2, dropout) swamps the data loss",
-                                  "Weaken the regularisation: lower L2 by 10x or dropout to 0.2-0.5."),
-    "split_shift": ("the train and validation/test splits come from different distributions",
-                    "Split the data at random (stratified), or make the splits come from the same distribution."),
-    "leakage": ("held-out rows also occur in the training data, so the scores are inflated",
-                "Remove duplicates before splitting, so no held-out row occurs in training."),
-    "bad_data": ("the data is broken: NaN/Inf values, a constant target or a class without samples",
-                 "Clean the data: drop or impute NaN/Inf rows and check the targets before training."),
-    "missing_nonlinearity": ("the hidden layers have no non-linear activation, so the stack is one linear map",
-                             "Give the hidden layers a non-linear activation (relu)."),
-    "wrong_gradient": ("a custom layer or loss computes a wrong gradient or reduction",
-                       ("Fix the custom layer/loss: its gradient must match finite differences and the loss "
-                        "must average over the batch.")),
+    "loss_output_mismatch": (
+        "the loss does not fit the output layer (activation, units or target encoding)",
+        (
+            "Pair the loss with the output: sigmoid + binary cross-entropy, softmax + "
+            "(sparse) categorical cross-entropy, linear + MSE for regression."
+        ),
+    ),
+    "lr_too_high": (
+        "the learning rate is too high: steps overshoot and the loss jumps or blows up",
+        "Lower the learning rate by 10x (and clip gradients with optimizer.clipnorm=1.0).",
+    ),
+    "lr_too_low": (
+        "the learning rate is too low: the weights barely move",
+        "Raise the learning rate by 10x (Adam usually starts well at 1e-3).",
+    ),
+    "unscaled_inputs": (
+        "the inputs are far from unit scale (unscaled, or scaled twice)",
+        "Standardise the inputs once (zero mean, unit variance per feature; images / 255 once).",
+    ),
+    "unscaled_targets": (
+        "the regression targets are far from unit scale",
+        "Standardise the regression targets (and undo it on the predictions).",
+    ),
+    "bad_init": (
+        "the initial weights are constant or of the wrong scale for their activations",
+        (
+            "Use the initializer that matches the activation: he_normal for ReLU, glorot_uniform for "
+            "tanh/sigmoid/linear."
+        ),
+    ),
+    "dead_relu": (
+        "ReLU units are dead: their input is always negative, so they pass no gradient",
+        "Initialise biases at zero, lower the learning rate, or use LeakyReLU/ELU.",
+    ),
+    "vanishing_gradient": (
+        "the gradients vanish before they reach the first layers",
+        (
+            "Use ReLU hidden layers with He initialisation (or add batch normalisation / "
+            "residual connections) so gradients reach the first layers."
+        ),
+    ),
+    "exploding_gradient": (
+        "the gradients explode (huge or NaN norms)",
+        "Clip gradients (optimizer.clipnorm=1.0) and lower the learning rate.",
+    ),
+    "saturation": (
+        "sigmoid/tanh units are saturated, so their gradients are near zero",
+        "Keep pre-activations small: Glorot initialisation and scaled inputs, or ReLU hidden layers.",
+    ),
+    "too_few_epochs": (
+        "training stopped while the loss was still falling",
+        "Train for more epochs (or raise early stopping's patience).",
+    ),
+    "wrong_labels": (
+        "the labels do not match the inputs (shuffled, misaligned or noisy)",
+        ("Check that labels and inputs are aligned row for row (no shuffle of one without the other)."),
+    ),
+    "underfitting_capacity": (
+        "the model is too small or too simple for the task",
+        "Give the model more capacity (wider or deeper layers, or a fitting architecture).",
+    ),
+    "overfitting": (
+        "the model memorises the training data: validation loss rises while training loss falls",
+        "Regularise: add dropout or L2, use more data, or stop earlier (early stopping).",
+    ),
+    "regularization_too_strong": (
+        "regularisation (L2, dropout) swamps the data loss",
+        "Weaken the regularisation: lower L2 by 10x or dropout to 0.2-0.5.",
+    ),
+    "split_shift": (
+        "the train and validation/test splits come from different distributions",
+        "Split the data at random (stratified), or make the splits come from the same distribution.",
+    ),
+    "leakage": (
+        "held-out rows also occur in the training data, so the scores are inflated",
+        "Remove duplicates before splitting, so no held-out row occurs in training.",
+    ),
+    "bad_data": (
+        "the data is broken: NaN/Inf values, a constant target or a class without samples",
+        "Clean the data: drop or impute NaN/Inf rows and check the targets before training.",
+    ),
+    "missing_nonlinearity": (
+        "the hidden layers have no non-linear activation, so the stack is one linear map",
+        "Give the hidden layers a non-linear activation (relu).",
+    ),
+    "wrong_gradient": (
+        "a custom layer or loss computes a wrong gradient or reduction",
+        (
+            "Fix the custom layer/loss: its gradient must match finite differences and the loss "
+            "must average over the batch."
+        ),
+    ),
     "none": ("no check points at a problem", "Nothing to fix."),
 }
 
@@ -180,13 +227,32 @@ VOTES: tuple[Vote, ...] = (
 )
 
 # What goes wrong downstream of a broken training signal: a root cause there explains all of these.
-POOR_FIT = ("monitor.loss_stalled", "preflight.overfit_batch", "monitor.underfitting", "analysis.baseline",
-            "monitor.still_improving", "analysis.confident_errors", "analysis.slices", "analysis.attributions",
-            "analysis.receptive_field", "analysis.constant_units", "preflight.zeroed_inputs",
-            "preflight.initial_loss", "preflight.label_signal")
-UNSTABLE = ("monitor.update_ratio", "monitor.gradient_norms", "monitor.loss_numeric", "monitor.loss_diverging",
-            "monitor.loss_oscillating", "monitor.early_blowup", "monitor.dead_units", "monitor.saturation",
-            "analysis.dropout_consistency")
+POOR_FIT = (
+    "monitor.loss_stalled",
+    "preflight.overfit_batch",
+    "monitor.underfitting",
+    "analysis.baseline",
+    "monitor.still_improving",
+    "analysis.confident_errors",
+    "analysis.slices",
+    "analysis.attributions",
+    "analysis.receptive_field",
+    "analysis.constant_units",
+    "preflight.zeroed_inputs",
+    "preflight.initial_loss",
+    "preflight.label_signal",
+)
+UNSTABLE = (
+    "monitor.update_ratio",
+    "monitor.gradient_norms",
+    "monitor.loss_numeric",
+    "monitor.loss_diverging",
+    "monitor.loss_oscillating",
+    "monitor.early_blowup",
+    "monitor.dead_units",
+    "monitor.saturation",
+    "analysis.dropout_consistency",
+)
 _EVERYTHING_DOWNSTREAM = POOR_FIT + UNSTABLE + ("monitor.overfitting", "monitor.regularization")
 
 EXPLAINS: dict[str, tuple[str, ...]] = {
@@ -204,12 +270,17 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
     "saturation": POOR_FIT + ("monitor.update_ratio", "monitor.gradient_norms"),
     "missing_nonlinearity": POOR_FIT,
     "underfitting_capacity": POOR_FIT,
-    "too_few_epochs": ("monitor.underfitting", "analysis.baseline", "analysis.confident_errors", "analysis.slices",
-                       "monitor.loss_stalled"),
+    "too_few_epochs": (
+        "monitor.underfitting",
+        "analysis.baseline",
+        "analysis.confident_errors",
+        "analysis.slices",
+        "monitor.loss_stalled",
+    ),
     "wrong_labels": POOR_FIT + ("monitor.overfitting", "monitor.update_ratio"),  # memorising noise overfits
     "overfitting": ("analysis.baseline", "analysis.confident_errors", "analysis.slices"),
-    "regularization_too_strong": POOR_FIT + ("monitor.dead_units", "monitor.update_ratio",
-                                             "analysis.dropout_consistency"),
+    "regularization_too_strong": POOR_FIT
+    + ("monitor.dead_units", "monitor.update_ratio", "analysis.dropout_consistency"),
     "split_shift": ("monitor.overfitting", "analysis.baseline", "analysis.confident_errors", "analysis.slices"),
     "leakage": (),
     "none": (),
@@ -218,11 +289,23 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
 
 # A flagged cause that another flagged signal shows to be a consequence: (cause, signals, becomes).  Steps so
 # large that the loss blows up also kill ReLU units; the dead units are then not the root.
-OVERRIDES = (("dead_relu", ("monitor.loss_diverging", "monitor.early_blowup", "monitor.loss_numeric",
-                            "monitor.loss_oscillating"), "lr_too_high"),)
+OVERRIDES = (
+    (
+        "dead_relu",
+        ("monitor.loss_diverging", "monitor.early_blowup", "monitor.loss_numeric", "monitor.loss_oscillating"),
+        "lr_too_high",
+    ),
+)
 
 
 # Causes a hint may replace: what unscaled targets look like from the outside (big steps, a poor fit).  A
 # flagged root or mechanism of another kind (a strong penalty, a bad init) keeps its place.
-HINTABLE = {"lr_too_high", "exploding_gradient", "underfitting_capacity", "too_few_epochs", "wrong_labels",
-            "lr_too_low", "none"}
+HINTABLE = {
+    "lr_too_high",
+    "exploding_gradient",
+    "underfitting_capacity",
+    "too_few_epochs",
+    "wrong_labels",
+    "lr_too_low",
+    "none",
+}

@@ -40,15 +40,28 @@ class Diagnosis:
     second: Diagnosis | None = None  # an independent second cause, or None
 
     def to_dict(self) -> dict:
-        return {"cause": self.cause, "verdict": self.verdict, "summary": self.summary, "fix": self.fix,
-                "evidence": [dict(row) for row in self.evidence], "consequences": list(self.consequences),
-                "second": self.second.to_dict() if self.second else None}
+        return {
+            "cause": self.cause,
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "fix": self.fix,
+            "evidence": [dict(row) for row in self.evidence],
+            "consequences": list(self.consequences),
+            "second": self.second.to_dict() if self.second else None,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Diagnosis:
         second = data.get("second")
-        return cls(data["cause"], data["verdict"], data["summary"], data["fix"], list(data.get("evidence", [])),
-                   list(data.get("consequences", [])), cls.from_dict(second) if second else None)
+        return cls(
+            data["cause"],
+            data["verdict"],
+            data["summary"],
+            data["fix"],
+            list(data.get("evidence", [])),
+            list(data.get("consequences", [])),
+            cls.from_dict(second) if second else None,
+        )
 
 
 def rank(results: list[CheckResult]) -> Diagnosis:
@@ -79,9 +92,17 @@ def _hints(results: list[CheckResult], flagged: list[CheckResult]) -> list[Check
     for result in results:
         cause = result.evidence.get("hint") if isinstance(result.evidence, dict) else None
         if result.verdict == PASS and cause in CAUSES and names & set(POOR_FIT + UNSTABLE):
-            found.append(CheckResult(result.check, WARN, result.value, result.threshold,
-                                     f"{result.message} (a likely root of the checks below)", stage=result.stage,
-                                     evidence=result.evidence))
+            found.append(
+                CheckResult(
+                    result.check,
+                    WARN,
+                    result.value,
+                    result.threshold,
+                    f"{result.message} (a likely root of the checks below)",
+                    stage=result.stage,
+                    evidence=result.evidence,
+                )
+            )
     return found
 
 
@@ -99,11 +120,15 @@ def _override(top: Diagnosis, flagged: list[CheckResult]) -> Diagnosis:
         if top.cause == cause and names & set(signals) and "preflight.initial_weights" not in own:
             votes = [result for result in flagged if result.check in signals]
             evidence = [_evidence_row(result) for result in votes]
-            consequences = [result.check for result in flagged if result.check not in {row["check"] for row in
-                            evidence} and result.check in EXPLAINS.get(becomes, ())]
+            consequences = [
+                result.check
+                for result in flagged
+                if result.check not in {row["check"] for row in evidence} and result.check in EXPLAINS.get(becomes, ())
+            ]
             verdict = max((row["verdict"] for row in evidence), key=SEVERITY.get)
-            return Diagnosis(becomes, verdict, _summary(becomes, evidence, consequences), CAUSES[becomes][1],
-                             evidence, consequences)
+            return Diagnosis(
+                becomes, verdict, _summary(becomes, evidence, consequences), CAUSES[becomes][1], evidence, consequences
+            )
     return top
 
 
@@ -119,13 +144,16 @@ def _diagnose(flagged: list[CheckResult]) -> Diagnosis:
     evidence_results = list(dict.fromkeys(result.check for _, result in votes[cause]))
     by_name = {result.check: result for result in flagged}
     evidence = [_evidence_row(by_name[name]) for name in evidence_results]
-    consequences = [result.check for result in flagged
-                    if result.check not in evidence_results and result.check in EXPLAINS.get(cause, ())]
+    consequences = [
+        result.check
+        for result in flagged
+        if result.check not in evidence_results and result.check in EXPLAINS.get(cause, ())
+    ]
     # The problem is as serious as the worst thing it explains (a WARN-level root behind a FAIL-level symptom).
-    verdict = max([row["verdict"] for row in evidence] + [by_name[name].verdict for name in consequences],
-                  key=SEVERITY.get)
-    return Diagnosis(cause, verdict, _summary(cause, evidence, consequences), CAUSES[cause][1], evidence,
-                     consequences)
+    verdict = max(
+        [row["verdict"] for row in evidence] + [by_name[name].verdict for name in consequences], key=SEVERITY.get
+    )
+    return Diagnosis(cause, verdict, _summary(cause, evidence, consequences), CAUSES[cause][1], evidence, consequences)
 
 
 def _strength(pairs: list[tuple[Vote, CheckResult]]) -> tuple:
@@ -143,8 +171,13 @@ def _nothing_known(flagged: list[CheckResult]) -> Diagnosis:
     evidence = [_evidence_row(result) for result in flagged]
     verdict = max((row["verdict"] for row in evidence), key=SEVERITY.get)
     names = ", ".join(row["check"] for row in evidence)
-    return Diagnosis("none", verdict, f"No known cause for the flagged check(s) {names}: read their messages.",
-                     "See the flagged checks' own messages.", evidence)
+    return Diagnosis(
+        "none",
+        verdict,
+        f"No known cause for the flagged check(s) {names}: read their messages.",
+        "See the flagged checks' own messages.",
+        evidence,
+    )
 
 
 def _evidence_row(result: CheckResult) -> dict:

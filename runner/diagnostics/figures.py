@@ -28,8 +28,15 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def heatmap(path: Path, matrix: np.ndarray, title: str, xlabel: str, ylabel: str,
-            hlines: tuple[float, ...] = (), xticks: tuple[list, list] | None = None) -> None:
+def heatmap(
+    path: Path,
+    matrix: np.ndarray,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hlines: tuple[float, ...] = (),
+    xticks: tuple[list, list] | None = None,
+) -> None:
     """``matrix`` rows are drawn top to bottom (units), columns left to right (samples or time steps)."""
     plt = pyplot()
     height = min(10.0, 2.0 + 0.02 * matrix.shape[0])
@@ -46,8 +53,14 @@ def heatmap(path: Path, matrix: np.ndarray, title: str, xlabel: str, ylabel: str
     save(fig, path)
 
 
-def image_grid(path: Path, rows: list[list[np.ndarray]], titles: list[list[str]], column_names: list[str],
-               cmaps: list[str], limits: list[tuple[float, float] | None] | None = None) -> None:
+def image_grid(
+    path: Path,
+    rows: list[list[np.ndarray]],
+    titles: list[list[str]],
+    column_names: list[str],
+    cmaps: list[str],
+    limits: list[tuple[float, float] | None] | None = None,
+) -> None:
     """A grid of small images: one list per row, one colour map and optional (vmin, vmax) per column."""
     plt = pyplot()
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
@@ -57,7 +70,7 @@ def image_grid(path: Path, rows: list[list[np.ndarray]], titles: list[list[str]]
             ax = axes[r][c]
             ax.axis("off")
             if c < len(row):
-                vmin, vmax = (limits[c] if limits and limits[c] else (None, None))
+                vmin, vmax = limits[c] if limits and limits[c] else (None, None)
                 ax.imshow(row[c], cmap=cmaps[c % len(cmaps)], interpolation="nearest", vmin=vmin, vmax=vmax)
                 ax.set_title(titles[r][c], fontsize=7)
     for c, name in enumerate(column_names):
@@ -65,8 +78,17 @@ def image_grid(path: Path, rows: list[list[np.ndarray]], titles: list[list[str]]
     save(fig, path)
 
 
-def line(path: Path, x: np.ndarray, ys: dict[str, np.ndarray], title: str, xlabel: str, ylabel: str,
-         log_y: bool = False, vlines: tuple[float, ...] = (), hlines: tuple[float, ...] = ()) -> None:
+def line(
+    path: Path,
+    x: np.ndarray,
+    ys: dict[str, np.ndarray],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    log_y: bool = False,
+    vlines: tuple[float, ...] = (),
+    hlines: tuple[float, ...] = (),
+) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, y in ys.items():
@@ -85,8 +107,15 @@ def line(path: Path, x: np.ndarray, ys: dict[str, np.ndarray], title: str, xlabe
     save(fig, path)
 
 
-def bars(path: Path, labels: list[str], values: list[float], title: str, ylabel: str,
-         annotations: list[str] | None = None, reference: float | None = None) -> None:
+def bars(
+    path: Path,
+    labels: list[str],
+    values: list[float],
+    title: str,
+    ylabel: str,
+    annotations: list[str] | None = None,
+    reference: float | None = None,
+) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(labels) + 2), 3.5))
     positions = np.arange(len(labels))
@@ -101,8 +130,14 @@ def bars(path: Path, labels: list[str], values: list[float], title: str, ylabel:
     save(fig, path)
 
 
-def histogram_grid(path: Path, grid: list[list[np.ndarray]], row_names: list[str], column_names: list[str],
-                   title: str, value_range: tuple[float, float] | None = None) -> None:
+def histogram_grid(
+    path: Path,
+    grid: list[list[np.ndarray]],
+    row_names: list[str],
+    column_names: list[str],
+    title: str,
+    value_range: tuple[float, float] | None = None,
+) -> None:
     """One histogram per cell (e.g. rows = weight inits, columns = layers)."""
     plt = pyplot()
     n_rows, n_cols = len(grid), len(grid[0])

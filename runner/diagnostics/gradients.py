@@ -50,9 +50,15 @@ def computes_in_float64(model: keras.Model) -> bool:
     return weights and float(keras.ops.convert_to_numpy(keras.ops.mean(probe))) == float(np.mean(probe))
 
 
-def loss_and_gradients(model: keras.Model, x: np.ndarray, y: np.ndarray, *, training: bool = False,
-                       loss_fn: Callable | None = None, include_regularization: bool = True,
-                       ) -> tuple[float, list[np.ndarray]]:
+def loss_and_gradients(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    training: bool = False,
+    loss_fn: Callable | None = None,
+    include_regularization: bool = True,
+) -> tuple[float, list[np.ndarray]]:
     """Mean loss on (x, y) and its gradient w.r.t. each of ``model.trainable_weights`` (same order).
 
     ``loss_fn(y_true, y_pred)`` defaults to the compiled loss; ``include_regularization`` adds the layers'
@@ -164,6 +170,7 @@ def forward_loss(model: keras.Model, loss_fn: Callable) -> Callable[[np.ndarray,
     directly, and cross-entropy uses them; ``predict`` returns clipped probabilities instead, so a loss
     computed from ``predict`` differs from the one backprop differentiates on confident outputs.  The call is
     traced once (a recurrent layer run eagerly steps through time in Python)."""
+
     def compute(x, y):
         return keras.ops.mean(loss_fn(y, model(x, training=False)))
 

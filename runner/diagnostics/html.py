@@ -16,8 +16,13 @@ from runner.diagnostics.result import SEVERITY, CheckResult
 if TYPE_CHECKING:  # the page reads a report; report.py imports this module to write it
     from runner.diagnostics.report import Report
 
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-               ".svg": "image/svg+xml"}
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+}
 COLOURS = {"PASS": "#d9f2d9", "WARN": "#fff1c2", "FAIL": "#f8d0d0", "SKIP": "#e8e8e8"}
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -37,12 +42,14 @@ def render(report: Report, plots_dir: Path | None = None, title: str = "Diagnost
     ordered = sorted(report.results, key=lambda result: (-SEVERITY[result.verdict], result.check))
     counts = {verdict: sum(result.verdict == verdict for result in report.results) for verdict in COLOURS}
     summary = ", ".join(f"{count} {verdict}" for verdict, count in counts.items() if count)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>{_esc(title)}: worst verdict {_badge(report.worst)}</h1>",
-             f"<p>{len(report.results)} checks: {_esc(summary) or 'none run'}.</p>",
-             *_diagnosis_section(report),
-             _verdict_table(ordered)]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{_esc(title)}: worst verdict {_badge(report.worst)}</h1>",
+        f"<p>{len(report.results)} checks: {_esc(summary) or 'none run'}.</p>",
+        *_diagnosis_section(report),
+        _verdict_table(ordered),
+    ]
     parts += _plot_sections(ordered, report.plots, plots_dir)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -68,12 +75,18 @@ def _diagnosis_section(report: Report) -> list[str]:
 
 
 def _cause_block(title: str, diagnosis) -> list[str]:
-    parts = [f"<h2>{_esc(title)}: {_esc(diagnosis.cause)} {_badge(diagnosis.verdict)}</h2>",
-             f"<p>{_esc(diagnosis.summary)}</p>", f"<p><b>Fix:</b> {_esc(diagnosis.fix)}</p>"]
+    parts = [
+        f"<h2>{_esc(title)}: {_esc(diagnosis.cause)} {_badge(diagnosis.verdict)}</h2>",
+        f"<p>{_esc(diagnosis.summary)}</p>",
+        f"<p><b>Fix:</b> {_esc(diagnosis.fix)}</p>",
+    ]
     if diagnosis.evidence:
         parts.append("<p>Evidence:</p><ul>")
-        parts += [f"<li>{_badge(row['verdict'])} <a href='#{_anchor(row['check'])}-row'>{_esc(row['check'])}</a>: "
-                  f"{_esc(row['message'])}</li>" for row in diagnosis.evidence]
+        parts += [
+            f"<li>{_badge(row['verdict'])} <a href='#{_anchor(row['check'])}-row'>{_esc(row['check'])}</a>: "
+            f"{_esc(row['message'])}</li>"
+            for row in diagnosis.evidence
+        ]
         parts.append("</ul>")
     if diagnosis.consequences:
         parts.append("<p>Explained by this cause (their own fixes do not apply):</p><ul>")
@@ -83,14 +96,19 @@ def _cause_block(title: str, diagnosis) -> list[str]:
 
 
 def _verdict_table(results: list[CheckResult]) -> str:
-    rows = [("<table><tr><th>check</th><th>verdict</th><th>value</th><th>threshold</th><th>message</th>"
-             "<th>suggested fix</th><th>seconds</th></tr>")]
+    rows = [
+        (
+            "<table><tr><th>check</th><th>verdict</th><th>value</th><th>threshold</th><th>message</th>"
+            "<th>suggested fix</th><th>seconds</th></tr>"
+        )
+    ]
     for result in results:
         rows.append(
             f"<tr id='{_anchor(result.check)}-row'><td><a href='#{_anchor(result.check)}'>{_esc(result.check)}</a></td>"
             f"<td class='verdict' style='background:{COLOURS[result.verdict]}'>{result.verdict}</td>"
             f"<td>{_number(result.value)}</td><td>{_esc(_number(result.threshold))}</td>"
-            f"<td>{_esc(result.message)}</td><td>{_esc(result.fix)}</td><td>{result.seconds:.2f}</td></tr>")
+            f"<td>{_esc(result.message)}</td><td>{_esc(result.fix)}</td><td>{result.seconds:.2f}</td></tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -117,8 +135,10 @@ def _figure(name: str, plots_dir: Path | None) -> str:
     if mime is None:
         return f"<p>file: <a href='{_esc(name)}'>{_esc(name)}</a></p>"
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<figure><img alt='{_esc(name)}' src='data:{mime};base64,{encoded}'>"
-            f"<figcaption>{_esc(name)}</figcaption></figure>")
+    return (
+        f"<figure><img alt='{_esc(name)}' src='data:{mime};base64,{encoded}'>"
+        f"<figcaption>{_esc(name)}</figcaption></figure>"
+    )
 
 
 def _badge(verdict: str) -> str:

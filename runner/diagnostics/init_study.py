@@ -39,8 +39,12 @@ class LayerStats:
 
 def weight_std(init: str, fan_in: int, fan_out: int) -> float:
     """Standard deviation of the normal distribution the weights are drawn from."""
-    stds = {"normal_1": 1.0, "normal_0.01": 0.01, "glorot": math.sqrt(2.0 / (fan_in + fan_out)),
-            "he": math.sqrt(2.0 / fan_in)}
+    stds = {
+        "normal_1": 1.0,
+        "normal_0.01": 0.01,
+        "glorot": math.sqrt(2.0 / (fan_in + fan_out)),
+        "he": math.sqrt(2.0 / fan_in),
+    }
     if init not in stds:
         raise ValueError(f"init={init!r}: expected one of {tuple(stds)}")
     return stds[init]
@@ -75,8 +79,15 @@ def forward(init: str, activation: str, layers: int, units: int, samples: int, s
     return outputs
 
 
-def run_init_study(output_dir: Path | str | None = None, layers: int = 5, units: int = 500,
-                   samples: int = 1000, seed: int = 0, inits=INITS, activations=ACTIVATIONS) -> list[LayerStats]:
+def run_init_study(
+    output_dir: Path | str | None = None,
+    layers: int = 5,
+    units: int = 500,
+    samples: int = 1000,
+    seed: int = 0,
+    inits=INITS,
+    activations=ACTIVATIONS,
+) -> list[LayerStats]:
     """Per-layer statistics for every (init, activation) pair; figures and a CSV when ``output_dir`` is set."""
     if layers < 1 or units < 1 or samples < 2:
         raise ValueError("need layers >= 1, units >= 1 and samples >= 2")
@@ -86,8 +97,10 @@ def run_init_study(output_dir: Path | str | None = None, layers: int = 5, units:
         for init in inits:
             outputs = forward(init, activation, layers, units, samples, seed)
             grids[activation].append(outputs)
-            table += [LayerStats(init, activation, depth, float(a.mean()), float(a.std()),
-                                 saturated_share(a, activation)) for depth, a in enumerate(outputs, start=1)]
+            table += [
+                LayerStats(init, activation, depth, float(a.mean()), float(a.std()), saturated_share(a, activation))
+                for depth, a in enumerate(outputs, start=1)
+            ]
     if output_dir is not None:
         _write(Path(output_dir), table, grids, list(inits), layers)
     return table
@@ -108,10 +121,14 @@ def _write(folder: Path, table, grids, inits, layers) -> None:
         writer.writerows(asdict(row) for row in table)
     ranges = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": None}
     for activation, grid in grids.items():
-        figures.histogram_grid(folder / f"init_study_{activation}.png", grid, inits,
-                               [f"layer {d}" for d in range(1, layers + 1)],
-                               f"{activation} activations per layer, by weight initialisation",
-                               ranges.get(activation))
+        figures.histogram_grid(
+            folder / f"init_study_{activation}.png",
+            grid,
+            inits,
+            [f"layer {d}" for d in range(1, layers + 1)],
+            f"{activation} activations per layer, by weight initialisation",
+            ranges.get(activation),
+        )
 
 
 def main(argv=None) -> None:
@@ -123,13 +140,19 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     table = run_init_study(args.out, args.layers, args.units, args.samples, args.seed)
-    print(f"{'init':<12}{'activation':<10}" + "".join(f"std L{d:<6}" for d in range(1, args.layers + 1))
-          + "saturated/zero in last layer")
+    print(
+        f"{'init':<12}{'activation':<10}"
+        + "".join(f"std L{d:<6}" for d in range(1, args.layers + 1))
+        + "saturated/zero in last layer"
+    )
     for activation in ACTIVATIONS:
         for init in INITS:
             rows = lookup(table, init, activation)
-            print(f"{init:<12}{activation:<10}" + "".join(f"{row.std:<10.3g}" for row in rows)
-                  + f"{rows[-1].saturated:.0%}")
+            print(
+                f"{init:<12}{activation:<10}"
+                + "".join(f"{row.std:<10.3g}" for row in rows)
+                + f"{rows[-1].saturated:.0%}"
+            )
     print(f"figures and init_study.csv in {args.out}")
 
 

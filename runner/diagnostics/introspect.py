@@ -24,15 +24,54 @@ RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 
 # Layers that compute an affine map of their input (or pass it through): a stack made only of these, with
 # linear activations, is one linear model however deep it is.
-LINEAR_LAYERS = {"InputLayer", "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose",
-                 "Conv2DTranspose", "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-                 "SeparableConv2D", "Flatten", "Reshape", "Permute", "RepeatVector", "Dropout", "SpatialDropout1D",
-                 "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
-                 "BatchNormalization", "Rescaling", "Normalization", "Embedding", "Add", "Subtract", "Average",
-                 "Concatenate", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
-                 "Cropping3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-                 "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D", "Identity",
-                 "TimeDistributed"}
+LINEAR_LAYERS = {
+    "InputLayer",
+    "Dense",
+    "EinsumDense",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "BatchNormalization",
+    "Rescaling",
+    "Normalization",
+    "Embedding",
+    "Add",
+    "Subtract",
+    "Average",
+    "Concatenate",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "Identity",
+    "TimeDistributed",
+}
 LINEAR_ACTIVATIONS = {"linear", "None", "identity"}
 
 
@@ -85,6 +124,7 @@ def compiled_loss(model: keras.Model) -> LossInfo:
 
 def rank_aligned(fn: Callable) -> Callable:
     """A bare loss function with (n,) targets for an (n, 1) output, as fit and Keras's Loss wrappers allow."""
+
     def loss(y_true, y_pred):
         y_true = keras.ops.convert_to_tensor(y_true)
         if len(y_true.shape) == len(y_pred.shape) - 1 and y_pred.shape[-1] == 1:
@@ -171,8 +211,16 @@ def weighted(layer) -> bool:
 # Layers that read a sequence step by step or through a window, so an input's time axis means something.
 SEQUENCE_LAYERS = RECURRENT | {"Bidirectional", "Conv1D", "ConvLSTM1D"}
 # Layers that behave differently in training and inference mode.
-STOCHASTIC = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-              "GaussianDropout", "GaussianNoise", "BatchNormalization"}
+STOCHASTIC = {
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "AlphaDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "BatchNormalization",
+}
 
 
 def as_list(value) -> list:
@@ -214,8 +262,10 @@ def stochastic_layers(model) -> list[str]:
 
 def has_weight_penalty(layer) -> bool:
     inner = getattr(layer, "forward_layer", layer)  # a Bidirectional wrapper's penalties sit on its layers
-    return any(getattr(inner, name, None) is not None
-               for name in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer"))
+    return any(
+        getattr(inner, name, None) is not None
+        for name in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
+    )
 
 
 # ------------------------------------------------------------ losses, noise and weights of the preflight checks
@@ -225,11 +275,23 @@ BINARY_CE = {"binary_crossentropy", "binary_focal_crossentropy"}
 CATEGORICAL_CE = {"categorical_crossentropy", "categorical_focal_crossentropy"}
 SPARSE_CE = {"sparse_categorical_crossentropy"}
 CROSS_ENTROPY = BINARY_CE | CATEGORICAL_CE | SPARSE_CE
-REGRESSION_LOSSES = {"mean_absolute_error", "mean_squared_error", "huber", "log_cosh",
-                     "mean_absolute_percentage_error", "mean_squared_logarithmic_error"}
+REGRESSION_LOSSES = {
+    "mean_absolute_error",
+    "mean_squared_error",
+    "huber",
+    "log_cosh",
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+}
 # Layers with a dropout ``rate``: they switch units off (or scale them by noise) in training mode only.
-NOISE_LAYERS = (keras.layers.Dropout, keras.layers.SpatialDropout1D, keras.layers.SpatialDropout2D,
-                keras.layers.SpatialDropout3D, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+NOISE_LAYERS = (
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
 
 
 def fans(shape: tuple) -> tuple[int, int]:
@@ -282,8 +344,10 @@ def watched_layers(model) -> dict[str, str]:
 
         def is_output(layer):
             return layer is layers[-1]
-    return {layer.name: kind for layer in layers
-            if (kind := activation_kind(layer)) is not None and not is_output(layer)}
+
+    return {
+        layer.name: kind for layer in layers if (kind := activation_kind(layer)) is not None and not is_output(layer)
+    }
 
 
 def feature_extractor(model, names: list[str], x: np.ndarray):
@@ -303,8 +367,11 @@ def feature_extractor(model, names: list[str], x: np.ndarray):
             return keras.Model(inputs, [found[name] for name in names]), None
         return keras.Model(model.input, [model.get_layer(name).output for name in names]), None
     except (AttributeError, ValueError, TypeError) as error:
-        kind = "a subclassed model has no layer graph" if not isinstance(model, keras.Model) or \
-            type(model).__name__ not in ("Functional", "Sequential") else f"{type(error).__name__}: {error}"
+        kind = (
+            "a subclassed model has no layer graph"
+            if not isinstance(model, keras.Model) or type(model).__name__ not in ("Functional", "Sequential")
+            else f"{type(error).__name__}: {error}"
+        )
         return None, f"hidden activations cannot be read: {kind}"
 
 

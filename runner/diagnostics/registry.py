@@ -21,9 +21,15 @@ from runner.diagnostics.result import STAGES
 
 # The stage packages whose modules register checks; capacity checks are called directly (they train their own
 # models) and register too, so they appear in the catalogue.
-_STAGE_PACKAGES = {stage: f"runner.diagnostics.{package}" for stage, package in
-                   (("preflight", "preflight"), ("monitor", "monitors"), ("analysis", "analysis"),
-                    ("capacity", "capacity"))}
+_STAGE_PACKAGES = {
+    stage: f"runner.diagnostics.{package}"
+    for stage, package in (
+        ("preflight", "preflight"),
+        ("monitor", "monitors"),
+        ("analysis", "analysis"),
+        ("capacity", "capacity"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,9 @@ def check(name: str, *, what: str, threshold: float | str | None, fix: str = "",
     def register(function: Callable) -> Callable:
         previous = _REGISTRY.get(name)
         if previous is not None and previous.run.__qualname__ != function.__qualname__:
-            raise ValueError(f"check {name!r} is registered twice ({previous.run.__module__} and "
-                             f"{function.__module__})")
+            raise ValueError(
+                f"check {name!r} is registered twice ({previous.run.__module__} and {function.__module__})"
+            )
         _REGISTRY[name] = Check(name, function, what, threshold, fix, scope)
         return function
 

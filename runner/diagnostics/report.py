@@ -61,8 +61,12 @@ class Report:
         return rank(self.results)
 
     def to_dict(self) -> dict:
-        return {"worst": self.worst, "diagnosis": _jsonable(self.diagnosis.to_dict()),
-                "checks": [_jsonable(asdict(result)) for result in self.results], "plots": list(self.plots)}
+        return {
+            "worst": self.worst,
+            "diagnosis": _jsonable(self.diagnosis.to_dict()),
+            "checks": [_jsonable(asdict(result)) for result in self.results],
+            "plots": list(self.plots),
+        }
 
     def write_json(self, path: Path) -> Path:
         path = Path(path)

@@ -59,7 +59,14 @@ def run_check(check: str, stage: str, function, *args) -> CheckResult:
         result = function(*args)
     except Exception as error:  # noqa: BLE001 - isolation is the point: one check must not sink the report
         logging.getLogger("runner.diagnostics").warning("check %s could not run", check, exc_info=True)
-        result = CheckResult(check, SKIP, None, None, f"could not run: {type(error).__name__}: {error}",
-                             stage=stage, evidence={"error": f"{type(error).__name__}: {error}"})
+        result = CheckResult(
+            check,
+            SKIP,
+            None,
+            None,
+            f"could not run: {type(error).__name__}: {error}",
+            stage=stage,
+            evidence={"error": f"{type(error).__name__}: {error}"},
+        )
     result.seconds = time.perf_counter() - started
     return result

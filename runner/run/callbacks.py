@@ -41,8 +41,10 @@ class RocAucHistory(keras.callbacks.Callback):
             logs[name] = roc_auc(y, positive_scores(self._predict(x)))
 
     def _predict(self, x):
-        chunks = [keras.ops.convert_to_numpy(self.model.predict_on_batch(x[start:start + self.chunk_rows]))
-                  for start in range(0, len(x), self.chunk_rows)]
+        chunks = [
+            keras.ops.convert_to_numpy(self.model.predict_on_batch(x[start : start + self.chunk_rows]))
+            for start in range(0, len(x), self.chunk_rows)
+        ]
         return np.concatenate(chunks)
 
 
@@ -96,5 +98,9 @@ class EpochProgress(keras.callbacks.Callback):
         improved = value is not None and console.better(value, self.best, self.mode)
         if improved:
             self.best = value
-        print(console.epoch_line(epoch + 1, self.params.get("epochs") or epoch + 1, logs, self.monitor, improved,
-                                 self.label), flush=True)
+        print(
+            console.epoch_line(
+                epoch + 1, self.params.get("epochs") or epoch + 1, logs, self.monitor, improved, self.label
+            ),
+            flush=True,
+        )

@@ -64,8 +64,9 @@ class DiagnosticsSession:
         failed = [result for result in found.results if result.verdict == FAIL]
         if failed and self.stop_on_fail:
             lines = "\n".join(f"  {r.check}: {r.message} Fix: {r.fix}" for r in failed)
-            raise DiagnosticsStop(f"preflight check(s) failed; nothing was trained "
-                                  f"(diagnostics.stop_on_fail=true):\n{lines}")
+            raise DiagnosticsStop(
+                f"preflight check(s) failed; nothing was trained (diagnostics.stop_on_fail=true):\n{lines}"
+            )
         diagnosis = found.diagnosis
         if self.prune and diagnosis.verdict == FAIL and diagnosis.cause != "none":
             self._prune(f"diagnosis {diagnosis.cause} (FAIL) before training: {diagnosis.summary}")
@@ -101,8 +102,12 @@ class DiagnosticsSession:
             from runner.diagnostics import analysis
 
             log.info("diagnostics: analysing the trained model ...")
-            self._publish(self._guarded("analysis", lambda: analysis.run(
-                model, self.data, self.options, history=history, monitor=self.monitor)))
+            self._publish(
+                self._guarded(
+                    "analysis",
+                    lambda: analysis.run(model, self.data, self.options, history=history, monitor=self.monitor),
+                )
+            )
 
     def after_failure(self, model) -> None:
         """Training raised (e.g. NaN loss): the monitor's records still say why; the analysis cannot run."""
@@ -124,15 +129,26 @@ class DiagnosticsSession:
             return run_stage()
         except Exception as error:
             log.exception("the %s diagnostics crashed; the run goes on without them", stage)
-            return Report([CheckResult(f"{stage}.crashed", SKIP, None, None,
-                                       f"the {stage} checks crashed: {type(error).__name__}: {error}",
-                                       "a bug in the diagnostics: see the run's log for the traceback", stage)])
+            return Report(
+                [
+                    CheckResult(
+                        f"{stage}.crashed",
+                        SKIP,
+                        None,
+                        None,
+                        f"the {stage} checks crashed: {type(error).__name__}: {error}",
+                        "a bug in the diagnostics: see the run's log for the traceback",
+                        stage,
+                    )
+                ]
+            )
 
     def _publish(self, found: Report) -> None:
         self.report.extend(found)
         self.report.write(self.folder, self.title)
-        self._cause2_tagged = log_to_mlflow(self.record, found, self.report.worst, self.report.diagnosis,
-                                            self._cause2_tagged)
+        self._cause2_tagged = log_to_mlflow(
+            self.record, found, self.report.worst, self.report.diagnosis, self._cause2_tagged
+        )
         self._log_files()
 
     def _log_files(self) -> None:
@@ -141,8 +157,11 @@ class DiagnosticsSession:
         client, run_id = self.record.client, self.record.run_id
         for name in ("report.json", "report.html"):
             client.log_artifact(run_id, str(self.folder / name), ARTIFACT_FOLDER)
-        files = [path for path in self.folder.rglob("*") if path.is_file()
-                 and path.relative_to(self.folder).as_posix() not in ("report.json", "report.html")]
+        files = [
+            path
+            for path in self.folder.rglob("*")
+            if path.is_file() and path.relative_to(self.folder).as_posix() not in ("report.json", "report.html")
+        ]
         for path in sorted(files):
             relative = path.relative_to(self.folder)
             if relative not in self._logged_plots:
@@ -158,23 +177,32 @@ def start(cfg: dict, data, output_dir: Path, record) -> DiagnosticsSession | Non
         return None
     loss = cfg["model"].get("loss")
     options = diagnostic_options(settings, Path(output_dir) / ARTIFACT_FOLDER)
-    session = DiagnosticsSession(settings["suite"], diagnostic_data(data, loss, settings["slices"]), options,
-                                 record, stop_on_fail=settings["stop_on_fail"],
-                                 title=f"Diagnostics: {cfg['name']} ({settings['suite']})",
-                                 prune=bool(settings.get("prune_on_cause")) and (cfg.get("trial") or {}).get("id")
-                                 is not None)
+    session = DiagnosticsSession(
+        settings["suite"],
+        diagnostic_data(data, loss, settings["slices"]),
+        options,
+        record,
+        stop_on_fail=settings["stop_on_fail"],
+        title=f"Diagnostics: {cfg['name']} ({settings['suite']})",
+        prune=bool(settings.get("prune_on_cause")) and (cfg.get("trial") or {}).get("id") is not None,
+    )
     record.set_tags({"diag.suite": settings["suite"]})
     return session
 
 
 def diagnostic_options(settings: dict, output_dir: Path | None) -> DiagnosticOptions:
-    return DiagnosticOptions(output_dir=output_dir, seed=int(settings["seed"]),
-                             probe_samples=int(settings["probe_samples"]), disabled=set(settings["disable"]),
-                             thresholds={k: float(v) for k, v in settings["thresholds"].items()})
+    return DiagnosticOptions(
+        output_dir=output_dir,
+        seed=int(settings["seed"]),
+        probe_samples=int(settings["probe_samples"]),
+        disabled=set(settings["disable"]),
+        thresholds={k: float(v) for k, v in settings["thresholds"].items()},
+    )
 
 
 def diagnostic_data(data, loss: str | None, slices: str | None) -> DiagnosticData:
     """The loaded data set as the checks see it: targets in the compiled loss's form, plus the slices."""
+
     def targets(y):
         if data.task == "multiclass" and loss in ONE_HOT_LOSSES:
             return np.eye(data.n_classes, dtype="float32")[y]
@@ -186,10 +214,18 @@ def diagnostic_data(data, loss: str | None, slices: str | None) -> DiagnosticDat
 
     column = slice_column(data, slices)
     return DiagnosticData(
-        task=data.task, x_train=data.train.x, y_train=targets(data.train.y), x_val=data.val.x,
-        y_val=targets(data.val.y), x_test=data.test.x, y_test=targets(data.test.y),
-        class_names=data.class_names, feature_names=data.feature_names, slice_name=column,
-        slices=_slice_values(data, column))
+        task=data.task,
+        x_train=data.train.x,
+        y_train=targets(data.train.y),
+        x_val=data.val.x,
+        y_val=targets(data.val.y),
+        x_test=data.test.x,
+        y_test=targets(data.test.y),
+        class_names=data.class_names,
+        feature_names=data.feature_names,
+        slice_name=column,
+        slices=_slice_values(data, column),
+    )
 
 
 def slice_column(data, slices: str | None) -> str | None:
@@ -207,8 +243,10 @@ def slice_column(data, slices: str | None) -> str | None:
             raise ConfigError("diagnostics.slices=label needs a classification task; this one is a regression")
         return "label"
     if slices not in available:
-        raise ConfigError(f"diagnostics.slices={slices!r} is not a column of the {data.name} data's metadata; "
-                          f"choose auto, null, label or one of: {', '.join(available) or '(none)'}")
+        raise ConfigError(
+            f"diagnostics.slices={slices!r} is not a column of the {data.name} data's metadata; "
+            f"choose auto, null, label or one of: {', '.join(available) or '(none)'}"
+        )
     return slices
 
 
@@ -234,8 +272,11 @@ def log_to_mlflow(record, report: Report, worst: str, diagnosis=None, cause2_tag
         if has_second or cause2_tagged:
             tags["diag.cause2"] = second.cause if has_second else "none"
     record.set_tags(tags)
-    metrics = {f"diag.{result.check}": result.value for result in report.results
-               if result.value is not None and math.isfinite(result.value)}
+    metrics = {
+        f"diag.{result.check}": result.value
+        for result in report.results
+        if result.value is not None and math.isfinite(result.value)
+    }
     if metrics:
         record.log_metrics(metrics)
     return has_second or cause2_tagged
@@ -250,17 +291,22 @@ def console_lines(report: Report, folder: Path | None = None) -> list[str]:
     problems = report.problems()
     if not problems:
         passed = len(report.results) - skipped
-        return [f"  diagnostics: all {passed} checks passed" if not skipped
-                else f"  diagnostics: {passed} passed, {skipped} skipped"]
+        return [
+            f"  diagnostics: all {passed} checks passed"
+            if not skipped
+            else f"  diagnostics: {passed} passed, {skipped} skipped"
+        ]
     diagnosis = report.diagnosis
     by_name = {result.check: result for result in report.results}
     lines = _diagnosis_lines("diagnosis", diagnosis, by_name)
     if diagnosis.second is not None:
         lines += _diagnosis_lines("second cause", diagnosis.second, by_name)
     lines += _unexplained_lines(diagnosis, problems)
-    lines.append(f"  diagnostics: {len(problems)} of {len(report.results)} checks flagged (worst {report.worst})"
-                 + (f", {skipped} skipped" if skipped else "")
-                 + (f", report: {folder / 'report.html'}" if folder else ""))
+    lines.append(
+        f"  diagnostics: {len(problems)} of {len(report.results)} checks flagged (worst {report.worst})"
+        + (f", {skipped} skipped" if skipped else "")
+        + (f", report: {folder / 'report.html'}" if folder else "")
+    )
     return lines
 
 
@@ -280,8 +326,7 @@ def _unexplained_lines(diagnosis, problems: list[CheckResult]) -> list[str]:
 
 
 def _diagnosis_lines(title: str, diagnosis, by_name: dict) -> list[str]:
-    lines = [f"  {title}: {diagnosis.cause} ({diagnosis.verdict}): {diagnosis.summary}",
-             f"    fix: {diagnosis.fix}"]
+    lines = [f"  {title}: {diagnosis.cause} ({diagnosis.verdict}): {diagnosis.summary}", f"    fix: {diagnosis.fix}"]
     unknown = diagnosis.cause == "none"  # no cause, so each flagged check keeps its own fix
     for row in sorted(diagnosis.evidence, key=lambda r: (-SEVERITY[r["verdict"]], r["check"])):
         lines.append(f"    {row['verdict']:<4} {row['check']}: {row['message']}")

@@ -21,8 +21,9 @@ class Evaluation:
 
 def evaluate(model, data, threshold: float = 0.5, batch_size: int = 2048) -> Evaluation:
     """Predict every split once and compute the task's metrics for each."""
-    outputs = {name: np.asarray(model.predict(data.splits()[name].x, batch_size=batch_size, verbose=0))
-               for name in SPLITS}
+    outputs = {
+        name: np.asarray(model.predict(data.splits()[name].x, batch_size=batch_size, verbose=0)) for name in SPLITS
+    }
     evaluation = Evaluation(metrics={}, predictions=outputs)
     for name in SPLITS:
         y = data.splits()[name].y
@@ -85,8 +86,14 @@ def classification_reports(data, outputs: dict[str, np.ndarray], threshold: floa
     sections = []
     for split in SPLITS:
         y = data.splits()[split].y
-        report = skm.classification_report(y, predicted_labels(data.task, outputs[split], threshold),
-                                           labels=labels, target_names=names, digits=4, zero_division=0)
+        report = skm.classification_report(
+            y,
+            predicted_labels(data.task, outputs[split], threshold),
+            labels=labels,
+            target_names=names,
+            digits=4,
+            zero_division=0,
+        )
         header = f"== {split} ({len(y)} rows" + (f", operating point {threshold}" if data.task == "binary" else "")
         sections.append(f"{header}) ==\n{report}")
     return "\n".join(sections)

@@ -41,14 +41,16 @@ def inject(data: Dataset, fault: dict) -> Dataset:
 
 def shuffle_labels(data: Dataset, rng: np.random.Generator) -> Dataset:
     """Targets permuted within each split: the class balance stays, the link to the inputs is gone."""
-    splits = {name: Split(part.x, part.y[rng.permutation(len(part.y))], part.meta)
-              for name, part in data.splits().items()}
+    splits = {
+        name: Split(part.x, part.y[rng.permutation(len(part.y))], part.meta) for name, part in data.splits().items()
+    }
     return dataclasses.replace(data, **splits)
 
 
 def scale_inputs(data: Dataset, factor: float) -> Dataset:
-    splits = {name: Split((part.x * factor).astype(part.x.dtype), part.y, part.meta)
-              for name, part in data.splits().items()}
+    splits = {
+        name: Split((part.x * factor).astype(part.x.dtype), part.y, part.meta) for name, part in data.splits().items()
+    }
     return dataclasses.replace(data, **splits)
 
 

@@ -49,9 +49,16 @@ class JobResult:
     diagnostics: list[str] = field(default_factory=list)  # console lines of the non-PASS diagnostic verdicts
 
 
-def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | None = None,
-            run_name: str | None = None, tags: dict[str, str] | None = None,
-            share: resources.JobShare | None = None) -> JobResult:
+def run_job(
+    cfg: DictConfig,
+    output_dir,
+    overrides=(),
+    *,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    share: resources.JobShare | None = None,
+) -> JobResult:
     """Validate, then train and record one experiment; a failure marks the MLflow run FAILED and re-raises.
 
     In a sweep, ``parent_run_id`` makes the run a child of the sweep's parent run (in the parent's experiment),
@@ -63,8 +70,12 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
     check_writable(output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     # Thread pools are fixed when the backend's runtime starts: size them before anything runs.
-    plan = placement.configure_job(resolved["trainer"]["threads"], share, resolved["trainer"]["gpu_memory_growth"],
-                                   resolved["trainer"]["deterministic"])
+    plan = placement.configure_job(
+        resolved["trainer"]["threads"],
+        share,
+        resolved["trainer"]["gpu_memory_growth"],
+        resolved["trainer"]["deterministic"],
+    )
     tracking_cfg = resolved["tracking"]
     if parent_run_id is None:
         tracker = connect(tracking_cfg["uri"], tracking_cfg["experiment"], tracking_cfg["artifact_location"])
@@ -72,12 +83,19 @@ def run_job(cfg: DictConfig, output_dir, overrides=(), *, parent_run_id: str | N
         tracker = attach(tracking_cfg["uri"], parent_run_id)
     saved = _checkpoint_to_resume(resolved, parent_run_id)
     run_name = tracking_cfg["run_name"] or run_name or f"{resolved['name']}-{datetime.now():%Y%m%d-%H%M%S}"
-    tags = {"runner.preset": resolved["name"], "mlflow.note.content": resolved["description"],
-            "runner.output_dir": str(output_dir.resolve()), **environment_tags(), **_trial_tags(resolved),
-            **plan.tags(), **(tags or {})}
+    tags = {
+        "runner.preset": resolved["name"],
+        "mlflow.note.content": resolved["description"],
+        "runner.output_dir": str(output_dir.resolve()),
+        **environment_tags(),
+        **_trial_tags(resolved),
+        **plan.tags(),
+        **(tags or {}),
+    }
     if saved:  # the same MLflow run goes on: one training, one record, whatever stopped it on the way
-        record = RunRecord.reopen(tracker, saved.run_id,
-                                  {**tags, "runner.resumed": f"after epoch {saved.epoch} from {saved.folder}"})
+        record = RunRecord.reopen(
+            tracker, saved.run_id, {**tags, "runner.resumed": f"after epoch {saved.epoch} from {saved.folder}"}
+        )
     else:
         record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
     log.info("MLflow run %s (%s) in experiment %r", record.run_id, run_name, tracking_cfg["experiment"])
@@ -113,8 +131,10 @@ def check_writable(output_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=output_dir):
             pass
     except OSError as error:
-        raise TrackingError(f"the output folder {output_dir} is not writable: {error}. Choose another with "
-                            f"hydra.run.dir=... (or run from a folder you can write to).") from error
+        raise TrackingError(
+            f"the output folder {output_dir} is not writable: {error}. Choose another with "
+            f"hydra.run.dir=... (or run from a folder you can write to)."
+        ) from error
 
 
 def _checkpoint_to_resume(cfg: dict, parent_run_id: str | None) -> resume.Saved | None:
@@ -122,8 +142,9 @@ def _checkpoint_to_resume(cfg: dict, parent_run_id: str | None) -> resume.Saved 
     if not target:
         return None
     if parent_run_id is not None or cfg["trial"]["id"] is not None:
-        raise ConfigError("trainer.resume continues one interrupted run; an interrupted search resumes when its "
-                          "command is run again")
+        raise ConfigError(
+            "trainer.resume continues one interrupted run; an interrupted search resumes when its command is run again"
+        )
     saved = resume.load(target, cfg["tracking"]["uri"])
     resume.check_config(saved, cfg)
     return saved
@@ -134,19 +155,28 @@ def load_data(dataset_cfg: dict):
     return load_dataset(options.pop("name"), **options)
 
 
-def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker: Tracker,
-                        saved: resume.Saved | None = None) -> JobResult:
+def _train_and_evaluate(
+    cfg: dict, output_dir: Path, record: RunRecord, tracker: Tracker, saved: resume.Saved | None = None
+) -> JobResult:
     data = faults.inject(load_data(cfg["dataset"]), cfg["fault"])  # a no-op unless a fault preset is used
     record.set_tags(data_tags(data))
-    log.info("data: %s, %s task, rows train/val/test %d/%d/%d (%s split)", data.name, data.task,
-             len(data.train.y), len(data.val.y), len(data.test.y), data.split_source)
+    log.info(
+        "data: %s, %s task, rows train/val/test %d/%d/%d (%s split)",
+        data.name,
+        data.task,
+        len(data.train.y),
+        len(data.val.y),
+        len(data.test.y),
+        data.split_source,
+    )
 
     trainer = dict(cfg["trainer"])
     training.seed_everything(trainer["seed"], trainer["deterministic"])
     loss = training.loss_name(cfg["model"], data.task)
     metrics = training.task_metrics(data.task, loss, cfg["evaluation"]["threshold"])
-    training.check_monitors(trainer, cfg["optimizer"],
-                            training.logged_metric_names(metrics, data.task, trainer["roc_auc_per_epoch"]))
+    training.check_monitors(
+        trainer, cfg["optimizer"], training.logged_metric_names(metrics, data.task, trainer["roc_auc_per_epoch"])
+    )
     objective.check_metric(cfg)
     model = training.build_network(cfg["model"], data)
     optimizer, schedule_callbacks = training.build_optimizer(cfg["optimizer"])
@@ -164,10 +194,18 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     diagnostics_session.reseed(trainer["seed"])  # whatever the suite, so that diagnostics never change the training
     pruner = pruning.callback_for(cfg)  # only when this job is a trial of an Optuna search
     try:
-        trained = training.fit(model, data, {**cfg, "trainer": trainer}, output_dir, record.log_metrics,
-                               extra_callbacks=schedule_callbacks + ([pruner] if pruner else [])
-                               + (diagnostics.callbacks() if diagnostics else []), saved=saved,
-                               context={"run_id": record.run_id, "tracking_uri": tracker.uri, "config": cfg})
+        trained = training.fit(
+            model,
+            data,
+            {**cfg, "trainer": trainer},
+            output_dir,
+            record.log_metrics,
+            extra_callbacks=schedule_callbacks
+            + ([pruner] if pruner else [])
+            + (diagnostics.callbacks() if diagnostics else []),
+            saved=saved,
+            context={"run_id": record.run_id, "tracking_uri": tracker.uri, "config": cfg},
+        )
     except Exception:
         if diagnostics:
             diagnostics.after_failure(model)
@@ -179,8 +217,13 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     result = evaluation.evaluate(model, data, cfg["evaluation"]["threshold"])
     if diagnostics:
         diagnostics.after_training(model, trained.history)
-    final = {**result.metrics, "best_epoch": trained.best_epoch, "epochs_run": trained.epochs_run,
-             "train_seconds": trained.seconds, "parameters": model.count_params()}
+    final = {
+        **result.metrics,
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "train_seconds": trained.seconds,
+        "parameters": model.count_params(),
+    }
     launched = _process_start_if_first_job()
     if launched is not None and trained.first_step_at is not None:
         # Launch to first step: interpreter and imports, config, data, model, diagnostics preflight.
@@ -199,9 +242,15 @@ def _train_and_evaluate(cfg: dict, output_dir: Path, record: RunRecord, tracker:
     value = objective.objective_value(cfg, final, trained.history)
     if cfg["trial"]["id"] is not None and not np.isfinite(value):
         raise TrainingError(f"the objective {cfg['objective']['metric']} is {value}: the trial counts as failed")
-    return JobResult(run_id=record.run_id, experiment_id=record.experiment_id, metrics=final,
-                     objective=value, output_dir=output_dir, artifact_uri=record.artifact_uri,
-                     diagnostics=diagnostics.console_lines() if diagnostics else [])
+    return JobResult(
+        run_id=record.run_id,
+        experiment_id=record.experiment_id,
+        metrics=final,
+        objective=value,
+        output_dir=output_dir,
+        artifact_uri=record.artifact_uri,
+        diagnostics=diagnostics.console_lines() if diagnostics else [],
+    )
 
 
 _jobs_started = 0
@@ -237,17 +286,31 @@ def _tag_trial_state(record: RunRecord, cfg: dict, state: str) -> None:
 
 def _write_reports(folder: Path, data, result: evaluation.Evaluation, trained, final: dict) -> None:
     (folder / "metrics.json").write_text(json.dumps(final, indent=2))
-    (folder / "dataset.json").write_text(json.dumps({
-        "name": data.name, "task": data.task, "split": data.split_source,
-        "rows": {split: len(part.y) for split, part in data.splits().items()},
-        "input_shape": list(data.input_shape), "target": data.target_name, "classes": data.class_names,
-        "features": data.feature_names, "feature_scaling": data.feature_scaling,
-        "target_scaling": data.target_scaling, "files": data.files, "notes": data.notes,
-    }, indent=2, default=str))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": data.name,
+                "task": data.task,
+                "split": data.split_source,
+                "rows": {split: len(part.y) for split, part in data.splits().items()},
+                "input_shape": list(data.input_shape),
+                "target": data.target_name,
+                "classes": data.class_names,
+                "features": data.feature_names,
+                "feature_scaling": data.feature_scaling,
+                "target_scaling": data.target_scaling,
+                "files": data.files,
+                "notes": data.notes,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     epochs = len(trained.history["loss"])
     lines = ["epoch," + ",".join(trained.history)]
-    lines += [f"{i + 1}," + ",".join(repr(float(values[i])) for values in trained.history.values())
-              for i in range(epochs)]
+    lines += [
+        f"{i + 1}," + ",".join(repr(float(values[i])) for values in trained.history.values()) for i in range(epochs)
+    ]
     (folder / "history.csv").write_text("\n".join(lines) + "\n")
     for name, text in result.reports.items():
         (folder / name).write_text(text)
@@ -270,8 +333,9 @@ def _write_test_predictions(path: Path, data, outputs: np.ndarray) -> None:
 
 def _write_plots(folder: Path, data, result: evaluation.Evaluation, trained) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    plots.learning_curves(trained.history, evaluation.CURVE_METRICS[data.task], trained.best_epoch,
-                          folder / "learning_curves.png")
+    plots.learning_curves(
+        trained.history, evaluation.CURVE_METRICS[data.task], trained.best_epoch, folder / "learning_curves.png"
+    )
     if data.task == "regression":
         scale = data.target_scaling or {"mean": 0.0, "std": 1.0, "unit": "target"}
         unit = scale.get("unit") or data.target_name
@@ -283,8 +347,9 @@ def _write_plots(folder: Path, data, result: evaluation.Evaluation, trained) -> 
         labels = {split: data.splits()[split].y for split in ("val", "test")}
         plots.roc_curves(labels, result.predictions, folder / "roc_curve.png")
     names = data.class_names or [str(i) for i in range(data.n_classes)]
-    plots.confusion_matrix(result.confusion["test"], names, "test set confusion matrix",
-                           folder / "confusion_matrix.png")
+    plots.confusion_matrix(
+        result.confusion["test"], names, "test set confusion matrix", folder / "confusion_matrix.png"
+    )
 
 
 def _log_file_artifacts(record: RunRecord, output_dir: Path) -> None:
@@ -296,4 +361,3 @@ def _log_file_artifacts(record: RunRecord, output_dir: Path) -> None:
     hydra_log = output_dir / "runner.log"
     if hydra_log.is_file():
         record.log_artifact(hydra_log, "logs")
-

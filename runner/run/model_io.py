@@ -25,4 +25,5 @@ def load_model(path, trusted: bool = False, **kwargs):
             f"refused to load {path}: it contains Python code (a Lambda layer with a Python lambda, or a "
             f"similar function) that would run while the model is rebuilt, and such code can do anything "
             f"your account can. If you trust where the file came from, load it with "
-            f"load_model(path, trusted=True) (Keras: safe_mode=False).") from error
+            f"load_model(path, trusted=True) (Keras: safe_mode=False)."
+        ) from error

@@ -32,8 +32,11 @@ STATE_FILE = "state.json"
 # Keys that may change between the interrupted command and the resuming one: they change no result.
 FREE_KEYS = ("trainer.resume", "trainer.verbose")
 # What each stateful callback counts between epochs (the attributes Keras resets in on_train_begin).
-CALLBACK_STATE = {"ModelCheckpoint": ("best",), "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
-                  "ReduceLROnPlateau": ("best", "wait", "cooldown_counter")}
+CALLBACK_STATE = {
+    "ModelCheckpoint": ("best",),
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
+}
 
 
 @dataclass
@@ -57,8 +60,10 @@ def load(target: str, tracking_uri: str) -> Saved:
     folder = _run_folder(target, tracking_uri) / FOLDER
     state_file = folder / STATE_FILE
     if not state_file.is_file():
-        raise ConfigError(f"trainer.resume={target}: no checkpoint in {folder}. A run leaves one when it is "
-                          f"interrupted after at least one epoch; a run that finished has none.")
+        raise ConfigError(
+            f"trainer.resume={target}: no checkpoint in {folder}. A run leaves one when it is "
+            f"interrupted after at least one epoch; a run that finished has none."
+        )
     return Saved(folder, json.loads(state_file.read_text()))
 
 
@@ -70,8 +75,10 @@ def _run_folder(target: str, tracking_uri: str) -> Path:
     try:
         run = MlflowClient(tracking_uri=tracking_uri).get_run(target)
     except Exception as error:
-        raise ConfigError(f"trainer.resume={target} is neither a run folder nor a run id in the tracking store "
-                          f"{tracking_uri}: {error}") from error
+        raise ConfigError(
+            f"trainer.resume={target} is neither a run folder nor a run id in the tracking store "
+            f"{tracking_uri}: {error}"
+        ) from error
     folder = run.data.tags.get("runner.output_dir")
     if not folder:
         raise ConfigError(f"trainer.resume={target}: the run records no folder (tag runner.output_dir)")
@@ -85,16 +92,21 @@ def check_config(saved: Saved, config: dict) -> None:
     )
 
     before, now = flatten(saved.state["config"]), flatten(config)
-    changed = [f"{key}: {before.get(key, '(absent)')} in the checkpoint, {now.get(key, '(absent)')} now"
-               for key in sorted(set(before) | set(now))
-               if key not in FREE_KEYS and before.get(key) != now.get(key)]
+    changed = [
+        f"{key}: {before.get(key, '(absent)')} in the checkpoint, {now.get(key, '(absent)')} now"
+        for key in sorted(set(before) | set(now))
+        if key not in FREE_KEYS and before.get(key) != now.get(key)
+    ]
     if changed:
-        raise ConfigError("trainer.resume continues a run with the config it started with; these settings "
-                          "differ (repeat the interrupted command, adding only trainer.resume=...):\n  "
-                          + "\n  ".join(changed))
+        raise ConfigError(
+            "trainer.resume continues a run with the config it started with; these settings "
+            "differ (repeat the interrupted command, adding only trainer.resume=...):\n  " + "\n  ".join(changed)
+        )
     if saved.epoch >= config["trainer"]["epochs"]:
-        raise ConfigError(f"trainer.resume: the checkpoint in {saved.folder} is of the last epoch "
-                          f"({saved.epoch}); nothing is left to train")
+        raise ConfigError(
+            f"trainer.resume: the checkpoint in {saved.folder} is of the last epoch "
+            f"({saved.epoch}); nothing is left to train"
+        )
 
 
 def adopt(saved: Saved, output_dir: Path, best_path: Path) -> Saved:
@@ -117,8 +129,10 @@ def hint(output_dir: Path, run_id: str) -> str | None:
     if not state_file.is_file():
         return None
     epoch = json.loads(state_file.read_text())["epoch"]
-    return (f"the checkpoint of epoch {epoch} is kept; to continue, repeat the command with "
-            f"trainer.resume={run_id} (or trainer.resume={Path(output_dir).resolve()})")
+    return (
+        f"the checkpoint of epoch {epoch} is kept; to continue, repeat the command with "
+        f"trainer.resume={run_id} (or trainer.resume={Path(output_dir).resolve()})"
+    )
 
 
 def random_variables(model: keras.Model) -> list:
@@ -164,10 +178,18 @@ class TrainingState(keras.callbacks.Callback):
             self.best_weights = f"best-{epoch:04d}.weights.h5"
             _replace(self.folder / self.best_weights, lambda file: file.write(self.best_path.read_bytes()))
             self._best_seen = best
-        state = {"version": 1, "epoch": epoch, "weights": weights, "best_weights": self.best_weights,
-                 "history": self.history, "metrics": metrics,
-                 "callbacks": [_callback_state(c) for c in self.stateful],
-                 "numpy_random": _numpy_state(), "python_random": random.getstate(), **self.context}
+        state = {
+            "version": 1,
+            "epoch": epoch,
+            "weights": weights,
+            "best_weights": self.best_weights,
+            "history": self.history,
+            "metrics": metrics,
+            "callbacks": [_callback_state(c) for c in self.stateful],
+            "numpy_random": _numpy_state(),
+            "python_random": random.getstate(),
+            **self.context,
+        }
         _replace(self.folder / STATE_FILE, lambda file: file.write(json.dumps(state).encode()))
         for path in self.folder.iterdir():
             if path.name not in (STATE_FILE, weights, self.best_weights):
@@ -206,9 +228,10 @@ class TrainingState(keras.callbacks.Callback):
 
 def _callback_state(callback) -> dict:
     values = {name: getattr(callback, name) for name in CALLBACK_STATE[type(callback).__name__]}
-    return {"type": type(callback).__name__,
-            **{name: value if value is None or isinstance(value, int) else float(value)
-               for name, value in values.items()}}
+    return {
+        "type": type(callback).__name__,
+        **{name: value if value is None or isinstance(value, int) else float(value) for name, value in values.items()},
+    }
 
 
 def _numpy_state() -> list:

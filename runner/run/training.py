@@ -23,8 +23,12 @@ DEFAULT_LOSS = {
     "multiclass": "sparse_categorical_crossentropy",
 }
 log = logging.getLogger("runner")
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-              "rmsprop": keras.optimizers.RMSprop, "adadelta": keras.optimizers.Adadelta}
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adadelta": keras.optimizers.Adadelta,
+}
 
 
 @dataclass
@@ -62,14 +66,22 @@ def build_optimizer(opt_cfg: dict) -> tuple[keras.optimizers.Optimizer, list]:
     callbacks = []
     if schedule["name"] == "exponential":
         options["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(
-            opt_cfg["learning_rate"], schedule["decay_steps"], schedule["decay_rate"])
+            opt_cfg["learning_rate"], schedule["decay_steps"], schedule["decay_rate"]
+        )
     elif schedule["name"] == "cosine":
         options["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-            opt_cfg["learning_rate"], schedule["decay_steps"], alpha=schedule["alpha"])
+            opt_cfg["learning_rate"], schedule["decay_steps"], alpha=schedule["alpha"]
+        )
     elif schedule["name"] == "reduce_on_plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=schedule["monitor"], factor=schedule["factor"], patience=schedule["patience"],
-            min_lr=schedule["min_lr"], verbose=0))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=schedule["monitor"],
+                factor=schedule["factor"],
+                patience=schedule["patience"],
+                min_lr=schedule["min_lr"],
+                verbose=0,
+            )
+        )
     return OPTIMIZERS[opt_cfg["name"]](**options), callbacks
 
 
@@ -101,8 +113,13 @@ def logged_metric_names(metrics: list, task: str, roc_auc_per_epoch: bool) -> li
 
 def compile_model(model: keras.Model, optimizer, loss: str, metrics: list, trainer_cfg: dict) -> None:
     """Compile with the execution settings: several steps per call amortise Keras's per-step overhead."""
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                  steps_per_execution=trainer_cfg["steps_per_execution"], jit_compile=trainer_cfg["jit_compile"])
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        steps_per_execution=trainer_cfg["steps_per_execution"],
+        jit_compile=trainer_cfg["jit_compile"],
+    )
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
@@ -120,12 +137,20 @@ def check_monitors(trainer_cfg: dict, optimizer_cfg: dict, available: list[str])
         monitors["optimizer.schedule.monitor"] = optimizer_cfg["schedule"]["monitor"]
     for key, monitor in monitors.items():
         if monitor not in available:
-            raise ConfigError(f"{key}={monitor!r} is not a metric of this run; choose one of: "
-                              f"{', '.join(available)}")
+            raise ConfigError(f"{key}={monitor!r} is not a metric of this run; choose one of: {', '.join(available)}")
 
 
-def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_callbacks=(), *,
-        saved: resume.Saved | None = None, context: dict | None = None) -> TrainResult:
+def fit(
+    model: keras.Model,
+    data,
+    cfg: dict,
+    output_dir: Path,
+    log_epoch,
+    extra_callbacks=(),
+    *,
+    saved: resume.Saved | None = None,
+    context: dict | None = None,
+) -> TrainResult:
     """Fit with the best epoch (by the checkpoint monitor) restored into ``model`` at the end.
 
     ``saved``: a checkpoint to continue from (``trainer.resume``); ``context``: what every checkpoint records
@@ -145,16 +170,22 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
         # First, so that the checkpoint, early stopping and the logger all see roc_auc.
         callbacks.append(RocAucHistory(data.train.x, data.train.y, data.val.x, data.val.y))
     callbacks += [
-        keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, mode=mode, save_best_only=True,
-                                        save_weights_only=True, verbose=0),
+        keras.callbacks.ModelCheckpoint(
+            best_path, monitor=monitor, mode=mode, save_best_only=True, save_weights_only=True, verbose=0
+        ),
         keras.callbacks.TerminateOnNaN(),
         *extra_callbacks,
     ]
     stopping = trainer["early_stopping"]
     if stopping["enabled"]:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=stopping["monitor"], mode=resolve_mode(stopping["monitor"], stopping["mode"]),
-            patience=stopping["patience"], min_delta=stopping["min_delta"]))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping["monitor"],
+                mode=resolve_mode(stopping["monitor"], stopping["mode"]),
+                patience=stopping["patience"],
+                min_delta=stopping["min_delta"],
+            )
+        )
     state = None
     if trainer["checkpoint"]["resumable"] or saved:
         if saved:
@@ -164,22 +195,45 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
         callbacks.append(state)
     logger = EpochLogger(log_epoch, checkpoint=state.save if state else None)
     callbacks.append(logger)
-    verbose, epoch_lines = console.progress_mode(trainer["verbose"], cfg.get("verbosity", "normal"),
-                                                 sys.stdout.isatty())
+    verbose, epoch_lines = console.progress_mode(
+        trainer["verbose"], cfg.get("verbosity", "normal"), sys.stdout.isatty()
+    )
     if epoch_lines:  # after the logger: the line shows its epoch_seconds
         trial = (cfg.get("trial") or {}).get("number")
         earlier_best = best_of(saved.state["history"].get(monitor, []), mode)[1] if saved else math.nan
-        callbacks.append(EpochProgress(monitor, mode, label=f"trial {trial}: " if trial is not None else "",
-                                       best=None if math.isnan(earlier_best) else earlier_best))
+        callbacks.append(
+            EpochProgress(
+                monitor,
+                mode,
+                label=f"trial {trial}: " if trial is not None else "",
+                best=None if math.isnan(earlier_best) else earlier_best,
+            )
+        )
 
-    inputs = backend.fit_inputs(data.train.x, y_train, data.val.x, y_val, batch_size=trainer["batch_size"],
-                                shuffle=trainer["shuffle"], seed=trainer["seed"], pipeline=trainer["pipeline"])
+    inputs = backend.fit_inputs(
+        data.train.x,
+        y_train,
+        data.val.x,
+        y_val,
+        batch_size=trainer["batch_size"],
+        shuffle=trainer["shuffle"],
+        seed=trainer["seed"],
+        pipeline=trainer["pipeline"],
+    )
     if saved and not backend.skip_epochs(inputs, saved.epoch):
-        log.warning("the resumed epochs may see the training data in another order than an uninterrupted run "
-                    "would: Keras's own pipeline shuffles the arrays (trainer.pipeline=%s)", trainer["pipeline"])
+        log.warning(
+            "the resumed epochs may see the training data in another order than an uninterrupted run "
+            "would: Keras's own pipeline shuffles the arrays (trainer.pipeline=%s)",
+            trainer["pipeline"],
+        )
     started = time.perf_counter()
-    history = model.fit(**inputs.fit_kwargs(), epochs=trainer["epochs"], callbacks=callbacks,
-                        verbose=verbose, initial_epoch=saved.epoch if saved else 0).history
+    history = model.fit(
+        **inputs.fit_kwargs(),
+        epochs=trainer["epochs"],
+        callbacks=callbacks,
+        verbose=verbose,
+        initial_epoch=saved.epoch if saved else 0,
+    ).history
     seconds = time.perf_counter() - started
     if saved:  # this fit's history starts after the checkpoint's epoch
         history = {name: saved.state["history"].get(name, []) + values for name, values in history.items()}
@@ -191,14 +245,22 @@ def fit(model: keras.Model, data, cfg: dict, output_dir: Path, log_epoch, extra_
             f"the training loss became {history['loss'][bad_epoch - 1]} in epoch {bad_epoch}; training was "
             f"stopped. Common causes: a learning rate too high (optimizer.learning_rate="
             f"{cfg['optimizer']['learning_rate']}), unscaled inputs, or exploding gradients "
-            f"(try optimizer.clipnorm=1.0). Metrics up to that epoch are recorded.")
+            f"(try optimizer.clipnorm=1.0). Metrics up to that epoch are recorded."
+        )
     best_epoch, best_value = best_of(history.get(monitor, []), mode)
     if state:
         state.discard()  # the training ended: nothing is left to resume
     if best_path.exists():
         model.load_weights(best_path)
-    return TrainResult(history=history, best_epoch=best_epoch, best_value=best_value, monitor=monitor,
-                       epochs_run=epochs_run, seconds=seconds, first_step_at=logger.first_step_at)
+    return TrainResult(
+        history=history,
+        best_epoch=best_epoch,
+        best_value=best_value,
+        monitor=monitor,
+        epochs_run=epochs_run,
+        seconds=seconds,
+        first_step_at=logger.first_step_at,
+    )
 
 
 def best_of(values: list[float], mode: str) -> tuple[int, float]:

@@ -54,8 +54,17 @@ class FitInputs:
         return kwargs
 
 
-def fit_inputs(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
-               batch_size: int, shuffle: bool, seed: int, pipeline: str = "auto") -> FitInputs:
+def fit_inputs(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    pipeline: str = "auto",
+) -> FitInputs:
     """Training and validation inputs for ``model.fit``.
 
     ``pipeline``: "auto" (built once on TensorFlow, arrays elsewhere), "arrays" (hand the arrays to Keras,
@@ -64,13 +73,15 @@ def fit_inputs(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
     if pipeline == "auto":
         pipeline = "tf_data" if name() == "tensorflow" else "arrays"
     if pipeline == "arrays":
-        return FitInputs(x=x_train, y=y_train, batch_size=batch_size, shuffle=shuffle,
-                         validation_data=(x_val, y_val))
+        return FitInputs(x=x_train, y=y_train, batch_size=batch_size, shuffle=shuffle, validation_data=(x_val, y_val))
     if name() != "tensorflow":
-        raise ValueError(f"trainer.pipeline=tf_data needs the TensorFlow backend (this run uses {name()}); "
-                         "use trainer.pipeline=auto")
-    return FitInputs(x=_batched(x_train, y_train, batch_size, shuffle, seed),
-                     validation_data=_batched(x_val, y_val, batch_size, False, seed))
+        raise ValueError(
+            f"trainer.pipeline=tf_data needs the TensorFlow backend (this run uses {name()}); use trainer.pipeline=auto"
+        )
+    return FitInputs(
+        x=_batched(x_train, y_train, batch_size, shuffle, seed),
+        validation_data=_batched(x_val, y_val, batch_size, False, seed),
+    )
 
 
 # Keras's TensorFlow trainer opens two iterators over the training data per epoch (the one it trains on, and
@@ -160,8 +171,13 @@ def _limit_tensorflow_threads(intra: int, inter: int) -> tuple[int, int]:
     except RuntimeError:  # the runtime already started in this process: its pools are fixed
         in_force = (threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
         if in_force != (intra, inter):
-            log.info("TensorFlow already started in this process with %s intra/inter-op threads; "
-                     "keeping them (wanted %d/%d)", in_force, intra, inter)
+            log.info(
+                "TensorFlow already started in this process with %s intra/inter-op threads; "
+                "keeping them (wanted %d/%d)",
+                in_force,
+                intra,
+                inter,
+            )
         return in_force[0] or intra, in_force[1] or inter
     return intra, inter
 
@@ -198,9 +214,11 @@ def _ask_jax_for_determinism() -> None:
     if not _jax_started():
         os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISTIC_FLAG}".strip()
     elif _jax_gpus():
-        log.warning("JAX started on the GPU before this job could ask XLA for deterministic kernels "
-                    "(XLA_FLAGS=%s): runs may differ in the last digits. Run each job in a fresh process.",
-                    JAX_DETERMINISTIC_FLAG)
+        log.warning(
+            "JAX started on the GPU before this job could ask XLA for deterministic kernels "
+            "(XLA_FLAGS=%s): runs may differ in the last digits. Run each job in a fresh process.",
+            JAX_DETERMINISTIC_FLAG,
+        )
 
 
 def _jax_started() -> bool:

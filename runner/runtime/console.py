@@ -36,7 +36,8 @@ HARMLESS_TF_LOG = re.compile(r"triggered tf\.function retracing")
 HARMLESS_NATIVE_LINES = re.compile(
     r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|port\.cc:\d+\] oneDNN custom operations are on"
-    r"|cpu_feature_guard\.cc:\d+\]|rebuild TensorFlow with the appropriate compiler flags")
+    r"|cpu_feature_guard\.cc:\d+\]|rebuild TensorFlow with the appropriate compiler flags"
+)
 PROGRESS_FILE = "progress.jsonl"  # one line per finished job of a grid sweep, in its sweep folder
 
 
@@ -182,8 +183,18 @@ def better(value: float, best: float | None, mode: str) -> bool:
 # ---------------------------------------------------------------- per-trial progress
 
 
-def trial_line(kind: str, done: int, total: int | None, number_: int, state: str, metric: str,
-               value: float | None, params: dict, best: tuple | None, reason: str = "") -> str:
+def trial_line(
+    kind: str,
+    done: int,
+    total: int | None,
+    number_: int,
+    state: str,
+    metric: str,
+    value: float | None,
+    params: dict,
+    best: tuple | None,
+    reason: str = "",
+) -> str:
     """``trial 3/10 done: val_loss = 0.2211 (model.dropout=0.2); best so far: trial 1, val_loss = 0.21``."""
     count = f"{done}/{total}" if total else str(done)
     outcome = {"COMPLETE": "done", "FINISHED": "done", "FAIL": "failed"}.get(state, state.lower())
@@ -224,8 +235,7 @@ def record_job(sweep_dir: Path, entry: dict) -> list[dict]:
 
 def best_entry(entries: list[dict], direction: str) -> tuple | None:
     """(job, value) of the best finished job, or None."""
-    finished = [(e["job"], e["value"]) for e in entries
-                if e.get("value") is not None and math.isfinite(e["value"])]
+    finished = [(e["job"], e["value"]) for e in entries if e.get("value") is not None and math.isfinite(e["value"])]
     if not finished:
         return None
     pick = max if direction == "maximize" else min
@@ -246,8 +256,9 @@ def metrics_table(metrics: dict[str, float]) -> list[str]:
     lines = [f"  {'metric':<{width}}  " + "  ".join(f"{split:>9}" for split in SPLITS)]
     for name in names:
         cells = (metrics.get(f"{split}_{name}") for split in SPLITS)
-        lines.append(f"  {name:<{width}}  " + "  ".join(f"{value:>9.4f}" if value is not None else f"{'':>9}"
-                                                        for value in cells))
+        lines.append(
+            f"  {name:<{width}}  " + "  ".join(f"{value:>9.4f}" if value is not None else f"{'':>9}" for value in cells)
+        )
     return lines
 
 

@@ -21,8 +21,12 @@ from runner.runtime.resources import (
 log = logging.getLogger("runner")
 
 
-def configure_job(threads: int | None = None, share: JobShare | None = None,
-                  gpu_memory_growth: bool = True, deterministic: bool = False) -> ResourcePlan:
+def configure_job(
+    threads: int | None = None,
+    share: JobShare | None = None,
+    gpu_memory_growth: bool = True,
+    deterministic: bool = False,
+) -> ResourcePlan:
     """Size this process's thread pools and set up its GPUs for one job; call before the backend runs
     anything.
 
@@ -32,11 +36,17 @@ def configure_job(threads: int | None = None, share: JobShare | None = None,
     share = share or JobShare(1, available_cores())
     wanted = int(threads) if threads else share.cores
     intra, inter = configure_threads(wanted)  # first: on JAX, counting the GPUs starts the runtime
-    gpus = backend.prepare_gpus(memory_growth=gpu_memory_growth, shared=share.parallel_jobs > 1,
-                                deterministic=deterministic)
+    gpus = backend.prepare_gpus(
+        memory_growth=gpu_memory_growth, shared=share.parallel_jobs > 1, deterministic=deterministic
+    )
     plan = ResourcePlan(threads=intra, inter_op_threads=inter, parallel_jobs=share.parallel_jobs, gpus=gpus)
-    log.info("resources: %d thread(s) (inter-op %d), %d parallel job(s), %d GPU(s)",
-             plan.threads, plan.inter_op_threads, plan.parallel_jobs, plan.gpus)
+    log.info(
+        "resources: %d thread(s) (inter-op %d), %d parallel job(s), %d GPU(s)",
+        plan.threads,
+        plan.inter_op_threads,
+        plan.parallel_jobs,
+        plan.gpus,
+    )
     return plan
 
 

@@ -24,8 +24,15 @@ from typing import Any
 log = logging.getLogger("runner")
 
 # Libraries that size their pools from these when they load: NumPy's BLAS, OpenMP code, TensorFlow.
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
 MAX_INTER_OP_THREADS = 2  # independent ops of a small Keras graph: more only adds contention
 
 
@@ -48,8 +55,12 @@ class ResourcePlan:
     gpus: int
 
     def tags(self) -> dict[str, str]:
-        return {"runner.threads": str(self.threads), "runner.inter_op_threads": str(self.inter_op_threads),
-                "runner.parallel_jobs": str(self.parallel_jobs), "runner.gpus": str(self.gpus)}
+        return {
+            "runner.threads": str(self.threads),
+            "runner.inter_op_threads": str(self.inter_op_threads),
+            "runner.parallel_jobs": str(self.parallel_jobs),
+            "runner.gpus": str(self.gpus),
+        }
 
 
 def available_cores() -> int:

@@ -12,23 +12,46 @@ from omegaconf import DictConfig, ListConfig
 
 # Hydra imports and calls whatever a `_target_` names (hydra.callbacks are instantiated before any job runs).
 # Hydra's own policy only blocklists known-dangerous callables; builtins.open or urllib would still run.
-ALLOWED_TARGET_PREFIXES = ("runner.", "models.", "datasets.", "keras.", "optuna.", "hydra_plugins.",
-                           "hydra._internal.core_plugins.", "hydra.experimental.callbacks.")
+ALLOWED_TARGET_PREFIXES = (
+    "runner.",
+    "models.",
+    "datasets.",
+    "keras.",
+    "optuna.",
+    "hydra_plugins.",
+    "hydra._internal.core_plugins.",
+    "hydra.experimental.callbacks.",
+)
 # Python's logging config instantiates `class` and `()` entries the same way.
 ALLOWED_LOGGING_PREFIXES = ("logging.", "colorlog.")
 TRUSTED_TARGETS_ENV = "RUNNER_TRUSTED_TARGETS"  # colon-separated extra prefixes, e.g. "mylab.callbacks."
 
 REDACTED = "***"
-SECRET_WORDS = frozenset({"token", "tokens", "password", "passwd", "secret", "secrets", "key", "apikey",
-                          "passphrase", "credential", "credentials"})
+SECRET_WORDS = frozenset(
+    {
+        "token",
+        "tokens",
+        "password",
+        "passwd",
+        "secret",
+        "secrets",
+        "key",
+        "apikey",
+        "passphrase",
+        "credential",
+        "credentials",
+    }
+)
 MIN_SECRET_VALUE = 8  # shorter environment values are too likely to occur by chance in ordinary text
 _URL_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
 # A secret-named key's value in `key=value` (overrides, query strings) and YAML `key: value` lines.
 _ASSIGNMENT = re.compile(r"(?P<key>[\w.+~-]+)(?P<sep>=)(?P<value>'[^'\n]*'|\"[^\"\n]*\"|[^\s&,;'\"]+)")
 _YAML_ITEM = re.compile(r"(?m)^(?P<key>[ \t]*(?:- )?[a-z0-9_.-]+)(?P<sep>:[ \t]+)(?P<value>\S.*)$")
 # JSON and Python reprs of dicts: "key": "value", 'key': 'value'.
-_QUOTED_ITEM = re.compile(r"""(?P<key>"[^"\n]+"|'[^'\n]+')(?P<sep>:\s*)"""
-                          r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+_QUOTED_ITEM = re.compile(
+    r"""(?P<key>"[^"\n]+"|'[^'\n]+')(?P<sep>:\s*)"""
+    r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+)
 
 
 class TargetNotAllowed(ValueError):
@@ -61,7 +84,8 @@ def check_targets(config: DictConfig) -> None:
             "refused to instantiate Python objects named by the config: " + ", ".join(problems) + ". Only "
             f"classes from {', '.join(p.rstrip('.') for p in ALLOWED_TARGET_PREFIXES)} may be named by "
             f"_target_; if you trust another package, add its prefix to ${TRUSTED_TARGETS_ENV} "
-            f"(e.g. {TRUSTED_TARGETS_ENV}=mylab.callbacks.). Nothing was run.")
+            f"(e.g. {TRUSTED_TARGETS_ENV}=mylab.callbacks.). Nothing was run."
+        )
 
 
 def _instantiated_names(node, path: str):
@@ -101,8 +125,11 @@ def is_secret_name(name: str) -> bool:
 
 def secret_env_values() -> list[str]:
     """Values of environment variables whose names say they are secrets, longest first."""
-    values = {value for name, value in _environment_snapshot().items()
-              if is_secret_name(name) and len(value) >= MIN_SECRET_VALUE}
+    values = {
+        value
+        for name, value in _environment_snapshot().items()
+        if is_secret_name(name) and len(value) >= MIN_SECRET_VALUE
+    }
     return sorted(values, key=len, reverse=True)
 
 
@@ -131,5 +158,7 @@ def redact_text(text: str) -> str:
 
 def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
     """Params or tags: a secret-named key keeps its name (so users see it was set) with its value hidden."""
-    return {key: REDACTED if is_secret_name(key) and str(value) not in ("", "None") else redact_text(str(value))
-            for key, value in values.items()}
+    return {
+        key: REDACTED if is_secret_name(key) and str(value) not in ("", "None") else redact_text(str(value))
+        for key, value in values.items()
+    }

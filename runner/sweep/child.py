@@ -27,15 +27,24 @@ def child_link(hydra_cfg, cfg: DictConfig) -> dict:
         return {}
     parent = json.loads(path.read_text())
     if parent["tracking_uri"] != cfg.tracking.uri:
-        log.warning("this job's tracking.uri %s is not the sweep's %s: it is recorded without its parent run",
-                    cfg.tracking.uri, parent["tracking_uri"])
+        log.warning(
+            "this job's tracking.uri %s is not the sweep's %s: it is recorded without its parent run",
+            cfg.tracking.uri,
+            parent["tracking_uri"],
+        )
         return {}
     trial = OmegaConf.select(cfg, "trial.number")
     job_num = hydra_cfg.job.num
-    choices = {group: str(choice) for group, choice in hydra_cfg.runtime.choices.items()
-               if choice is not None and not group.startswith("hydra/")}
-    tags = {"runner.job_num": str(job_num), "runner.hydra_choices": json.dumps(choices),
-            "runner.sweep_name": parent["sweep_name"]}
+    choices = {
+        group: str(choice)
+        for group, choice in hydra_cfg.runtime.choices.items()
+        if choice is not None and not group.startswith("hydra/")
+    }
+    tags = {
+        "runner.job_num": str(job_num),
+        "runner.hydra_choices": json.dumps(choices),
+        "runner.sweep_name": parent["sweep_name"],
+    }
     if trial is not None:
         tags["runner.trial"] = str(trial)
     run_name = f"{cfg.name}-trial-{trial}" if trial is not None else f"{cfg.name}-{job_num}"
@@ -53,10 +62,25 @@ def job_progress(parent: ParentRun, config: DictConfig, job_return) -> str:
     finished = job_return.status == JobStatus.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value)
     entries = record_job(Path(parent.sweep_dir), {"job": number, "value": float(value) if finished else None})
     swept = {key.lstrip("+~") for key in parent.swept_keys}
-    params = dict(line.lstrip("+~").split("=", 1) for line in job_return.overrides or []
-                  if "=" in line and line.split("=", 1)[0].lstrip("+~") in swept)
-    reason = "" if finished else (f"{type(value).__name__}: {value}" if isinstance(value, BaseException)
-                                  else f"the objective is {value!r}")
-    return trial_line("job", len(entries), parent.grid_jobs, number, "COMPLETE" if finished else "FAIL",
-                      parent.objective.metric, value if finished else None, params,
-                      best_entry(entries, parent.objective.direction), reason=reason)
+    params = dict(
+        line.lstrip("+~").split("=", 1)
+        for line in job_return.overrides or []
+        if "=" in line and line.split("=", 1)[0].lstrip("+~") in swept
+    )
+    reason = (
+        ""
+        if finished
+        else (f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else f"the objective is {value!r}")
+    )
+    return trial_line(
+        "job",
+        len(entries),
+        parent.grid_jobs,
+        number,
+        "COMPLETE" if finished else "FAIL",
+        parent.objective.metric,
+        value if finished else None,
+        params,
+        best_entry(entries, parent.objective.direction),
+        reason=reason,
+    )

@@ -69,18 +69,33 @@ def close_sweep(parent: ParentRun, stopped: str | None = None) -> None:
     if report.best is not None:
         metrics[f"best_{objective.metric}"] = float(report.best["objective"])
         best_run = client.get_run(report.best["run_id"])
-        metrics.update({f"best_{name}": value for name, value in best_run.data.metrics.items()
-                        if name.startswith(("train_", "val_", "test_")) and name != objective.metric
-                        and not name.endswith("_seconds")})  # best_train_seconds would read as "fastest"
-        tags = {"runner.best_run_id": report.best["run_id"], "runner.best_trial": str(report.best["trial"]),
-                "runner.best_config": str(best_config)}
+        metrics.update(
+            {
+                f"best_{name}": value
+                for name, value in best_run.data.metrics.items()
+                if name.startswith(("train_", "val_", "test_"))
+                and name != objective.metric
+                and not name.endswith("_seconds")
+            }
+        )  # best_train_seconds would read as "fastest"
+        tags = {
+            "runner.best_run_id": report.best["run_id"],
+            "runner.best_trial": str(report.best["trial"]),
+            "runner.best_config": str(best_config),
+        }
     if stopped:
         tags["runner.error"] = stopped
     client.log_batch(parent.parent_run_id, metrics=_metric_entities(metrics), tags=_tag_entities(tags))
     status = "FINISHED" if counts["FINISHED"] and not stopped else "FAILED"
     client.set_terminated(parent.parent_run_id, status)
-    print_summary(parent, report, best_config, status, unrecorded=launched - len(runs),
-                  trial_config=trial_config_path(best_run) if report.best is not None else None)
+    print_summary(
+        parent,
+        report,
+        best_config,
+        status,
+        unrecorded=launched - len(runs),
+        trial_config=trial_config_path(best_run) if report.best is not None else None,
+    )
 
 
 def launched_jobs(parent: ParentRun) -> int:
@@ -115,12 +130,18 @@ def write_best_config(client, parent: ParentRun, report) -> Path:
     folder = Path(parent.best_config_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{parent.sweep_name}.yaml"
-    description = (f"Best trial {best['trial']} of sweep {parent.sweep_name}: {report.objective.metric} = "
-                   f"{best['objective']:.6g} (run {best['run_id']})")
-    header = [description, f"Rerun: {rerun_command(parent)}",
-              f"Written by the sweep's parent run {parent.parent_run_id} from the trial's resolved config."]
-    text = best_config_yaml(download_config(client, best["run_id"]), hydra_choices(run),
-                            f"{parent.sweep_name}-best", description, header)
+    description = (
+        f"Best trial {best['trial']} of sweep {parent.sweep_name}: {report.objective.metric} = "
+        f"{best['objective']:.6g} (run {best['run_id']})"
+    )
+    header = [
+        description,
+        f"Rerun: {rerun_command(parent)}",
+        f"Written by the sweep's parent run {parent.parent_run_id} from the trial's resolved config.",
+    ]
+    text = best_config_yaml(
+        download_config(client, best["run_id"]), hydra_choices(run), f"{parent.sweep_name}-best", description, header
+    )
     path.write_text(text)
     client.log_text(parent.parent_run_id, text, "sweep/best_config.yaml")
     return path
@@ -144,26 +165,38 @@ def trial_config_path(run) -> str:
     return f"config/config.yaml in the artifacts of run {run.info.run_id}"
 
 
-def print_summary(parent: ParentRun, report, best_config: Path | None, status: str, unrecorded: int = 0,
-                  trial_config: str | None = None) -> None:
+def print_summary(
+    parent: ParentRun,
+    report,
+    best_config: Path | None,
+    status: str,
+    unrecorded: int = 0,
+    trial_config: str | None = None,
+) -> None:
     counts = ", ".join(f"{report.count(state)} {state.lower()}" for state in ("FINISHED", "FAILED", "PRUNED"))
     lines = ["", f"== sweep {parent.sweep_name} {status.lower()}: {len(report.table)} trials ({counts}) =="]
     if unrecorded > 0:  # e.g. an out-of-range value: refused before its run was created
         lines.append(f"  {unrecorded} job(s) of this sweep failed before their MLflow run existed: see the log above")
     best = report.best
     if best is not None:
-        lines += [(f"  best:        trial {best['trial']} ({best['run_name']}), {report.objective.metric} = "
-                   f"{best['objective']:.6g}, run id {best['run_id']}"),
-                  f"  params:      {', '.join(f'{key}={best[key]}' for key in report.param_columns) or '-'}",
-                  f"  its config:  {trial_config}",
-                  f"  best config: {best_config}", f"  rerun it:    {rerun_command(parent)}"]
+        lines += [
+            (
+                f"  best:        trial {best['trial']} ({best['run_name']}), {report.objective.metric} = "
+                f"{best['objective']:.6g}, run id {best['run_id']}"
+            ),
+            f"  params:      {', '.join(f'{key}={best[key]}' for key in report.param_columns) or '-'}",
+            f"  its config:  {trial_config}",
+            f"  best config: {best_config}",
+            f"  rerun it:    {rerun_command(parent)}",
+        ]
     else:
         lines.append("  no trial finished: see the failed runs' runner.error tags")
     # The trials' diagnoses (tag diag.cause) and the parameter ranges that go with them (sweep/diagnoses.txt).
     lines += [f"  {line}" for line in getattr(report, "diagnoses", [])]
-    lines += [(f"  parent run:  {parent.parent_run_id} (experiment {parent.experiment!r}); "
-               "trials table: sweep/trials.html"),
-              f"  browse:      {ui_command(parent.tracking_uri)}"]
+    lines += [
+        (f"  parent run:  {parent.parent_run_id} (experiment {parent.experiment!r}); trials table: sweep/trials.html"),
+        f"  browse:      {ui_command(parent.tracking_uri)}",
+    ]
     print("\n".join(lines), flush=True)
 
 

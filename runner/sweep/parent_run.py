@@ -57,8 +57,9 @@ class ParentRun:
     closed: bool = False
 
 
-def open_sweep(config: DictConfig, config_name: str | None, best_config_dir: str | None,
-               mixed_experiment: str) -> ParentRun:
+def open_sweep(
+    config: DictConfig, config_name: str | None, best_config_dir: str | None, mixed_experiment: str
+) -> ParentRun:
     from mlflow import MlflowClient
 
     from runner.tracking import RunRecord, connect
@@ -92,15 +93,33 @@ def open_sweep(config: DictConfig, config_name: str | None, best_config_dir: str
     definition = sweep_definition(config, overrides, presets, experiments, sweep_dir)
     client.log_text(parent_id, redact_text(yaml.safe_dump(definition, sort_keys=False)), "sweep/definition.yaml")
 
-    (sweep_dir / PARENT_FILE).write_text(json.dumps(
-        {"run_id": parent_id, "experiment_id": experiment_id, "tracking_uri": uri, "experiment": experiment,
-         "sweep_name": name}, indent=2))
+    (sweep_dir / PARENT_FILE).write_text(
+        json.dumps(
+            {
+                "run_id": parent_id,
+                "experiment_id": experiment_id,
+                "tracking_uri": uri,
+                "experiment": experiment,
+                "sweep_name": name,
+            },
+            indent=2,
+        )
+    )
     log.info("sweep %s: parent run %s in experiment %r", name, parent_id, experiment)
-    return ParentRun(sweep_name=name, sweep_dir=str(sweep_dir), tracking_uri=uri, experiment=experiment,
-                     experiment_id=experiment_id, parent_run_id=parent_id, objective=sweep_objective(config),
-                     swept_keys=swept_keys(config, overrides), grid_jobs=grid_jobs(config, overrides),
-                     best_config_dir=str(default_best_config_dir(uri) if best_config_dir is None
-                                         else Path(best_config_dir).resolve()))
+    return ParentRun(
+        sweep_name=name,
+        sweep_dir=str(sweep_dir),
+        tracking_uri=uri,
+        experiment=experiment,
+        experiment_id=experiment_id,
+        parent_run_id=parent_id,
+        objective=sweep_objective(config),
+        swept_keys=swept_keys(config, overrides),
+        grid_jobs=grid_jobs(config, overrides),
+        best_config_dir=str(
+            default_best_config_dir(uri) if best_config_dir is None else Path(best_config_dir).resolve()
+        ),
+    )
 
 
 def job_identities(config: DictConfig, config_name: str | None, overrides: list[str]) -> tuple[list, list]:
@@ -112,8 +131,11 @@ def job_identities(config: DictConfig, config_name: str | None, overrides: list[
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    varying = [[f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()]
-               for o in parsed if o.is_sweep_override() and o.key_or_group.split(".")[0] in EXPERIMENT_KEYS]
+    varying = [
+        [f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()]
+        for o in parsed
+        if o.is_sweep_override() and o.key_or_group.split(".")[0] in EXPERIMENT_KEYS
+    ]
     combinations = list(itertools.islice(itertools.product(*varying), MAX_COMPOSED))
     identities = set()
     for combination in combinations:
@@ -153,6 +175,7 @@ def optuna_study(config: DictConfig):
 def reusable_parent(client, study) -> str | None:
     """The parent run an earlier part of this search opened, if the study remembers one that still exists."""
     from mlflow.exceptions import MlflowException
+
     run_id = study.user_attrs.get(STUDY_PARENT_ATTR) if study is not None else None
     if run_id is None:
         return None
@@ -169,35 +192,56 @@ def parent_tags(config: DictConfig, overrides: list[str], preset: str, sweep_dir
 
     choices = config.hydra.runtime.choices
     command = "python -m runner -m " + " ".join(overrides)
-    return {"runner.sweep": "true", "runner.sweeper": str(choices.get("hydra/sweeper")),
-            "runner.launcher": str(choices.get("hydra/launcher")), "runner.preset": preset,
-            "runner.overrides": " ".join(overrides)[:5000], "runner.sweep_dir": str(sweep_dir),
-            "mlflow.note.content": f"Sweep: `{command}`", **environment_tags()}
+    return {
+        "runner.sweep": "true",
+        "runner.sweeper": str(choices.get("hydra/sweeper")),
+        "runner.launcher": str(choices.get("hydra/launcher")),
+        "runner.preset": preset,
+        "runner.overrides": " ".join(overrides)[:5000],
+        "runner.sweep_dir": str(sweep_dir),
+        "mlflow.note.content": f"Sweep: `{command}`",
+        **environment_tags(),
+    }
 
 
 def definition_params(config: DictConfig, overrides: list[str]) -> dict[str, str]:
     from runner.tracking import flatten
 
     objective = sweep_objective(config)
-    definition = {"sweep": {"overrides": " ".join(overrides),
-                            "sweeper": str(config.hydra.runtime.choices.get("hydra/sweeper")),
-                            "launcher": str(config.hydra.runtime.choices.get("hydra/launcher"))},
-                  "objective": {"metric": objective.metric, "direction": objective.direction},
-                  "sweeper": hydra_section(config, "sweeper"), "launcher": hydra_section(config, "launcher")}
+    definition = {
+        "sweep": {
+            "overrides": " ".join(overrides),
+            "sweeper": str(config.hydra.runtime.choices.get("hydra/sweeper")),
+            "launcher": str(config.hydra.runtime.choices.get("hydra/launcher")),
+        },
+        "objective": {"metric": objective.metric, "direction": objective.direction},
+        "sweeper": hydra_section(config, "sweeper"),
+        "launcher": hydra_section(config, "launcher"),
+    }
     return flatten(definition)
 
 
-def sweep_definition(config: DictConfig, overrides: list[str], presets: list, experiments: list,
-                     sweep_dir: Path) -> dict:
+def sweep_definition(
+    config: DictConfig, overrides: list[str], presets: list, experiments: list, sweep_dir: Path
+) -> dict:
     objective = sweep_objective(config)
-    return {"command": "python -m runner -m " + " ".join(overrides), "overrides": overrides,
-            "swept": swept_keys(config, overrides), "presets": presets, "experiments": experiments,
-            "objective": {"metric": objective.metric, "direction": objective.direction},
-            "sweeper": {"choice": str(config.hydra.runtime.choices.get("hydra/sweeper")),
-                        **hydra_section(config, "sweeper")},
-            "launcher": {"choice": str(config.hydra.runtime.choices.get("hydra/launcher")),
-                         **hydra_section(config, "launcher")},
-            "sweep_dir": str(sweep_dir)}
+    return {
+        "command": "python -m runner -m " + " ".join(overrides),
+        "overrides": overrides,
+        "swept": swept_keys(config, overrides),
+        "presets": presets,
+        "experiments": experiments,
+        "objective": {"metric": objective.metric, "direction": objective.direction},
+        "sweeper": {
+            "choice": str(config.hydra.runtime.choices.get("hydra/sweeper")),
+            **hydra_section(config, "sweeper"),
+        },
+        "launcher": {
+            "choice": str(config.hydra.runtime.choices.get("hydra/launcher")),
+            **hydra_section(config, "launcher"),
+        },
+        "sweep_dir": str(sweep_dir),
+    }
 
 
 def hydra_section(config: DictConfig, key: str) -> dict:

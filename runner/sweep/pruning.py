@@ -38,8 +38,9 @@ class PruningCallback(keras.callbacks.Callback):
     def check(self) -> None:
         """After ``fit``: raise ``optuna.TrialPruned`` if the pruner stopped the trial."""
         if self.pruned_at is not None:
-            raise optuna.TrialPruned(f"trial {self.trial.number} pruned after epoch {self.pruned_at}: "
-                                     f"{self.monitor}={self.last_value:.6g}")
+            raise optuna.TrialPruned(
+                f"trial {self.trial.number} pruned after epoch {self.pruned_at}: {self.monitor}={self.last_value:.6g}"
+            )
 
 
 def callback_for(cfg: dict) -> PruningCallback | None:

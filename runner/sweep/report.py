@@ -70,8 +70,13 @@ def child_runs(client, experiment_id: str, parent_run_id: str) -> list:
     """Every run whose mlflow.parentRunId is the parent, oldest first."""
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                  max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -139,15 +144,21 @@ def trial_table(client, runs: list, swept_keys: list[str], objective: Objective)
     rows = []
     for position, run in enumerate(runs):
         end = run.info.end_time
-        rows.append({
-            "trial": trial_number(run, position), "run_name": run.info.run_name, "state": run_state(run),
-            "objective": run_objective(client, run, objective),
-            "duration_s": (end - run.info.start_time) / 1000 if end else math.nan,
-            **{key.lstrip("+~"): swept_value(run, key) for key in swept_keys}, "run_id": run.info.run_id,
-        })
+        rows.append(
+            {
+                "trial": trial_number(run, position),
+                "run_name": run.info.run_name,
+                "state": run_state(run),
+                "objective": run_objective(client, run, objective),
+                "duration_s": (end - run.info.start_time) / 1000 if end else math.nan,
+                **{key.lstrip("+~"): swept_value(run, key) for key in swept_keys},
+                "run_id": run.info.run_id,
+            }
+        )
     table = pd.DataFrame(rows, columns=[*FIXED_COLUMNS, *dict.fromkeys(k.lstrip("+~") for k in swept_keys), "run_id"])
-    params = [column for column in table.columns if column not in (*FIXED_COLUMNS, "run_id")
-              and table[column].notna().any()]
+    params = [
+        column for column in table.columns if column not in (*FIXED_COLUMNS, "run_id") and table[column].notna().any()
+    ]
     if not params:
         params = varying_params(runs)
         for name in params:
@@ -161,8 +172,10 @@ def trial_diagnoses(runs: list, table: pd.DataFrame, params: list[str]) -> list[
     from runner.diagnostics.diagnosis import cause_ranges
 
     causes = {run.info.run_id: run.data.tags.get("diag.cause") for run in runs}
-    trials = [{"cause": causes.get(row["run_id"]), "params": {name: row[name] for name in params}}
-              for _, row in table.iterrows()]
+    trials = [
+        {"cause": causes.get(row["run_id"]), "params": {name: row[name] for name in params}}
+        for _, row in table.iterrows()
+    ]
     return cause_ranges(trials)
 
 
@@ -170,8 +183,9 @@ def varying_params(runs: list) -> list[str]:
     """Params that differ between runs (what was swept, when the sweep definition does not say)."""
     names = sorted({name for run in runs for name in run.data.params})
     derived = ("trial.", "model.parameters", "model.resolved_loss")
-    return [name for name in names if not name.startswith(derived)
-            and len({run.data.params.get(name) for run in runs}) > 1]
+    return [
+        name for name in names if not name.startswith(derived) and len({run.data.params.get(name) for run in runs}) > 1
+    ]
 
 
 def best_row(table: pd.DataFrame, objective: Objective) -> pd.Series | None:
@@ -197,8 +211,9 @@ def param_importances(table: pd.DataFrame, params: list[str], objective: Objecti
         study = optuna.create_study(direction=objective.direction)
         for _, row in finished.iterrows():
             values = {name: _param_value(row[name], dist) for name, dist in distributions.items()}
-            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions,
-                                                      value=float(row["objective"])))
+            study.add_trial(
+                optuna.trial.create_trial(params=values, distributions=distributions, value=float(row["objective"]))
+            )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         return optuna.importance.get_param_importances(study, evaluator=evaluator)
     finally:
@@ -280,8 +295,9 @@ def download_config(client, run_id: str) -> dict:
 # ---------------------------------------------------------------- the whole report
 
 
-def build_report(client, runs: list, swept_keys: list[str], objective: Objective, title: str,
-                 folder: Path) -> SweepReport:
+def build_report(
+    client, runs: list, swept_keys: list[str], objective: Objective, title: str, folder: Path
+) -> SweepReport:
     """Write trials.csv, trials.html and the plots into ``folder``; return the table and the best trial."""
     folder.mkdir(parents=True, exist_ok=True)
     table, params = trial_table(client, runs, swept_keys, objective)

@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
     from runner.sweep.report import Objective
 
-STATE_COLOURS = {"FINISHED": "tab:blue", "PRUNED": "tab:orange", "FAILED": "tab:red", "KILLED": "tab:gray",
-                 "RUNNING": "tab:gray"}
+STATE_COLOURS = {
+    "FINISHED": "tab:blue",
+    "PRUNED": "tab:orange",
+    "FAILED": "tab:red",
+    "KILLED": "tab:gray",
+    "RUNNING": "tab:gray",
+}
 
 
 # ---------------------------------------------------------------- table page
@@ -31,8 +36,9 @@ def write_html(table: pd.DataFrame, best: pd.Series | None, objective: Objective
         css = "best" if best is not None and index == best.name else row["state"].lower()
         cells = "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row)
         body.append(f'<tr class="{css}">{cells}</tr>')
-    summary = (f"objective: {objective.metric} ({objective.direction}); {len(table)} trials; "
-               + ", ".join(f"{state.lower()} {n}" for state, n in table["state"].value_counts().items()))
+    summary = f"objective: {objective.metric} ({objective.direction}); {len(table)} trials; " + ", ".join(
+        f"{state.lower()} {n}" for state, n in table["state"].value_counts().items()
+    )
     if best is not None:
         summary += f"; best: trial {best['trial']} with {objective.metric} = {best['objective']:.6g}"
     path.write_text(f"""<!DOCTYPE html>
@@ -127,7 +133,6 @@ def plot_param(table: pd.DataFrame, column: str, objective: Objective, path: Pat
     ax.set_ylabel(objective.metric)
     ax.set_title(f"{objective.metric} vs {column}")
     _save(fig, path)
-
 
 
 def plot_importance(importances: dict[str, float], n_trials: int, path: Path) -> None:

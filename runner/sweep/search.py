@@ -50,8 +50,10 @@ def study_storage(sweeper: DictConfig, tracking_uri: str) -> str:
         return str(sweeper.storage)
     database = sqlite_path(tracking_uri)
     if database is None:
-        raise ConfigError(f"hydra.sweeper.storage is not set and the tracking store {tracking_uri} is not a local "
-                          f"SQLite file; set it, e.g. hydra.sweeper.storage=sqlite:///optuna.db or a database URL")
+        raise ConfigError(
+            f"hydra.sweeper.storage is not set and the tracking store {tracking_uri} is not a local "
+            f"SQLite file; set it, e.g. hydra.sweeper.storage=sqlite:///optuna.db or a database URL"
+        )
     return f"sqlite:///{(database.parent.resolve() / 'optuna.db')}"
 
 
@@ -81,15 +83,19 @@ def build_pruner(pruner: dict):
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner["n_startup_trials"],
-                                           n_warmup_steps=pruner["n_warmup_steps"])
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner["n_startup_trials"], n_warmup_steps=pruner["n_warmup_steps"]
+        )
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=pruner["min_resource"],
-                                              max_resource=pruner["max_resource"] or "auto",
-                                              reduction_factor=pruner["reduction_factor"])
+        return optuna.pruners.HyperbandPruner(
+            min_resource=pruner["min_resource"],
+            max_resource=pruner["max_resource"] or "auto",
+            reduction_factor=pruner["reduction_factor"],
+        )
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner["min_resource"],
-                                                      reduction_factor=pruner["reduction_factor"])
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=pruner["min_resource"], reduction_factor=pruner["reduction_factor"]
+        )
     raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not a pruner; choose one of: {', '.join(PRUNERS)}")
 
 
@@ -112,14 +118,20 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
         pruner_cfg = {**pruner_cfg, "name": "none"}
     storage = study_storage(sweeper, config.tracking.uri)
     if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     name = study_name(config)
     metric, wanted = config.objective.metric, objective.direction(config)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def create():
-        return optuna.create_study(storage=storage, study_name=name, direction=wanted, load_if_exists=True,
-                                   sampler=build_sampler(sampler_cfg, space), pruner=build_pruner(pruner_cfg))
+        return optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction=wanted,
+            load_if_exists=True,
+            sampler=build_sampler(sampler_cfg, space),
+            pruner=build_pruner(pruner_cfg),
+        )
 
     study = create()
     recorded = study.user_attrs.get("runner.config.objective")
@@ -130,8 +142,10 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
     if recorded is None:
         study.set_user_attr("runner.config.objective", metric)
     elif recorded != metric or study.direction.name.lower() != wanted:
-        raise SweepError(f"study {name!r} in {storage} optimises {recorded} ({study.direction.name.lower()}), "
-                         f"this sweep {metric} ({wanted}); choose another hydra.sweeper.study_name")
+        raise SweepError(
+            f"study {name!r} in {storage} optimises {recorded} ({study.direction.name.lower()}), "
+            f"this sweep {metric} ({wanted}); choose another hydra.sweeper.study_name"
+        )
     study.set_user_attr("runner.pruner", pruner_cfg)
     if study.trials and sampler_cfg.get("seed") is not None:
         # A resumed study must not replay the first run's random draws (trial 0's params again): offset the
@@ -154,14 +168,16 @@ def load_trial(link: dict):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=link["study"], storage=link["storage"],
-                              sampler=optuna.samplers.RandomSampler())
+    study = optuna.load_study(
+        study_name=link["study"], storage=link["storage"], sampler=optuna.samplers.RandomSampler()
+    )
     study.pruner = build_pruner(study.user_attrs.get("runner.pruner", {"name": "none"}))
     state = study._storage.get_trial(link["id"]).state
     if state != optuna.trial.TrialState.RUNNING:
         # A trial's overrides replayed by hand: that trial is over, so this run reports to nothing.
-        log.warning("trial %s of study %r is %s, not running: this run is not pruned", link["number"],
-                    link["study"], state.name)
+        log.warning(
+            "trial %s of study %r is %s, not running: this run is not pruned", link["number"], link["study"], state.name
+        )
         return None
     return optuna.trial.Trial(study, link["id"])
 
@@ -191,8 +207,12 @@ def requeue_interrupted(study) -> int:
 
 
 def link_overrides(study, trial, storage: str) -> list[str]:
-    return [f"trial.number={trial.number}", f"trial.id={trial._trial_id}",
-            f"trial.study={override_text(study.study_name)}", f"trial.storage={override_text(storage)}"]
+    return [
+        f"trial.number={trial.number}",
+        f"trial.id={trial._trial_id}",
+        f"trial.study={override_text(study.study_name)}",
+        f"trial.storage={override_text(storage)}",
+    ]
 
 
 def _tell(study, trial, value=None, state=None) -> None:
@@ -242,8 +262,10 @@ def check_failure_rate(trials: list, max_rate: float, min_trials: int) -> None:
     if len(trials) < min_trials or len(failed) <= max_rate * len(trials):
         return
     lines = [f"  trial {t.number} {t.params}: {t.user_attrs.get(ERROR, 'no error recorded')}" for t in failed]
-    raise SweepError(f"{len(failed)} of {len(trials)} finished trials failed, more than max_failure_rate="
-                     f"{max_rate:g}: the sweep was stopped.\n" + "\n".join(lines))
+    raise SweepError(
+        f"{len(failed)} of {len(trials)} finished trials failed, more than max_failure_rate="
+        f"{max_rate:g}: the sweep was stopped.\n" + "\n".join(lines)
+    )
 
 
 def batch_size(config: DictConfig) -> int:
@@ -285,8 +307,10 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
     sweeper = config.hydra.sweeper
     space = parse_space(OmegaConf.to_container(sweeper.params or {}), arguments)
     if not space.dimensions:
-        raise ConfigError("nothing to search: give hydra.sweeper.params (a +sweep=NAME preset) or sweep "
-                          "overrides such as model.dropout=interval(0.1,0.5)")
+        raise ConfigError(
+            "nothing to search: give hydra.sweeper.params (a +sweep=NAME preset) or sweep "
+            "overrides such as model.dropout=interval(0.1,0.5)"
+        )
     check_settings(sweeper)
     validate_space(config, space, compose)
     study = open_study(config, space)
@@ -295,8 +319,14 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
     Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, Path(config.hydra.sweep.dir) / "multirun.yaml")
     n_trials, size = int(sweeper.n_trials), batch_size(config)
-    log.info("study %r in %s: %d of %d trials finished, %d at a time", study.study_name, storage,
-             len(counted_trials(study)), n_trials, size)
+    log.info(
+        "study %r in %s: %d of %d trials finished, %d at a time",
+        study.study_name,
+        storage,
+        len(counted_trials(study)),
+        n_trials,
+        size,
+    )
     returns = []
     while (remaining := n_trials - len(counted_trials(study))) > 0:
         check_failure_rate(counted_trials(study), sweeper.max_failure_rate, sweeper.min_trials_for_failure_rate)
@@ -331,9 +361,18 @@ def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:
     except ValueError:  # no trial completed yet
         best = None
     value = job_return._return_value if state == "COMPLETE" else None
-    return trial_line("trial", len(counted_trials(study)), n_trials, trial.number, state,
-                      study.user_attrs.get("runner.config.objective", "objective"), value, trial.params, best,
-                      reason=trial.user_attrs.get(ERROR, ""))
+    return trial_line(
+        "trial",
+        len(counted_trials(study)),
+        n_trials,
+        trial.number,
+        state,
+        study.user_attrs.get("runner.config.objective", "objective"),
+        value,
+        trial.params,
+        best,
+        reason=trial.user_attrs.get(ERROR, ""),
+    )
 
 
 def _none_complete(trials: list) -> bool:
@@ -359,13 +398,22 @@ def log_summary(study) -> None:
     from optuna.trial import TrialState
 
     trials = counted_trials(study)
-    counts = {state: sum(t.state == state for t in trials) for state in (TrialState.COMPLETE, TrialState.PRUNED,
-                                                                          TrialState.FAIL)}
+    counts = {
+        state: sum(t.state == state for t in trials)
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     summary = ", ".join(f"{n} {state.name.lower()}" for state, n in counts.items())
     if counts[TrialState.COMPLETE]:
         best = study.best_trial
         # At debug level: the sweep's summary (runner/sweep/closing.py) prints the best trial and its params.
-        log.debug("study %r: %s; best trial %d, %s = %g, params %s", study.study_name, summary, best.number,
-                  study.user_attrs.get("runner.config.objective"), best.value, json.dumps(best.params))
+        log.debug(
+            "study %r: %s; best trial %d, %s = %g, params %s",
+            study.study_name,
+            summary,
+            best.number,
+            study.user_attrs.get("runner.config.objective"),
+            best.value,
+            json.dumps(best.params),
+        )
     else:
         log.info("study %r: %s; no trial completed", study.study_name, summary)

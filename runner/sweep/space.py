@@ -96,8 +96,10 @@ def _dimension(override) -> Dimension:
         if "int" in sweep.tags:
             return Dimension(name, key, IntDistribution(int(sweep.start), int(sweep.end), log=log_scale))
         return Dimension(name, key, FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale))
-    raise ConfigError(f"{override.input_line}: the runner_optuna sweeper takes choice(...), a,b,c, range(...), "
-                      f"interval(...) and tag(log, interval(...)); glob() works with the basic sweeper only")
+    raise ConfigError(
+        f"{override.input_line}: the runner_optuna sweeper takes choice(...), a,b,c, range(...), "
+        f"interval(...) and tag(log, interval(...)); glob() works with the basic sweeper only"
+    )
 
 
 def grid_of(space: SearchSpace) -> dict[str, list]:
@@ -112,8 +114,10 @@ def grid_of(space: SearchSpace) -> dict[str, list]:
         elif isinstance(dist, IntDistribution) and not dist.log:
             grid[name] = list(range(dist.low, dist.high + 1, dist.step))
         else:
-            raise ConfigError(f"sampler grid cannot enumerate {dim.override_key} (a continuous interval); use "
-                              f"choice(...) or range(...), or sampler tpe/random")
+            raise ConfigError(
+                f"sampler grid cannot enumerate {dim.override_key} (a continuous interval); use "
+                f"choice(...) or range(...), or sampler tpe/random"
+            )
     return grid
 
 
@@ -126,8 +130,7 @@ def check_keys(config: DictConfig, space: SearchSpace) -> None:
         if dim.name not in known:
             close = difflib.get_close_matches(dim.name, sorted(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"searched key {dim.name!r} is not in the composed config{hint} "
-                              f"(no trial was run)")
+            raise ConfigError(f"searched key {dim.name!r} is not in the composed config{hint} (no trial was run)")
 
 
 def _all_keys(node, prefix="") -> set[str]:

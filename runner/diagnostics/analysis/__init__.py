@@ -26,16 +26,31 @@ from runner.diagnostics.analysis.confident_errors import confident_errors
 from runner.diagnostics.analysis.slices import slices
 from runner.diagnostics.analysis.baseline import baseline
 from runner.diagnostics.analysis.dropout_consistency import dropout_consistency
+
 # isort: on
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.report import Report, run_check
 
-__all__ = ["STAGE", "attributions", "baseline", "confident_errors", "constant_units", "dropout_consistency",
-           "receptive_field", "run", "slices"]
+__all__ = [
+    "STAGE",
+    "attributions",
+    "baseline",
+    "confident_errors",
+    "constant_units",
+    "dropout_consistency",
+    "receptive_field",
+    "run",
+    "slices",
+]
 
 
-def run(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions | None = None,
-        history: dict[str, list[float]] | None = None, monitor=None) -> Report:
+def run(
+    model: keras.Model,
+    data: DiagnosticData,
+    options: DiagnosticOptions | None = None,
+    history: dict[str, list[float]] | None = None,
+    monitor=None,
+) -> Report:
     """All enabled analysis checks on a trained model.  ``history`` and ``monitor`` are accepted for the
     common stage interface; the monitor plots its own histograms, so neither is needed here."""
     options = options or DiagnosticOptions()

@@ -55,16 +55,20 @@ def _occlusion_drops(model, images, targets, probabilities, shape, fill, patch=P
     batch = np.repeat(images.reshape(len(images), height, width, -1), len(corners), axis=0)
     for index in range(len(batch)):
         r, c = corners[index % len(corners)]
-        batch[index, r:r + patch, c:c + patch] = fill
+        batch[index, r : r + patch, c : c + patch] = fill
     occluded = _class_probabilities(_predict(model, batch.reshape((len(batch),) + images.shape[1:])))
     occluded = occluded[np.arange(len(batch)), np.repeat(targets, len(corners))]
     grid = (len(range(0, height - patch + 1, patch)), len(range(0, width - patch + 1, patch)))
     return probabilities[:, None, None] - occluded.reshape((len(images),) + grid)
 
 
-@check(NAME, threshold=None, fix="",
-       what="saliency and occlusion maps of one held-out image per class; the value is the mean largest drop "
-            f"of the true class's probability when a {PATCH}x{PATCH} patch is blanked (information only)")
+@check(
+    NAME,
+    threshold=None,
+    fix="",
+    what="saliency and occlusion maps of one held-out image per class; the value is the mean largest drop "
+    f"of the true class's probability when a {PATCH}x{PATCH} patch is blanked (information only)",
+)
 def attributions(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Saliency (|d true-class probability / d pixel|) and occlusion sensitivity (drop of the true class's
     probability when a patch is blanked) on one image per class.  Information only: PASS with the mean
@@ -72,8 +76,11 @@ def attributions(model: keras.Model, data: DiagnosticData, options: DiagnosticOp
     split, x, _ = _evaluation_split(data)
     shape = _image_shape(model, data, x)
     if shape is None:
-        return _skip(NAME, "not an image classifier (needs 2-D inputs or a square number of at least 256 "
-                           "features, a single-label classification task and no recurrent layer)")
+        return _skip(
+            NAME,
+            "not an image classifier (needs 2-D inputs or a square number of at least 256 "
+            "features, a single-label classification task and no recurrent layer)",
+        )
     mismatch = _units_mismatch(model, data, x)
     if mismatch:
         return _skip(NAME, mismatch)
@@ -87,10 +94,20 @@ def attributions(model: keras.Model, data: DiagnosticData, options: DiagnosticOp
     fill = float(np.median(data.x_train))
     drops = _occlusion_drops(model, images, targets, probabilities, shape, fill)
     drawn = plots.attribution_figure(options, images, targets, probabilities, saliency, drops, shape)
-    table = [{"index": int(r), "label": int(t), "probability": float(p), "max_occlusion_drop": float(d.max())}
-             for r, t, p, d in zip(rows, targets, probabilities, drops)]
+    table = [
+        {"index": int(r), "label": int(t), "probability": float(p), "max_occlusion_drop": float(d.max())}
+        for r, t, p, d in zip(rows, targets, probabilities, drops)
+    ]
     value = float(np.mean([d.max() for d in drops]))
-    return CheckResult(NAME, PASS, value, None,
-                       f"saliency and occlusion maps for {len(rows)} {split} images (one per class); mean "
-                       f"largest drop of the true class's probability under a {PATCH}x{PATCH} patch: {value:.2f}",
-                       "", STAGE, {"images": table, "patch": PATCH, "fill": fill}, drawn)
+    return CheckResult(
+        NAME,
+        PASS,
+        value,
+        None,
+        f"saliency and occlusion maps for {len(rows)} {split} images (one per class); mean "
+        f"largest drop of the true class's probability under a {PATCH}x{PATCH} patch: {value:.2f}",
+        "",
+        STAGE,
+        {"images": table, "patch": PATCH, "fill": fill},
+        drawn,
+    )

@@ -33,12 +33,18 @@ SKILL_NONE, SKILL_BASELINE_HAS, SKILL_GAP_WARN = 0.1, 0.3, 0.25
 SKILL_NO_SIGNAL, NO_SIGNAL_ROWS = 0.05, 50
 # The baseline is fitted on at most this many training rows (about 3 s of logistic regression on MNIST).
 BASELINE_ROWS = 5000
-FIX = ("the network has far less skill than a linear model: train longer, tune the learning rate and capacity, "
-       "or check that the features need a non-linear model")
-FIX_NO_SIGNAL = ("check that the targets belong to the inputs row for row (no shuffle of one without the other, "
-                 "the right target column)")
-FIX_BROKEN = ("the network has almost no skill while a linear model has a lot: look for a bug (wrong loss or "
-              "output activation, missing scaling, dead or saturated units, a constant output)")
+FIX = (
+    "the network has far less skill than a linear model: train longer, tune the learning rate and capacity, "
+    "or check that the features need a non-linear model"
+)
+FIX_NO_SIGNAL = (
+    "check that the targets belong to the inputs row for row (no shuffle of one without the other, "
+    "the right target column)"
+)
+FIX_BROKEN = (
+    "the network has almost no skill while a linear model has a lot: look for a bug (wrong loss or "
+    "output activation, missing scaling, dead or saturated units, a constant output)"
+)
 
 
 def _skill_verdict(network: float, linear: float, gap_limit: float) -> str:
@@ -126,16 +132,20 @@ def _in_one_thread(function, x):
 def _regression_skill(data, split, y, outputs, predictions) -> dict:
     """MAE per target column; the best constant for MAE is the column's median on this split."""
     actual = np.asarray(y, dtype="float64").reshape(len(y), -1)
-    network = np.asarray(outputs, dtype="float64").reshape(len(y), -1)[:, :actual.shape[1]]
+    network = np.asarray(outputs, dtype="float64").reshape(len(y), -1)[:, : actual.shape[1]]
     constant = np.abs(actual - np.median(actual, axis=0)).mean(axis=0)
     network_error = np.abs(network - actual).mean(axis=0)
     baseline_error = np.abs(predictions - actual).mean(axis=0)
     varying = constant > 0  # a constant column has no skill to measure
-    return {"metric": "MAE", "network": float(network_error.mean()), "baseline": float(baseline_error.mean()),
-            "constant": float(constant.mean()),
-            "network_skill": float(np.mean(1 - network_error[varying] / constant[varying])),
-            "baseline_skill": float(np.mean(1 - baseline_error[varying] / constant[varying])),
-            "scores": (network[:, 0], predictions[:, 0])}
+    return {
+        "metric": "MAE",
+        "network": float(network_error.mean()),
+        "baseline": float(baseline_error.mean()),
+        "constant": float(constant.mean()),
+        "network_skill": float(np.mean(1 - network_error[varying] / constant[varying])),
+        "baseline_skill": float(np.mean(1 - baseline_error[varying] / constant[varying])),
+        "scores": (network[:, 0], predictions[:, 0]),
+    }
 
 
 def _class_skill(data, split, y, outputs, predictions) -> dict:
@@ -147,24 +157,36 @@ def _class_skill(data, split, y, outputs, predictions) -> dict:
     constant = 1.0 - 1.0 / len(np.unique(labels))
     network = _balanced_error(labels, network_probabilities.argmax(axis=1))
     linear = _balanced_error(labels, predictions.argmax(axis=1))
-    return {"metric": "balanced error rate", "network": network, "baseline": linear, "constant": constant,
-            "network_skill": 1 - network / constant, "baseline_skill": 1 - linear / constant,
-            "scores": _scores_to_correlate(network_probabilities, predictions)}
+    return {
+        "metric": "balanced error rate",
+        "network": network,
+        "baseline": linear,
+        "constant": constant,
+        "network_skill": 1 - network / constant,
+        "baseline_skill": 1 - linear / constant,
+        "scores": _scores_to_correlate(network_probabilities, predictions),
+    }
 
 
 def _multilabel_skill(data, split, y, outputs, predictions) -> dict:
     """Balanced error per label (a constant scores 0.5), averaged over labels that take both values."""
     actual = np.asarray(y).reshape(len(y), -1) > 0.5
-    network_probabilities = _label_probabilities(outputs)[:, :actual.shape[1]]
+    network_probabilities = _label_probabilities(outputs)[:, : actual.shape[1]]
     judged = [k for k in range(actual.shape[1]) if 0 < actual[:, k].sum() < len(actual)]
-    network = [_balanced_error(actual[:, k].astype(int), (network_probabilities[:, k] > 0.5).astype(int))
-               for k in judged]
+    network = [
+        _balanced_error(actual[:, k].astype(int), (network_probabilities[:, k] > 0.5).astype(int)) for k in judged
+    ]
     linear = [_balanced_error(actual[:, k].astype(int), (predictions[:, k] > 0.5).astype(int)) for k in judged]
-    return {"metric": "balanced error rate (mean over labels)", "network": float(np.mean(network)),
-            "baseline": float(np.mean(linear)), "constant": 0.5, "labels_judged": len(judged),
-            "network_skill": float(np.mean(1 - np.asarray(network) / 0.5)),
-            "baseline_skill": float(np.mean(1 - np.asarray(linear) / 0.5)),
-            "scores": (network_probabilities.reshape(-1), predictions.reshape(-1))}
+    return {
+        "metric": "balanced error rate (mean over labels)",
+        "network": float(np.mean(network)),
+        "baseline": float(np.mean(linear)),
+        "constant": 0.5,
+        "labels_judged": len(judged),
+        "network_skill": float(np.mean(1 - np.asarray(network) / 0.5)),
+        "baseline_skill": float(np.mean(1 - np.asarray(linear) / 0.5)),
+        "scores": (network_probabilities.reshape(-1), predictions.reshape(-1)),
+    }
 
 
 def _full_probabilities(fitted, x, n_classes):
@@ -196,12 +218,14 @@ def _pearson(a, b):
     return float(np.corrcoef(a, b)[0, 1])
 
 
-
-
-@check(NAME, threshold=f"WARN: skill gap > {SKILL_GAP_WARN:g} and below half the baseline's; FAIL: skill < "
-                       f"{SKILL_NONE:g} while the baseline's > {SKILL_BASELINE_HAS:g}", fix=FIX,
-       what="the linear baseline's skill minus the network's on held-out rows, where skill is 1 - error / error "
-            "of the best constant predictor (balanced error rate or MAE)")
+@check(
+    NAME,
+    threshold=f"WARN: skill gap > {SKILL_GAP_WARN:g} and below half the baseline's; FAIL: skill < "
+    f"{SKILL_NONE:g} while the baseline's > {SKILL_BASELINE_HAS:g}",
+    fix=FIX,
+    what="the linear baseline's skill minus the network's on held-out rows, where skill is 1 - error / error "
+    "of the best constant predictor (balanced error rate or MAE)",
+)
 def baseline(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """A linear baseline (Ridge / logistic regression on standardised, flattened inputs, at most
     BASELINE_ROWS training rows) against the network on the same held-out rows, judged by skill:
@@ -224,12 +248,19 @@ def baseline(model: keras.Model, data: DiagnosticData, options: DiagnosticOption
     verdict = WARN if no_signal else verdict
     correlation = _pearson(*measured.pop("scores"))
     message = ("neither the network nor a linear model predicts better than a constant: " if no_signal else "") + (
-               f"{split} {measured['metric']}: network {measured['network']:.4f} (skill {network:.2f}), "
-               f"{baseline_name} {measured['baseline']:.4f} (skill {linear:.2f}), best constant "
-               f"{measured['constant']:.4f}; correlation of their predictions "
-               + ("undefined (a constant prediction)" if correlation is None else f"{correlation:.2f}"))
+        f"{split} {measured['metric']}: network {measured['network']:.4f} (skill {network:.2f}), "
+        f"{baseline_name} {measured['baseline']:.4f} (skill {linear:.2f}), best constant "
+        f"{measured['constant']:.4f}; correlation of their predictions "
+        + ("undefined (a constant prediction)" if correlation is None else f"{correlation:.2f}")
+    )
     fix = FIX_NO_SIGNAL if no_signal else {PASS: "", WARN: FIX, FAIL: FIX_BROKEN}[verdict]
-    evidence = {**measured, "no_signal": no_signal, "split": split, "baseline_model": baseline_name,
-                "baseline_converged": converged, "train_rows": min(len(data.x_train), BASELINE_ROWS),
-                "correlation": correlation}
+    evidence = {
+        **measured,
+        "no_signal": no_signal,
+        "split": split,
+        "baseline_model": baseline_name,
+        "baseline_converged": converged,
+        "train_rows": min(len(data.x_train), BASELINE_ROWS),
+        "correlation": correlation,
+    }
     return CheckResult(NAME, verdict, linear - network, gap_limit, message, fix, STAGE, evidence)

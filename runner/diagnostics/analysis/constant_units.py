@@ -31,8 +31,10 @@ CONSTANT_STD = 1e-5
 # A layer is flagged when more than half of its units are constant (the reference's dead-layer rule); FAIL
 # when nearly all are: the layer passes on almost no information.
 CONSTANT_WARN, CONSTANT_FAIL = 0.5, 0.9
-FIX = ("dead or stuck units: use LeakyReLU/ELU, lower the learning rate, check bias initialisation and L2 "
-       "strength, or use fewer units")
+FIX = (
+    "dead or stuck units: use LeakyReLU/ELU, lower the learning rate, check bias initialisation and L2 "
+    "strength, or use fewer units"
+)
 # Put before FIX when the layer has a weight penalty, the likelier cause then.
 FIX_PENALTY = "lower the L2 factor; "
 
@@ -43,8 +45,7 @@ def layer_outputs(model, layers, x):
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     values = keras.Model(inputs, tensors)(x, training=False)
     values = [keras.ops.convert_to_numpy(v) for v in as_list(values)]
-    return [_sequence_outputs(layer, value) if is_recurrent(layer) else value
-            for layer, value in zip(layers, values)]
+    return [_sequence_outputs(layer, value) if is_recurrent(layer) else value for layer, value in zip(layers, values)]
 
 
 def _sequence_outputs(layer, inputs):
@@ -70,15 +71,22 @@ def constant_share(values) -> float:
     return float(np.mean(flat.std(axis=0) < CONSTANT_STD))
 
 
-@check(NAME, threshold=f"WARN > {CONSTANT_WARN:g}, FAIL >= {CONSTANT_FAIL:g}", fix=FIX,
-       what=f"the largest share of a hidden layer's units whose activation is constant (std < {CONSTANT_STD:g}) "
-            "over held-out probe samples (and time steps)")
+@check(
+    NAME,
+    threshold=f"WARN > {CONSTANT_WARN:g}, FAIL >= {CONSTANT_FAIL:g}",
+    fix=FIX,
+    what=f"the largest share of a hidden layer's units whose activation is constant (std < {CONSTANT_STD:g}) "
+    "over held-out probe samples (and time steps)",
+)
 def constant_units(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Share of each hidden layer's units whose activation does not vary over probe samples (dense) or over
     samples and time steps (recurrent); heat maps of units x samples and units x time steps."""
     if not has_graph(model):
-        return _skip(NAME, "the model is subclassed: its hidden layers' outputs are not reachable without "
-                           "its call() (use a Functional or Sequential model for this check)")
+        return _skip(
+            NAME,
+            "the model is subclassed: its hidden layers' outputs are not reachable without "
+            "its call() (use a Functional or Sequential model for this check)",
+        )
     layers = unit_layers(model)
     if not layers:
         return _skip(NAME, "the model has no hidden Dense, Activation or recurrent layer")
@@ -90,13 +98,13 @@ def constant_units(model: keras.Model, data: DiagnosticData, options: Diagnostic
     for layer, values in zip(layers, activations):
         shares[layer.name] = constant_share(values)
         over_time[layer.name] = values.ndim == 3
-        drawn += plots.activation_heatmap(options, layer.name, values, labels,
-                                          type(layer).__name__ == "Bidirectional")
+        drawn += plots.activation_heatmap(options, layer.name, values, labels, type(layer).__name__ == "Bidirectional")
     worst = max(shares, key=shares.get)
     warn_at = options.threshold(NAME, CONSTANT_WARN)
     verdict = FAIL if shares[worst] >= CONSTANT_FAIL else WARN if shares[worst] > warn_at else PASS
-    message = (f"{shares[worst]:.0%} of the units of layer '{worst}' are constant over {len(rows)} {split} "
-               f"samples" + (" and all time steps" if over_time[worst] else ""))
+    message = f"{shares[worst]:.0%} of the units of layer '{worst}' are constant over {len(rows)} {split} samples" + (
+        " and all time steps" if over_time[worst] else ""
+    )
     fix = "" if verdict == PASS else FIX
     regularized = has_weight_penalty(next(layer for layer in layers if layer.name == worst))
     if verdict == FAIL and regularized:
@@ -105,5 +113,14 @@ def constant_units(model: keras.Model, data: DiagnosticData, options: Diagnostic
         verdict = WARN
         message += "; the layer has a weight penalty, which can shrink units to zero (see monitor.regularization)"
         fix = FIX_PENALTY + fix
-    return CheckResult(NAME, verdict, shares[worst], warn_at, message, fix, STAGE,
-                       {"constant_share": shares, "constant_std": CONSTANT_STD, "split": split}, drawn)
+    return CheckResult(
+        NAME,
+        verdict,
+        shares[worst],
+        warn_at,
+        message,
+        fix,
+        STAGE,
+        {"constant_share": shares, "constant_std": CONSTANT_STD, "split": split},
+        drawn,
+    )

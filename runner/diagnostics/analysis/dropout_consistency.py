@@ -25,8 +25,10 @@ TRAIN_PASSES = 8
 # WARN when more than a tenth of the probe rows change their prediction (regression: a mean |difference| of a
 # tenth of the target's standard deviation); an MLP with dropout 0.1 stays below, one with 0.9 goes above.
 CONSISTENCY_WARN = 0.1
-FIX = ("train and inference behaviour disagree: lower the dropout rate (above 0.5 is rarely useful), put "
-       "dropout after batch normalisation rather than before it, or use larger batches for batch norm")
+FIX = (
+    "train and inference behaviour disagree: lower the dropout rate (above 0.5 is rarely useful), put "
+    "dropout after batch normalisation rather than before it, or use larger batches for batch norm"
+)
 
 
 def _train_mode_passes(model, x, passes):
@@ -44,14 +46,19 @@ def disagreement(task, target, averaged, inference) -> tuple[float, str]:
     """How far the averaged train-mode outputs are from the inference outputs, and what that measures."""
     if task == "regression":
         spread = float(np.std(np.asarray(target, dtype="float64"))) or 1.0
-        return (float(np.mean(np.abs(averaged - inference)) / spread),
-                "mean |difference| in target standard deviations")
+        return (
+            float(np.mean(np.abs(averaged - inference)) / spread),
+            "mean |difference| in target standard deviations",
+        )
     if task == "multilabel":
-        return (float(np.mean((_label_probabilities(averaged) > 0.5) != (_label_probabilities(inference) > 0.5))),
-                "share of label decisions that change")
-    return (float(np.mean(_class_probabilities(averaged).argmax(axis=1)
-                          != _class_probabilities(inference).argmax(axis=1))),
-            "share of rows whose predicted class changes")
+        return (
+            float(np.mean((_label_probabilities(averaged) > 0.5) != (_label_probabilities(inference) > 0.5))),
+            "share of label decisions that change",
+        )
+    return (
+        float(np.mean(_class_probabilities(averaged).argmax(axis=1) != _class_probabilities(inference).argmax(axis=1))),
+        "share of rows whose predicted class changes",
+    )
 
 
 def _mode_losses(model, target, inference, train_passes):
@@ -65,13 +72,16 @@ def _mode_losses(model, target, inference, train_passes):
         y = np.reshape(target, prediction.shape) if np.size(target) == prediction.size else target
         return float(np.mean(keras.ops.convert_to_numpy(loss_fn(y, prediction))))
 
-    return {"inference": mean_loss(inference),
-            "train_mode": float(np.mean([mean_loss(p) for p in train_passes]))}
+    return {"inference": mean_loss(inference), "train_mode": float(np.mean([mean_loss(p) for p in train_passes]))}
 
 
-@check(NAME, threshold=CONSISTENCY_WARN, fix=FIX,
-       what=f"the share of probe rows whose prediction changes between inference mode and the mean of "
-            f"{TRAIN_PASSES} train-mode passes (regression: mean |difference| in target standard deviations)")
+@check(
+    NAME,
+    threshold=CONSISTENCY_WARN,
+    fix=FIX,
+    what=f"the share of probe rows whose prediction changes between inference mode and the mean of "
+    f"{TRAIN_PASSES} train-mode passes (regression: mean |difference| in target standard deviations)",
+)
 def dropout_consistency(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Inference-mode predictions against the mean of TRAIN_PASSES train-mode passes on the probe batch:
     share of rows whose predicted class changes (regression: mean |difference| / target std).  A large
@@ -88,9 +98,19 @@ def dropout_consistency(model: keras.Model, data: DiagnosticData, options: Diagn
     losses = _mode_losses(model, target, inference, train_passes)
     warn_at = options.threshold(NAME, CONSISTENCY_WARN)
     verdict = WARN if value > warn_at else PASS
-    message = (f"inference vs mean of {TRAIN_PASSES} train-mode passes on {len(rows)} {split} rows: {measure} "
-               f"= {value:.3f}" + (f"; loss {losses['inference']:.4f} (inference) vs {losses['train_mode']:.4f} "
-                                   f"(train mode)" if losses else ""))
+    message = (
+        f"inference vs mean of {TRAIN_PASSES} train-mode passes on {len(rows)} {split} rows: {measure} "
+        f"= {value:.3f}"
+        + (f"; loss {losses['inference']:.4f} (inference) vs {losses['train_mode']:.4f} (train mode)" if losses else "")
+    )
     fix = "" if verdict == PASS else FIX
-    return CheckResult(NAME, verdict, value, warn_at, message, fix, STAGE,
-                       {"layers": stochastic, "passes": TRAIN_PASSES, "losses": losses, "split": split})
+    return CheckResult(
+        NAME,
+        verdict,
+        value,
+        warn_at,
+        message,
+        fix,
+        STAGE,
+        {"layers": stochastic, "passes": TRAIN_PASSES, "losses": losses, "split": split},
+    )

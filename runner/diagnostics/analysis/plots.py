@@ -28,8 +28,14 @@ def activation_heatmap(options, layer_name: str, values, labels, bidirectional: 
         figures.heatmap(path, values[0].T, title, "time step", "unit", hlines=split_line)
     else:
         ticks = _group_ticks(labels)
-        figures.heatmap(path, values.T, f"{layer_name}: units x probe samples (sorted by label)",
-                        "sample (label)", "unit", xticks=ticks)
+        figures.heatmap(
+            path,
+            values.T,
+            f"{layer_name}: units x probe samples (sorted by label)",
+            "sample (label)",
+            "unit",
+            xticks=ticks,
+        )
     return [name]
 
 
@@ -51,12 +57,18 @@ def attribution_figure(options, images, targets, probabilities, saliency, drops,
     rows, titles = [], []
     for image, target, p, grad, drop in zip(images, targets, probabilities, saliency, drops):
         scale = shape[0] // drop.shape[0]
-        rows.append([image.reshape(shape), grad.reshape(shape[0], shape[1], -1).sum(axis=-1),
-                     np.kron(drop, np.ones((scale, scale)))])
+        rows.append(
+            [
+                image.reshape(shape),
+                grad.reshape(shape[0], shape[1], -1).sum(axis=-1),
+                np.kron(drop, np.ones((scale, scale))),
+            ]
+        )
         titles.append([f"label {target}, p={p:.2f}", "", f"max drop {drop.max():.2f}"])
     # A fixed, symmetric scale for the drop: white is "no change", red a loss of the true class's probability.
-    figures.image_grid(path, rows, titles, ["input", "saliency", "occlusion (drop)"], ["gray", "hot", "bwr"],
-                       [None, None, (-1.0, 1.0)])
+    figures.image_grid(
+        path, rows, titles, ["input", "saliency", "occlusion (drop)"], ["gray", "hot", "bwr"], [None, None, (-1.0, 1.0)]
+    )
     return [name]
 
 
@@ -66,9 +78,17 @@ def receptive_field_plot(options, magnitude, anchor, floor) -> list[str]:
     path = options.plot_path(name)
     if path is None:
         return []
-    figures.line(path, np.arange(len(magnitude)), {"mean |d output / d input step|": np.maximum(magnitude, 1e-30)},
-                 "gradient of the output w.r.t. each input step", "input time step", "gradient magnitude",
-                 log_y=True, vlines=(anchor,), hlines=(floor,))
+    figures.line(
+        path,
+        np.arange(len(magnitude)),
+        {"mean |d output / d input step|": np.maximum(magnitude, 1e-30)},
+        "gradient of the output w.r.t. each input step",
+        "input time step",
+        "gradient magnitude",
+        log_y=True,
+        vlines=(anchor,),
+        hlines=(floor,),
+    )
     return [name]
 
 
@@ -81,9 +101,13 @@ def error_images(options, x, table, class_names, shape, name) -> list[str]:
     largest = max(max(row["label"], row["predicted"]) for row in table)
     names = list(class_names or []) + [str(k) for k in range(len(class_names or []), largest + 1)]
     shown = table[:8]
-    figures.image_grid(path, [[x[row["index"]].reshape(shape)] for row in shown],
-                       [[f"{row['kind']}: {names[row['label']]}->{names[row['predicted']]} {row['score']:.3f}"]
-                        for row in shown], ["most confident errors"], ["gray"])
+    figures.image_grid(
+        path,
+        [[x[row["index"]].reshape(shape)] for row in shown],
+        [[f"{row['kind']}: {names[row['label']]}->{names[row['predicted']]} {row['score']:.3f}"] for row in shown],
+        ["most confident errors"],
+        ["gray"],
+    )
     return [name]
 
 
@@ -94,6 +118,12 @@ def slice_plot(options, table, metric, name) -> list[str]:
     if path is None:
         return []
     keys = list(table)
-    figures.bars(path, keys, [table[k]["error"] for k in keys], f"{metric} per {name}", metric,
-                 [f"n={table[k]['rows']}" for k in keys])
+    figures.bars(
+        path,
+        keys,
+        [table[k]["error"] for k in keys],
+        f"{metric} per {name}",
+        metric,
+        [f"n={table[k]['rows']}" for k in keys],
+    )
     return [plot]

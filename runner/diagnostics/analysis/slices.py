@@ -24,8 +24,10 @@ NAME = "analysis.slices"
 # of all other rows and (classification) at least SLICE_MARGIN higher in absolute terms, so a naturally
 # harder class (seizure recall 0.93 vs 0.98 elsewhere) is not an alarm.
 SLICE_MIN_ROWS, SLICE_RATIO, SLICE_MARGIN = 20, 2.0, 0.1
-FIX = ("inspect these rows (label errors, a distribution shift, too few training rows of this kind); collect "
-       "or weight more data for the slice")
+FIX = (
+    "inspect these rows (label errors, a distribution shift, too few training rows of this kind); collect "
+    "or weight more data for the slice"
+)
 
 
 def row_errors(model, data, split, x, y):
@@ -34,10 +36,10 @@ def row_errors(model, data, split, x, y):
     outputs = _predict(model, x)
     if data.task == "regression":
         actual = np.asarray(y, dtype="float64").reshape(len(y), -1)
-        return np.abs(outputs.reshape(len(y), -1)[:, :actual.shape[1]] - actual).mean(axis=1)
+        return np.abs(outputs.reshape(len(y), -1)[:, : actual.shape[1]] - actual).mean(axis=1)
     if data.task == "multilabel":
         actual = np.asarray(y).reshape(len(y), -1) > 0.5
-        return ((_label_probabilities(outputs)[:, :actual.shape[1]] > 0.5) != actual).mean(axis=1)
+        return ((_label_probabilities(outputs)[:, : actual.shape[1]] > 0.5) != actual).mean(axis=1)
     return (_class_probabilities(outputs).argmax(axis=1) != _row_labels(data, split)).astype("float64")
 
 
@@ -66,8 +68,7 @@ def _slice_entry(errors, inside, strata) -> dict:
     weights = [np.sum(inside & (strata == label)) for label in shared_labels]
     outside_errors = [errors[~inside & (strata == label)].mean() for label in shared_labels]
     compared = errors[inside & np.isin(strata, shared_labels)]
-    return {**entry, "compared": float(compared.mean()),
-            "rest": float(np.average(outside_errors, weights=weights))}
+    return {**entry, "compared": float(compared.mean()), "rest": float(np.average(outside_errors, weights=weights))}
 
 
 def _slice_is_worse(entry, ratio_limit, task) -> bool:
@@ -77,9 +78,13 @@ def _slice_is_worse(entry, ratio_limit, task) -> bool:
     return entry["compared"] > ratio_limit * entry["rest"] and entry["compared"] - entry["rest"] >= margin
 
 
-@check(NAME, threshold=SLICE_RATIO, fix=FIX,
-       what=f"the largest ratio of a slice's error to that of comparable rows outside it (slices of "
-            f"{SLICE_MIN_ROWS}+ held-out rows; classification also needs a gap of {SLICE_MARGIN:g})")
+@check(
+    NAME,
+    threshold=SLICE_RATIO,
+    fix=FIX,
+    what=f"the largest ratio of a slice's error to that of comparable rows outside it (slices of "
+    f"{SLICE_MIN_ROWS}+ held-out rows; classification also needs a gap of {SLICE_MARGIN:g})",
+)
 def slices(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Error rate (classification, multilabel: share of wrong label decisions) or MAE (regression) per slice
     of the evaluation split.  A classification slice is compared only with rows of the same true labels
@@ -110,19 +115,48 @@ def slices(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions)
     evidence = {"metric": metric, "slices": table, "not_judged": unjudged, "compared_with": comparison}
     drawn = plots.slice_plot(options, table, metric, name)
     if len(unjudged) == len(table):
-        return CheckResult(NAME, SKIP, None, ratio_limit,
-                           f"skipped: every {name} is a whole label class (no rows of the same labels outside "
-                           f"it), so a {name}'s error is a class's error; nothing to compare", "", STAGE,
-                           evidence, drawn)
+        return CheckResult(
+            NAME,
+            SKIP,
+            None,
+            ratio_limit,
+            f"skipped: every {name} is a whole label class (no rows of the same labels outside "
+            f"it), so a {name}'s error is a class's error; nothing to compare",
+            "",
+            STAGE,
+            evidence,
+            drawn,
+        )
     if flagged:
-        listed = ", ".join(f"{name}={k}: {metric} {v['compared']:.3f} vs {v['rest']:.3f} on {comparison} "
-                           f"({v['rows']} rows)" for k, v in flagged.items())
-        return CheckResult(NAME, WARN, worst_ratio, ratio_limit, f"slices much worse than {comparison}: {listed}",
-                           FIX, STAGE, {**evidence, "flagged": sorted(flagged)}, drawn)
+        listed = ", ".join(
+            f"{name}={k}: {metric} {v['compared']:.3f} vs {v['rest']:.3f} on {comparison} ({v['rows']} rows)"
+            for k, v in flagged.items()
+        )
+        return CheckResult(
+            NAME,
+            WARN,
+            worst_ratio,
+            ratio_limit,
+            f"slices much worse than {comparison}: {listed}",
+            FIX,
+            STAGE,
+            {**evidence, "flagged": sorted(flagged)},
+            drawn,
+        )
     margin = f" and {SLICE_MARGIN:g} above" if data.task != "regression" else ""
     skipped = f"; not judged (whole label classes): {', '.join(unjudged)}" if unjudged else ""
-    return CheckResult(NAME, PASS, worst_ratio, ratio_limit,
-                       f"no {name} of {SLICE_MIN_ROWS}+ {split} rows has a {metric} more than {ratio_limit:g}x"
-                       f"{margin} that of {comparison} (largest ratio {worst_ratio:.2f}; "
-                       + ", ".join(f"{k}: {v['error']:.3f}" for k, v in table.items()) + ")" + skipped, "",
-                       STAGE, evidence, drawn)
+    return CheckResult(
+        NAME,
+        PASS,
+        worst_ratio,
+        ratio_limit,
+        f"no {name} of {SLICE_MIN_ROWS}+ {split} rows has a {metric} more than {ratio_limit:g}x"
+        f"{margin} that of {comparison} (largest ratio {worst_ratio:.2f}; "
+        + ", ".join(f"{k}: {v['error']:.3f}" for k, v in table.items())
+        + ")"
+        + skipped,
+        "",
+        STAGE,
+        evidence,
+        drawn,
+    )

@@ -37,8 +37,10 @@ def match_output_rank(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def kernel_values(model) -> dict[str, list[np.ndarray]]:
-    return {name: [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights if len(w.shape) >= 2]
-            for name, layer in weighted_layers(model).items()}
+    return {
+        name: [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights if len(w.shape) >= 2]
+        for name, layer in weighted_layers(model).items()
+    }
 
 
 def window_means(values: list[float], windows: int) -> list[float]:
@@ -53,9 +55,9 @@ def data_loss(model, x, y, batch_size: int = 2048) -> float:
     loss_fn = compiled_loss(model).fn
     total = 0.0
     for start in range(0, len(x), batch_size):
-        predictions = model(x[start:start + batch_size], training=False)
-        chunk = keras.ops.convert_to_numpy(loss_fn(y[start:start + batch_size], predictions))
-        total += float(np.mean(chunk)) * len(x[start:start + batch_size])
+        predictions = model(x[start : start + batch_size], training=False)
+        chunk = keras.ops.convert_to_numpy(loss_fn(y[start : start + batch_size], predictions))
+        total += float(np.mean(chunk)) * len(x[start : start + batch_size])
     return total / len(x)
 
 
@@ -65,8 +67,9 @@ def chance_loss(model, data: DiagnosticData) -> float | None:
     loss_fn = compiled_loss(model).fn
     name = compiled_loss(model).name
     if data.task == "multilabel":
-        prevalence = np.clip(np.asarray(data.y_train, dtype="float64").reshape(len(data.y_train), -1).mean(axis=0),
-                             1e-7, 1 - 1e-7)
+        prevalence = np.clip(
+            np.asarray(data.y_train, dtype="float64").reshape(len(data.y_train), -1).mean(axis=0), 1e-7, 1 - 1e-7
+        )
         return float(np.mean(-(prevalence * np.log(prevalence) + (1 - prevalence) * np.log(1 - prevalence))))
     if data.task != "regression":
         if "crossentropy" not in str(name).replace("_", "").lower():
@@ -76,8 +79,7 @@ def chance_loss(model, data: DiagnosticData) -> float | None:
         return float(-(priors * np.log(priors)).sum())
     y = match_output_rank(model, data.x_train, np.asarray(data.y_train, dtype="float32"))
     constants = (np.median(y, axis=0), y.mean(axis=0))
-    return min(float(np.mean(keras.ops.convert_to_numpy(loss_fn(y, np.broadcast_to(c, y.shape)))))
-               for c in constants)
+    return min(float(np.mean(keras.ops.convert_to_numpy(loss_fn(y, np.broadcast_to(c, y.shape))))) for c in constants)
 
 
 def norm(arrays) -> float:

@@ -32,8 +32,16 @@ class Observed:
 
 
 def result(check: str, verdict: str, value, threshold, message: str, fix: str = "", **evidence) -> CheckResult:
-    return CheckResult(check=check, verdict=verdict, value=value, threshold=threshold, message=message,
-                       fix=fix if verdict != PASS else "", stage=STAGE, evidence=evidence)
+    return CheckResult(
+        check=check,
+        verdict=verdict,
+        value=value,
+        threshold=threshold,
+        message=message,
+        fix=fix if verdict != PASS else "",
+        stage=STAGE,
+        evidence=evidence,
+    )
 
 
 def losses(history: dict) -> list[float]:
@@ -68,8 +76,15 @@ def median_log10(ratios: list[float]) -> float:
     return float(np.median(logs)) if logs.size else math.nan
 
 
-def activation_check(check: str, shares_by_layer: dict[str, list[float]], limit: float, observed: Observed,
-                     family: str, what: str, fix: str) -> CheckResult:
+def activation_check(
+    check: str,
+    shares_by_layer: dict[str, list[float]],
+    limit: float,
+    observed: Observed,
+    family: str,
+    what: str,
+    fix: str,
+) -> CheckResult:
     """The rule dead_units and saturation share: a layer is flagged when its share at the end exceeds
     ``limit``; FAIL when most layers are (or, for ReLU, the last hidden one, which feeds the output alone)."""
     threshold = f"share of {what} per layer > {limit:g}"

@@ -31,12 +31,16 @@ def regularizer_dominated(records) -> bool:
     return any(r > d for r, d in zip(records.reg_loss, records.data_loss))
 
 
-@check(CHECK, what="the share of each ReLU-family hidden layer's units whose 95th percentile of |activation| "
-       "on the probe batch is below 1e-5, at the end of training", threshold=SHARE_LIMIT, fix=FIX)
+@check(
+    CHECK,
+    what="the share of each ReLU-family hidden layer's units whose 95th percentile of |activation| "
+    "on the probe batch is below 1e-5, at the end of training",
+    threshold=SHARE_LIMIT,
+    fix=FIX,
+)
 def check_dead_units(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     records = observed.records
-    found = activation_check(CHECK, records.dead, options.threshold(CHECK, SHARE_LIMIT), observed, "relu",
-                             WHAT, FIX)
+    found = activation_check(CHECK, records.dead, options.threshold(CHECK, SHARE_LIMIT), observed, "relu", WHAT, FIX)
     # A dominating weight penalty shrinks whole units to zero (mnist_l2: 94% of a layer): the same cause as
     # monitor.regularization, so one FAIL there is enough and the fix named here is the regulariser's.
     if found.verdict == FAIL and regularizer_dominated(records):

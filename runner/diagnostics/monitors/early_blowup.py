@@ -21,12 +21,16 @@ FIX = DIVERGING_FIX  # the same cause as a diverging loss (a learning rate too h
 
 def epoch1_end(windows: list[float]) -> float:
     """The end of epoch 1: the median of the last third of its loss windows, not one noisy batch."""
-    return float(np.median(windows[-max(1, len(windows) // 3):]))
+    return float(np.median(windows[-max(1, len(windows) // 3) :]))
 
 
-@check(CHECK, what="the rise of the epoch-1 loss at its end (median of the last third of its windows) above "
-       "the start loss, as a share of the start", threshold=f"WARN >= {BLOWUP_WARN:g}, FAIL >= {BLOWUP_FAIL:g}",
-       fix=FIX)
+@check(
+    CHECK,
+    what="the rise of the epoch-1 loss at its end (median of the last third of its windows) above "
+    "the start loss, as a share of the start",
+    threshold=f"WARN >= {BLOWUP_WARN:g}, FAIL >= {BLOWUP_FAIL:g}",
+    fix=FIX,
+)
 def check_early_blowup(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     """A learning rate that is too high shows in the first epoch: the batch loss ends the epoch above where it
     started instead of below.  Judged on epoch 1 alone, so a sweep can act on it before more epochs run, and on
@@ -34,21 +38,31 @@ def check_early_blowup(observed: Observed, options: DiagnosticOptions) -> CheckR
     records = observed.records
     warn = options.threshold(CHECK, BLOWUP_WARN)
     fail = options.threshold(f"{CHECK}.fail", BLOWUP_FAIL)
-    threshold = (f"epoch-1 loss at its end (median of the last third of its windows) above the start loss by "
-                 f"WARN >= {warn:.0%}, FAIL >= {fail:.0%} of it")
+    threshold = (
+        f"epoch-1 loss at its end (median of the last third of its windows) above the start loss by "
+        f"WARN >= {warn:.0%}, FAIL >= {fail:.0%} of it"
+    )
     first = [loss for loss, epoch in zip(records.window_losses, records.window_epochs) if epoch == 1]
     start = start_loss(records)
     if not first or not (math.isfinite(start) and start > 0):
         return result(CHECK, SKIP, None, threshold, "no loss windows in epoch 1, or no finite positive start loss")
     evidence = {"start": start, "epoch1_windows": first}
     if not all(math.isfinite(v) for v in first):
-        return result(CHECK, FAIL, math.nan, threshold, "the loss became NaN/Inf within the first epoch", FIX,
-                      **evidence)
+        return result(
+            CHECK, FAIL, math.nan, threshold, "the loss became NaN/Inf within the first epoch", FIX, **evidence
+        )
     end = epoch1_end(first)
     rise = end / start - 1.0
     if rise >= warn:
-        return result(CHECK, FAIL if rise >= fail else WARN, rise, threshold,
-                      f"the loss ended the first epoch {rise:.0%} above where it started ({end:.4g} vs {start:.4g})",
-                      FIX, **evidence)
-    return result(CHECK, PASS, rise, threshold, f"the first epoch ended at {end / start:.0%} of the start loss",
-                  **evidence)
+        return result(
+            CHECK,
+            FAIL if rise >= fail else WARN,
+            rise,
+            threshold,
+            f"the loss ended the first epoch {rise:.0%} above where it started ({end:.4g} vs {start:.4g})",
+            FIX,
+            **evidence,
+        )
+    return result(
+        CHECK, PASS, rise, threshold, f"the first epoch ended at {end / start:.0%} of the start loss", **evidence
+    )

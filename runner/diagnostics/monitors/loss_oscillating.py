@@ -36,9 +36,13 @@ def large_rises(series: list[float], scale: float) -> list[tuple[float, float]]:
     return rises
 
 
-@check(CHECK, what="the number of rises of the windowed batch loss (10 windows per epoch) that double the local "
-       "minimum and exceed a fifth of the start loss, while the loss stays at half its start or more",
-       threshold=OSCILLATION_SHARE, fix=FIX)
+@check(
+    CHECK,
+    what="the number of rises of the windowed batch loss (10 windows per epoch) that double the local "
+    "minimum and exceed a fifth of the start loss, while the loss stays at half its start or more",
+    threshold=OSCILLATION_SHARE,
+    fix=FIX,
+)
 def check_loss_oscillating(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     """Many large swings of the windowed batch loss while it makes no progress.  Small-batch SGD is noisy on
     healthy programs too (15% of the healthy corpus swung by half its level), so a swing must double the loss
@@ -46,20 +50,32 @@ def check_loss_oscillating(observed: Observed, options: DiagnosticOptions) -> Ch
     records = observed.records
     series = [v for v in records.window_losses if math.isfinite(v)]
     needed = max(MIN_RISES, math.ceil(len(series) * options.threshold(CHECK, OSCILLATION_SHARE)))
-    threshold = (f">= {needed} rises of the windowed batch loss (10 windows per epoch) by > {SWING:.0%} of the "
-                 f"local minimum and > {SWING_OF_START:.0%} of the start loss, with the last third's median >= "
-                 f"{STUCK_SHARE:.0%} of the start")
+    threshold = (
+        f">= {needed} rises of the windowed batch loss (10 windows per epoch) by > {SWING:.0%} of the "
+        f"local minimum and > {SWING_OF_START:.0%} of the start loss, with the last third's median >= "
+        f"{STUCK_SHARE:.0%} of the start"
+    )
     if len(series) < MIN_WINDOWS:
         return result(CHECK, SKIP, None, threshold, f"only {len(series)} loss windows recorded; need 8")
     start = start_loss(records)
     rises = large_rises(series, scale=start)
-    late = float(np.median(series[-max(1, len(series) // 3):]))
+    late = float(np.median(series[-max(1, len(series) // 3) :]))
     stuck = math.isfinite(start) and start > 0 and late >= STUCK_SHARE * start
-    evidence = {"window_losses": series, "large_rises": rises, "late_median_over_start": late / start
-                if math.isfinite(start) and start > 0 else None}
+    evidence = {
+        "window_losses": series,
+        "large_rises": rises,
+        "late_median_over_start": late / start if math.isfinite(start) and start > 0 else None,
+    }
     if len(rises) >= needed and stuck:
-        return result(CHECK, WARN, len(rises), threshold,
-                      f"the loss oscillates: {len(rises)} large rises between local extrema, and it is still at "
-                      f"{late / start:.0%} of its start late in training", FIX, **evidence)
+        return result(
+            CHECK,
+            WARN,
+            len(rises),
+            threshold,
+            f"the loss oscillates: {len(rises)} large rises between local extrema, and it is still at "
+            f"{late / start:.0%} of its start late in training",
+            FIX,
+            **evidence,
+        )
     note = "" if stuck or not rises else " (noise around a falling loss)"
     return result(CHECK, PASS, len(rises), threshold, f"{len(rises)} large rises of the loss{note}", **evidence)

@@ -21,8 +21,10 @@ CHECK = "monitor.loss_stalled"
 NEEDED_DROP = 0.05
 SLOW_START_EPOCHS = 4  # a slow start (no drop by half-time) is only judged on runs of at least this many epochs
 SHORT_RUN_EPOCHS = 5  # a stalled loss with healthy-sized updates over this many epochs or fewer: too short a run
-FIX = ("raise the learning rate (by 10x), check the initialisation (constant or saturating weights), and that "
-       "labels match the inputs")
+FIX = (
+    "raise the learning rate (by 10x), check the initialisation (constant or saturating weights), and that "
+    "labels match the inputs"
+)
 
 
 def updates_healthy(update_ratio: dict[str, list[float]]) -> bool:
@@ -31,8 +33,12 @@ def updates_healthy(update_ratio: dict[str, list[float]]) -> bool:
     return bool(early) and all(UPDATE_BAND[0] <= v <= UPDATE_BAND[1] for v in early if math.isfinite(v))
 
 
-@check(CHECK, what="the drop of the lowest epoch training loss below the start loss, as a share of the start",
-       threshold=NEEDED_DROP, fix=FIX)
+@check(
+    CHECK,
+    what="the drop of the lowest epoch training loss below the start loss, as a share of the start",
+    threshold=NEEDED_DROP,
+    fix=FIX,
+)
 def check_loss_stalled(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     records = observed.records
     needed = options.threshold(CHECK, NEEDED_DROP)
@@ -49,15 +55,32 @@ def check_loss_stalled(observed: Observed, options: DiagnosticOptions) -> CheckR
     half = series[math.ceil(len(series) / 2) - 1]
     # Updates of a healthy size over only a few epochs: the run was too short, not the learning rate too low.
     healthy_steps = updates_healthy(records.update_ratio)
-    evidence = {"start": start, "epoch_losses": series, "drop": drop, "epochs": len(series),
-                "updates_healthy": healthy_steps, "short_run": healthy_steps and len(series) <= SHORT_RUN_EPOCHS}
+    evidence = {
+        "start": start,
+        "epoch_losses": series,
+        "drop": drop,
+        "epochs": len(series),
+        "updates_healthy": healthy_steps,
+        "short_run": healthy_steps and len(series) <= SHORT_RUN_EPOCHS,
+    }
     if drop < needed:
-        return result(CHECK, FAIL, drop, threshold,
-                      f"the training loss never dropped {needed:.0%} below its start ({start:.4g}); "
-                      f"best {min(series):.4g}", FIX, **evidence)
+        return result(
+            CHECK,
+            FAIL,
+            drop,
+            threshold,
+            f"the training loss never dropped {needed:.0%} below its start ({start:.4g}); best {min(series):.4g}",
+            FIX,
+            **evidence,
+        )
     if len(series) >= SLOW_START_EPOCHS and half > (1.0 - needed) * start:
-        return result(CHECK, WARN, drop, threshold,
-                      f"slow start: after half of the {len(series)} epochs the loss was still within "
-                      f"{needed:.0%} of its start", FIX, **evidence)
-    return result(CHECK, PASS, drop, threshold, f"the training loss dropped {drop:.0%} from its start",
-                  **evidence)
+        return result(
+            CHECK,
+            WARN,
+            drop,
+            threshold,
+            f"slow start: after half of the {len(series)} epochs the loss was still within {needed:.0%} of its start",
+            FIX,
+            **evidence,
+        )
+    return result(CHECK, PASS, drop, threshold, f"the training loss dropped {drop:.0%} from its start", **evidence)

@@ -24,13 +24,19 @@ MIN_EPOCHS = 3
 FIX = "keep the best epoch (checkpointing does), stop early, add dropout or L2, or get more data"
 
 
-@check(CHECK, what="the rise of the final validation loss above its minimum, as a share of the minimum",
-       threshold=RISE_LIMIT, fix=FIX)
+@check(
+    CHECK,
+    what="the rise of the final validation loss above its minimum, as a share of the minimum",
+    threshold=RISE_LIMIT,
+    fix=FIX,
+)
 def check_overfitting(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     history = observed.history
     limit = options.threshold(CHECK, RISE_LIMIT)
-    threshold = (f"val loss at the end > {1 + limit:g}x its minimum, the best epoch at least 2 epochs and 20% of "
-                 "the run before the end, and the training loss still falling and below its start")
+    threshold = (
+        f"val loss at the end > {1 + limit:g}x its minimum, the best epoch at least 2 epochs and 20% of "
+        "the run before the end, and the training loss still falling and below its start"
+    )
     val, train = history.get("val_loss", []), losses(history)
     if len(val) < MIN_EPOCHS or len(train) != len(val) or not all(math.isfinite(v) for v in val):
         return result(CHECK, SKIP, None, threshold, "needs a finite validation loss for at least 3 epochs")
@@ -38,14 +44,32 @@ def check_overfitting(observed: Observed, options: DiagnosticOptions) -> CheckRe
     best = int(np.argmin(val)) + 1
     # A zero minimum (a loss that cannot go lower, e.g. a degenerate head) cannot be exceeded by a ratio.
     rise = val[-1] / val[best - 1] - 1.0 if val[best - 1] > 0 else 0.0
-    evidence = {"best_epoch": best, "val_loss_min": val[best - 1], "val_loss_end": val[-1],
-                "train_loss_at_best": train[best - 1], "train_loss_end": train[-1],
-                "gap_end": val[-1] - train[-1]}
+    evidence = {
+        "best_epoch": best,
+        "val_loss_min": val[best - 1],
+        "val_loss_end": val[-1],
+        "train_loss_at_best": train[best - 1],
+        "train_loss_end": train[-1],
+        "gap_end": val[-1] - train[-1],
+    }
     early = n - best >= max(MIN_EPOCHS_AFTER_BEST, math.ceil(MIN_SHARE_AFTER_BEST * n))
     learning = train[-1] < train[best - 1] and train[-1] < start_loss(observed.records)
     if rise > limit and early and learning:
-        return result(CHECK, WARN, rise, threshold,
-                      f"overfitting: val loss lowest in epoch {best} of {n}, then up {rise:.0%} while the "
-                      f"training loss kept falling (gap {val[-1] - train[-1]:.3g} at the end)", FIX, **evidence)
-    return result(CHECK, PASS, rise, threshold,
-                  f"val loss lowest in epoch {best} of {n}; {rise:.0%} above it at the end", **evidence)
+        return result(
+            CHECK,
+            WARN,
+            rise,
+            threshold,
+            f"overfitting: val loss lowest in epoch {best} of {n}, then up {rise:.0%} while the "
+            f"training loss kept falling (gap {val[-1] - train[-1]:.3g} at the end)",
+            FIX,
+            **evidence,
+        )
+    return result(
+        CHECK,
+        PASS,
+        rise,
+        threshold,
+        f"val loss lowest in epoch {best} of {n}; {rise:.0%} above it at the end",
+        **evidence,
+    )

@@ -21,8 +21,7 @@ def write_plots(records: Records, output_dir: Path) -> list[str]:
         written.append(_plot_gradient_norms(records, output_dir, "monitor/gradient_norms.png"))
     for kind, layers in records.histograms.items():
         if layers:
-            written.append(_plot_histograms(kind, layers, records.epochs, output_dir,
-                                            f"monitor/{kind}_histograms.png"))
+            written.append(_plot_histograms(kind, layers, records.epochs, output_dir, f"monitor/{kind}_histograms.png"))
     return written
 
 
@@ -37,14 +36,19 @@ def _plot_gradient_norms(records: Records, output_dir: Path, name: str) -> str:
     axes = figure.subplots()
     for layer, norms in records.grad_norms.items():
         axes.plot(records.epochs, np.maximum(norms, 1e-30), marker="o", label=layer)
-    axes.set(yscale="log", xlabel="epoch (0 = before training)", ylabel="gradient norm (probe batch)",
-             title="Per-layer gradient norms")
+    axes.set(
+        yscale="log",
+        xlabel="epoch (0 = before training)",
+        ylabel="gradient norm (probe batch)",
+        title="Per-layer gradient norms",
+    )
     axes.legend(fontsize="small")
     return _save(figure, output_dir, name)
 
 
-def _plot_histograms(kind: str, layers: dict[str, list[np.ndarray]], epochs: list[int], output_dir: Path,
-                     name: str) -> str:
+def _plot_histograms(
+    kind: str, layers: dict[str, list[np.ndarray]], epochs: list[int], output_dir: Path, name: str
+) -> str:
     from matplotlib.colors import LogNorm
 
     figure = _figure(7, 1.6 * len(layers) + 0.8)
@@ -54,8 +58,14 @@ def _plot_histograms(kind: str, layers: dict[str, list[np.ndarray]], epochs: lis
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         # A log colour scale: one dominant bin (often the zeros) would otherwise hide the rest.
         extent = (epochs[0] - 0.5, epochs[len(counts) - 1] + 0.5, HIST_EDGES[0] - 0.4, HIST_EDGES[-1])
-        image = axes.imshow(np.maximum(shares.T, 1e-5), aspect="auto", origin="lower", cmap="viridis",
-                            norm=LogNorm(vmin=1e-5, vmax=1.0), extent=extent)
+        image = axes.imshow(
+            np.maximum(shares.T, 1e-5),
+            aspect="auto",
+            origin="lower",
+            cmap="viridis",
+            norm=LogNorm(vmin=1e-5, vmax=1.0),
+            extent=extent,
+        )
         axes.set_ylabel(f"{layer}\nlog10|x|", fontsize="small")
     figure.colorbar(image, ax=list(rows), label="share of values")
     rows[0].set_title(f"{kind.capitalize()}: share of values per log10|x| bin (bottom row: exact zeros)")

@@ -62,7 +62,8 @@ class Records:
     window_losses: list[float] = field(default_factory=list)
     window_epochs: list[int] = field(default_factory=list)  # the epoch (1..n) of each window
     histograms: dict[str, dict[str, list[np.ndarray]]] = field(
-        default_factory=lambda: {"weights": {}, "activations": {}, "gradients": {}})
+        default_factory=lambda: {"weights": {}, "activations": {}, "gradients": {}}
+    )
     end_losses: dict[str, float] = field(default_factory=dict)  # inference-mode data loss on train / val
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -167,8 +168,7 @@ class TrainingMonitor(keras.callbacks.Callback):
             layer_grads = [by_weight[id(w)] for w in layer.trainable_weights if id(w) in by_weight]
             records.grad_norms.setdefault(name, []).append(norm(layer_grads))
             _add_histogram(records, "gradients", name, layer_grads)
-            _add_histogram(records, "weights", name, [keras.ops.convert_to_numpy(w) for w in
-                                                      layer.trainable_weights])
+            _add_histogram(records, "weights", name, [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights])
 
     def _measure_activations(self, x):
         outputs = self._extractor(x, training=False)

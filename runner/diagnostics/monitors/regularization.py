@@ -20,23 +20,36 @@ DATA_FAR = 0.1  # a large share at the end matters only while the data loss is t
 FIX = "lower the L2 factor (e.g. 10x-100x, to 1e-4) or remove it"
 
 
-@check(CHECK, what="the regularisation penalty's share of the training loss on the probe batch, before training "
-       "and at the end", threshold=f"WARN > {SHARE_LIMIT:g}, FAIL >= {FAIL_SHARE:g} before training", fix=FIX)
+@check(
+    CHECK,
+    what="the regularisation penalty's share of the training loss on the probe batch, before training and at the end",
+    threshold=f"WARN > {SHARE_LIMIT:g}, FAIL >= {FAIL_SHARE:g} before training",
+    fix=FIX,
+)
 def check_regularization(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     records, chance = observed.records, observed.chance
     limit = options.threshold(CHECK, SHARE_LIMIT)
-    threshold = (f"regularisation share of the loss > {limit:g} before training, or at the end while the data "
-                 "loss is >= 10% of chance level (FAIL: >= 0.9 before training)")
+    threshold = (
+        f"regularisation share of the loss > {limit:g} before training, or at the end while the data "
+        "loss is >= 10% of chance level (FAIL: >= 0.9 before training)"
+    )
     if not any(records.reg_loss):
         return result(CHECK, SKIP, None, threshold, "the model has no weight regularisers")
     shares = [r / (r + d) if r + d > 0 else math.nan for r, d in zip(records.reg_loss, records.data_loss)]
     grad_ratio = [r / d if d > 0 else math.nan for r, d in zip(records.reg_grad_norm, records.data_grad_norm)]
-    evidence = {"epochs": records.epochs, "reg_loss": records.reg_loss, "data_loss": records.data_loss,
-                "share": shares, "reg_to_data_grad_norm": grad_ratio}
+    evidence = {
+        "epochs": records.epochs,
+        "reg_loss": records.reg_loss,
+        "data_loss": records.data_loss,
+        "share": shares,
+        "reg_to_data_grad_norm": grad_ratio,
+    }
     start, end = shares[0], shares[-1]
     data_far = chance is not None and records.data_loss[-1] >= DATA_FAR * chance
-    message = (f"the regulariser is {start:.0%} of the loss before training and {end:.0%} at the end "
-               f"(gradient norm {grad_ratio[-1]:.2g}x the data loss's)")
+    message = (
+        f"the regulariser is {start:.0%} of the loss before training and {end:.0%} at the end "
+        f"(gradient norm {grad_ratio[-1]:.2g}x the data loss's)"
+    )
     if start >= FAIL_SHARE:
         return result(CHECK, FAIL, end, threshold, f"strong regularisation: {message}", FIX, **evidence)
     # A penalty that grows to a quarter of the loss is what L2 on a small data set does by design (it fixed the

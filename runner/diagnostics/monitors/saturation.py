@@ -17,8 +17,10 @@ CHECK = "monitor.saturation"
 SATURATION_EDGE = 1.0 / (1.0 + math.exp(5.0))
 SHARE_LIMIT = 0.5  # more than half of a layer's activations in the flat tails: most of its gradient is gone
 WHAT = "saturated activations (|z| > 5 for sigmoid, > 2.5 for tanh)"
-FIX = ("use Glorot initialisation (smaller weights), scale the inputs, add batch normalisation, or switch hidden "
-       "layers to ReLU")
+FIX = (
+    "use Glorot initialisation (smaller weights), scale the inputs, add batch normalisation, or switch hidden "
+    "layers to ReLU"
+)
 
 
 def saturated_share(values: np.ndarray, kind: str) -> float:
@@ -28,8 +30,14 @@ def saturated_share(values: np.ndarray, kind: str) -> float:
     return float(np.mean(distance < SATURATION_EDGE))
 
 
-@check(CHECK, what="the share of each sigmoid/tanh hidden layer's activations on the probe batch as close to an "
-       "asymptote as sigmoid(z) at |z| = 5, at the end of training", threshold=SHARE_LIMIT, fix=FIX)
+@check(
+    CHECK,
+    what="the share of each sigmoid/tanh hidden layer's activations on the probe batch as close to an "
+    "asymptote as sigmoid(z) at |z| = 5, at the end of training",
+    threshold=SHARE_LIMIT,
+    fix=FIX,
+)
 def check_saturation(observed: Observed, options: DiagnosticOptions) -> CheckResult:
-    return activation_check(CHECK, observed.records.saturated, options.threshold(CHECK, SHARE_LIMIT), observed,
-                            "squashing", WHAT, FIX)
+    return activation_check(
+        CHECK, observed.records.saturated, options.threshold(CHECK, SHARE_LIMIT), observed, "squashing", WHAT, FIX
+    )

@@ -16,25 +16,34 @@ CHECK = "monitor.still_improving"
 # share of its start or more: far above where it is heading, so more epochs would pay.
 STILL_FALLING, STILL_HIGH = 0.2, 0.5
 MIN_WINDOWS = 4  # two fifths of fewer windows are single noisy values
-FIX = ("Train for more epochs (or raise the learning rate a little); early stopping on the validation loss "
-       "picks the point to stop.")
+FIX = (
+    "Train for more epochs (or raise the learning rate a little); early stopping on the validation loss "
+    "picks the point to stop."
+)
 
 
 def last_fifths(series: list[float]) -> tuple[float, float]:
     """The mean windowed loss of the last fifth of training and of the fifth before it (two windows at least)."""
     k = max(2, len(series) // 5)
-    return float(np.mean(series[-k:])), float(np.mean(series[-2 * k:-k]))
+    return float(np.mean(series[-k:])), float(np.mean(series[-2 * k : -k]))
 
 
-@check(CHECK, what="the drop of the mean windowed training loss from the second-last to the last fifth of "
-       "training, as a share of the former", threshold=STILL_FALLING, fix=FIX)
+@check(
+    CHECK,
+    what="the drop of the mean windowed training loss from the second-last to the last fifth of "
+    "training, as a share of the former",
+    threshold=STILL_FALLING,
+    fix=FIX,
+)
 def check_still_improving(observed: Observed, options: DiagnosticOptions) -> CheckResult:
     """Training that stopped while the loss still fell steeply, far above where it is heading: more epochs
     (or a higher learning rate) would help.  A loss that flattened, or that is already low, passes."""
     records = observed.records
     falling = options.threshold(CHECK, STILL_FALLING)
-    threshold = (f"windowed training loss: drop >= {falling:.0%} from the second-last to the last fifth of training "
-                 f"while still >= {STILL_HIGH:.0%} of the start loss (and the val loss not rising)")
+    threshold = (
+        f"windowed training loss: drop >= {falling:.0%} from the second-last to the last fifth of training "
+        f"while still >= {STILL_HIGH:.0%} of the start loss (and the val loss not rising)"
+    )
     series = [v for v in records.window_losses if math.isfinite(v)]
     start = start_loss(records)
     if len(series) < MIN_WINDOWS or not (math.isfinite(start) and start > 0):
@@ -43,11 +52,30 @@ def check_still_improving(observed: Observed, options: DiagnosticOptions) -> Che
     drop = 1.0 - recent / before if before > 0 else 0.0
     val = [v for v in observed.history.get("val_loss", []) if math.isfinite(v)]
     val_rising = len(val) >= 2 and val[-1] > val[-2]
-    evidence = {"recent": recent, "before": before, "drop": drop, "start": start, "share_of_start": recent / start,
-                "val_rising": val_rising}
+    evidence = {
+        "recent": recent,
+        "before": before,
+        "drop": drop,
+        "start": start,
+        "share_of_start": recent / start,
+        "val_rising": val_rising,
+    }
     if drop >= falling and recent >= STILL_HIGH * start and not val_rising:
-        return result(CHECK, WARN, drop, threshold,
-                      f"training stopped while the loss still fell steeply ({drop:.0%} over the last fifth) at "
-                      f"{recent / start:.0%} of its start", FIX, **evidence)
-    return result(CHECK, PASS, drop, threshold, f"the loss changed {-drop:+.0%} over the last fifth, at "
-                  f"{recent / start:.0%} of its start", **evidence)
+        return result(
+            CHECK,
+            WARN,
+            drop,
+            threshold,
+            f"training stopped while the loss still fell steeply ({drop:.0%} over the last fifth) at "
+            f"{recent / start:.0%} of its start",
+            FIX,
+            **evidence,
+        )
+    return result(
+        CHECK,
+        PASS,
+        drop,
+        threshold,
+        f"the loss changed {-drop:+.0%} over the last fifth, at {recent / start:.0%} of its start",
+        **evidence,
+    )

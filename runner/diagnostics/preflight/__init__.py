@@ -44,6 +44,7 @@ from runner.diagnostics.preflight.dropout_rate import check_dropout_rate
 from runner.diagnostics.preflight.overfit_batch import check_overfit_batch
 from runner.diagnostics.preflight.zeroed_inputs import check_zeroed_inputs
 from runner.diagnostics.preflight.label_signal import check_label_signal
+
 # isort: on
 from runner.diagnostics.preflight._shared import STAGE, result
 from runner.diagnostics.preflight._trainer import Memorisation, OneBatchTrainer, Probes
@@ -122,25 +123,34 @@ def unavailable(model: keras.Model, data: DiagnosticData, report: Report) -> dic
     if len(data.x_train) == 0:
         return dict.fromkeys(later, "not run: the training split is empty")
     if getattr(model, "loss", None) is None:
-        return dict.fromkeys(later, "not run: the model is not compiled with a loss (compile it before the "
-                                    "diagnostics)")
+        return dict.fromkeys(
+            later, "not run: the model is not compiled with a loss (compile it before the diagnostics)"
+        )
     if isinstance(model.loss, (list, tuple, dict)):
-        return dict.fromkeys(later, "not run: the model has several losses; the model checks support a "
-                                    "single-output model")
+        return dict.fromkeys(
+            later, "not run: the model has several losses; the model checks support a single-output model"
+        )
     try:
         ensure_built(model, data.x_train)
         units = output_shape(model, data.x_train)[-1]
     except Exception as error:  # noqa: BLE001 - the reason is the verdict
-        return dict.fromkeys(later, "not run: the model cannot be called on the training inputs "
-                                    f"({type(error).__name__}: {error})")
+        return dict.fromkeys(
+            later, f"not run: the model cannot be called on the training inputs ({type(error).__name__}: {error})"
+        )
     if data.single_label and units < data.n_classes and not (units == 1 and data.n_classes == 2):
-        return dict.fromkeys(LOSS_CHECKS, f"not run: the output has {units} unit{'s' * (units != 1)} but the "
-                             f"labels have {data.n_classes} classes, so the loss cannot be computed (see "
-                             "preflight.loss_output_pairing)")
+        return dict.fromkeys(
+            LOSS_CHECKS,
+            f"not run: the output has {units} unit{'s' * (units != 1)} but the "
+            f"labels have {data.n_classes} classes, so the loss cannot be computed (see "
+            "preflight.loss_output_pairing)",
+        )
     try:
         keras.models.clone_model(model, clone_function=lambda layer: layer)  # shares layers: no config needed
     except (ValueError, TypeError, NotImplementedError) as error:
-        return dict.fromkeys(COPY_CHECKS, f"not run: this check works on a copy of the model, and a "
-                             f"{type(model).__name__} cannot be copied ({str(error).split('.')[0]}); a Functional "
-                             "or Sequential model can")
+        return dict.fromkeys(
+            COPY_CHECKS,
+            f"not run: this check works on a copy of the model, and a "
+            f"{type(model).__name__} cannot be copied ({str(error).split('.')[0]}); a Functional "
+            "or Sequential model can",
+        )
     return {}

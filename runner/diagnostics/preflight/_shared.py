@@ -14,17 +14,30 @@ from runner.diagnostics.introspect import NOISE_LAYERS
 from runner.diagnostics.result import FAIL, WARN, CheckResult
 
 STAGE = "preflight"
-REGULARIZER_KEYS = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                    "recurrent_regularizer", "beta_regularizer", "gamma_regularizer",
-                    "embeddings_regularizer"}
+REGULARIZER_KEYS = {
+    "kernel_regularizer",
+    "bias_regularizer",
+    "activity_regularizer",
+    "recurrent_regularizer",
+    "beta_regularizer",
+    "gamma_regularizer",
+    "embeddings_regularizer",
+}
 DROPOUT_KEYS = {"dropout", "recurrent_dropout"}
 
 
-def result(check: str, verdict: str, value, threshold, message: str, fix: str = "", evidence=None
-           ) -> CheckResult:
+def result(check: str, verdict: str, value, threshold, message: str, fix: str = "", evidence=None) -> CheckResult:
     """A preflight CheckResult; the fix is kept only where there is something to fix (WARN, FAIL)."""
-    return CheckResult(check=check, verdict=verdict, value=value, threshold=threshold, message=message,
-                       fix=fix if verdict in (WARN, FAIL) else "", stage=STAGE, evidence=evidence or {})
+    return CheckResult(
+        check=check,
+        verdict=verdict,
+        value=value,
+        threshold=threshold,
+        message=message,
+        fix=fix if verdict in (WARN, FAIL) else "",
+        stage=STAGE,
+        evidence=evidence or {},
+    )
 
 
 def probe_batch(data: DiagnosticData, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +60,7 @@ def batch_loss(fn: Callable, y, predictions) -> float:
 def clone(model: keras.Model, *, dtype: str | None = None, regularized: bool = True) -> keras.Model:
     """A copy of ``model`` with the same weights, optionally in another dtype or without dropout and
     weight penalties (nested layers such as Bidirectional's included)."""
+
     def clone_layer(layer):
         config = layer.get_config()
         if dtype is not None:

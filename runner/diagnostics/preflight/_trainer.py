@@ -40,8 +40,10 @@ class FreshClone:
         self.clone = clone(model, regularized=False)
         self.optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
         self.optimizer.build(self.clone.trainable_variables)
-        self.initial = ([w.copy() for w in self.clone.get_weights()],
-                        [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables])
+        self.initial = (
+            [w.copy() for w in self.clone.get_weights()],
+            [keras.ops.convert_to_numpy(v) for v in self.optimizer.variables],
+        )
 
     def reset(self) -> None:
         weights, slots = self.initial
@@ -105,8 +107,9 @@ class OneBatchTrainer(FreshClone):
             scores.append(score)
             if self.reached(score) or not math.isfinite(losses[-1]):
                 break
-        return Memorisation(self.reached(score), score, step, time.perf_counter() - started, losses[0],
-                            losses[-1], scores[0])
+        return Memorisation(
+            self.reached(score), score, step, time.perf_counter() - started, losses[0], losses[-1], scores[0]
+        )
 
     def reached(self, score: float) -> bool:
         return score >= self.target if self.higher_is_better else score <= self.target
@@ -120,8 +123,9 @@ class OneBatchTrainer(FreshClone):
             return
         metrics = [self._accuracy()] if self.classify else []
         # The optimiser instance carries over, so switching modes keeps its state.
-        self.clone.compile(optimizer=self.optimizer, loss=self.loss.fn, metrics=metrics, run_eagerly=eager,
-                           jit_compile=False)  # XLA compilation would cost more than the steps
+        self.clone.compile(
+            optimizer=self.optimizer, loss=self.loss.fn, metrics=metrics, run_eagerly=eager, jit_compile=False
+        )  # XLA compilation would cost more than the steps
         self.eager = eager
 
     def _accuracy(self):
@@ -142,8 +146,9 @@ class Probes:
     trainer: OneBatchTrainer | None = None
     results: dict[str, CheckResult] = field(default_factory=dict)
 
-    def one_batch_trainer(self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions
-                          ) -> OneBatchTrainer:
+    def one_batch_trainer(
+        self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions
+    ) -> OneBatchTrainer:
         if self.trainer is None:
             self.trainer = OneBatchTrainer(model, data, options)
         return self.trainer

@@ -20,10 +20,15 @@ FIX_LABELS = "Check the label columns: nothing varies, so nothing can be learned
 FIX_CLASSES = "Check the label column and the split: a single class leaves nothing to learn."
 
 
-@check(NAME, what="how much the training target varies: its coefficient of variation (regression), the label "
-       "columns that vary (multilabel) or the classes present (classification)",
-       threshold=f"regression: coefficient of variation < {CONSTANT_TARGET_CV:g}; classification: fewer than "
-                 f"{MIN_CLASSES} classes", fix=FIX, scope="data")
+@check(
+    NAME,
+    what="how much the training target varies: its coefficient of variation (regression), the label "
+    "columns that vary (multilabel) or the classes present (classification)",
+    threshold=f"regression: coefficient of variation < {CONSTANT_TARGET_CV:g}; classification: fewer than "
+    f"{MIN_CLASSES} classes",
+    fix=FIX,
+    scope="data",
+)
 def check_constant_target(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     if data.task == "regression":
         return _regression(data, options)
@@ -32,11 +37,18 @@ def check_constant_target(data: DiagnosticData, options: DiagnosticOptions) -> C
     present = np.unique(data.labels("train"))
     evidence = {"classes_present": [int(c) for c in present[:50]]}
     if present.size < MIN_CLASSES:
-        return result(NAME, FAIL, present.size, MIN_CLASSES,
-                      f"every training label is class {present[0] if present.size else '?'}", FIX_CLASSES,
-                      evidence=evidence)
-    return result(NAME, PASS, present.size, MIN_CLASSES, f"{present.size} classes in the training labels",
-                  evidence=evidence)
+        return result(
+            NAME,
+            FAIL,
+            present.size,
+            MIN_CLASSES,
+            f"every training label is class {present[0] if present.size else '?'}",
+            FIX_CLASSES,
+            evidence=evidence,
+        )
+    return result(
+        NAME, PASS, present.size, MIN_CLASSES, f"{present.size} classes in the training labels", evidence=evidence
+    )
 
 
 def _regression(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
@@ -46,10 +58,16 @@ def _regression(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult
     limit = options.threshold(NAME, CONSTANT_TARGET_CV)
     evidence = {"mean": float(np.mean(y)), "std": std}
     if cv < limit:
-        return result(NAME, FAIL, cv, limit, f"the regression target is (nearly) constant: coefficient of "
-                      f"variation {cv:.3g}", FIX, evidence=evidence)
-    return result(NAME, PASS, cv, limit, f"the target varies (coefficient of variation {cv:.3g})",
-                  evidence=evidence)
+        return result(
+            NAME,
+            FAIL,
+            cv,
+            limit,
+            f"the regression target is (nearly) constant: coefficient of variation {cv:.3g}",
+            FIX,
+            evidence=evidence,
+        )
+    return result(NAME, PASS, cv, limit, f"the target varies (coefficient of variation {cv:.3g})", evidence=evidence)
 
 
 def _multilabel(data: DiagnosticData) -> CheckResult:
@@ -57,7 +75,20 @@ def _multilabel(data: DiagnosticData) -> CheckResult:
     constant = [int(j) for j in np.flatnonzero(y.std(axis=0) == 0)]
     evidence = {"constant_labels": constant[:50]}
     if len(constant) == y.shape[1]:
-        return result(NAME, FAIL, len(constant), 0, "every label column is constant in the training split",
-                      FIX_LABELS, evidence=evidence)
-    return result(NAME, PASS, len(constant), 0, f"{y.shape[1] - len(constant)} of {y.shape[1]} label columns vary",
-                  evidence=evidence)
+        return result(
+            NAME,
+            FAIL,
+            len(constant),
+            0,
+            "every label column is constant in the training split",
+            FIX_LABELS,
+            evidence=evidence,
+        )
+    return result(
+        NAME,
+        PASS,
+        len(constant),
+        0,
+        f"{y.shape[1] - len(constant)} of {y.shape[1]} label columns vary",
+        evidence=evidence,
+    )

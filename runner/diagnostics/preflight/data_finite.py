@@ -14,8 +14,10 @@ from runner.diagnostics.result import FAIL, PASS, CheckResult
 
 NAME = f"{STAGE}.data_finite"
 SPLITS = ("train", "val", "test")
-FIX = ("Find where they come from (missing values, a division by zero in preprocessing) and impute or drop "
-       "those rows before training.")
+FIX = (
+    "Find where they come from (missing values, a division by zero in preprocessing) and impute or drop "
+    "those rows before training."
+)
 
 
 def non_finite_counts(data: DiagnosticData) -> dict[str, int]:
@@ -29,14 +31,18 @@ def non_finite_counts(data: DiagnosticData) -> dict[str, int]:
     return counts
 
 
-@check(NAME, what="the number of NaN/Inf values in the inputs and targets of every split", threshold=0,
-       fix=FIX, scope="data")
+@check(
+    NAME,
+    what="the number of NaN/Inf values in the inputs and targets of every split",
+    threshold=0,
+    fix=FIX,
+    scope="data",
+)
 def check_data_finite(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     counts = non_finite_counts(data)
     bad = {name: count for name, count in counts.items() if count}
     total = sum(bad.values())
     if total:
         where = ", ".join(f"{name}: {count}" for name, count in bad.items())
-        return result(NAME, FAIL, total, 0, f"{total} NaN/Inf values in the data ({where})", FIX,
-                      evidence=counts)
+        return result(NAME, FAIL, total, 0, f"{total} NaN/Inf values in the data ({where})", FIX, evidence=counts)
     return result(NAME, PASS, 0, 0, "no NaN or Inf in any split", evidence=counts)

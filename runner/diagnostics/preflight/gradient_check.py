@@ -29,8 +29,10 @@ GRAD_STEP, GRAD_FINE_STEP, GRAD_TINY = 1e-4, 1e-6, 1e-8
 FLOAT32_STEPS = (1e-2, 1e-3)
 GRAD_ROWS, GRAD_ENTRIES_PER_WEIGHT = 16, 3
 KINK = -1.0  # marks an entry that sits on a kink of the loss (e.g. a ReLU input exactly at 0)
-FIX = ("A custom layer, loss or gradient is wrong (or not differentiable): test it in isolation and compare its "
-       "gradient with finite differences.")
+FIX = (
+    "A custom layer, loss or gradient is wrong (or not differentiable): test it in isolation and compare its "
+    "gradient with finite differences."
+)
 
 
 @dataclass
@@ -43,8 +45,9 @@ class _Clone:
         self.forward = forward_loss(self.model, self.loss)
 
 
-def relative_errors(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions
-                    ) -> tuple[dict[str, float], dict]:
+def relative_errors(
+    model: keras.Model, data: DiagnosticData, options: DiagnosticOptions
+) -> tuple[dict[str, float], dict]:
     """The worst relative error between backprop and finite differences per trainable weight (by path), and
     what was measured: entries checked, kinks skipped, float64 or not, the steps and rows.  Above the WARN
     level an entry is measured again with a finer step, then tested for a kink.  Call it inside
@@ -53,8 +56,7 @@ def relative_errors(model: keras.Model, data: DiagnosticData, options: Diagnosti
     copy, precise = _float64_clone(model, loss)
     x, y = probe_batch(data, GRAD_ROWS, options.seed)
     x = x.astype("float64") if precise else x
-    _, analytic = loss_and_gradients(copy.model, x, y, training=False, loss_fn=copy.loss,
-                                     include_regularization=False)
+    _, analytic = loss_and_gradients(copy.model, x, y, training=False, loss_fn=copy.loss, include_regularization=False)
     rng = np.random.default_rng(options.seed)
     warn = warn_threshold(options, precise)
     steps = (GRAD_STEP, GRAD_FINE_STEP) if precise else FLOAT32_STEPS
@@ -68,17 +70,27 @@ def relative_errors(model: keras.Model, data: DiagnosticData, options: Diagnosti
             checked += error is not None and error != KINK
             worst = max(worst, error if error not in (None, KINK) else 0.0)
         per_weight[weight.path] = worst
-    return per_weight, {"entries": checked, "kinks_skipped": kinks, "float64": precise, "steps": list(steps),
-                        "rows": len(x)}
+    return per_weight, {
+        "entries": checked,
+        "kinks_skipped": kinks,
+        "float64": precise,
+        "steps": list(steps),
+        "rows": len(x),
+    }
 
 
 def warn_threshold(options: DiagnosticOptions, precise: bool) -> float:
     return options.threshold(NAME, GRAD_WARN if precise else 10 * GRAD_WARN)
 
 
-@check(NAME, what="the largest relative error between backprop and centred finite differences (float64) on a "
-       "few entries of every trainable weight", threshold=f"WARN > {GRAD_WARN:g}, FAIL > {GRAD_FAIL:g}", fix=FIX,
-       scope="model")
+@check(
+    NAME,
+    what="the largest relative error between backprop and centred finite differences (float64) on a "
+    "few entries of every trainable weight",
+    threshold=f"WARN > {GRAD_WARN:g}, FAIL > {GRAD_FAIL:g}",
+    fix=FIX,
+    scope="model",
+)
 @float64_enabled()
 def check_gradients(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Backprop vs centred differences in float64 on a few entries of every trainable weight."""
@@ -91,17 +103,28 @@ def check_gradients(model: keras.Model, data: DiagnosticData, options: Diagnosti
     evidence = {"max_relative_error": per_weight, **measured}
     threshold = f"relative error WARN > {warn:g}, FAIL > {fail:g}"
     if value > warn:
-        return result(NAME, FAIL if value > fail else WARN, value, threshold,
-                      f"backprop and finite differences disagree on {worst_weight} (relative error {value:.2g})",
-                      FIX, evidence=evidence)
+        return result(
+            NAME,
+            FAIL if value > fail else WARN,
+            value,
+            threshold,
+            f"backprop and finite differences disagree on {worst_weight} (relative error {value:.2g})",
+            FIX,
+            evidence=evidence,
+        )
     kinks = measured["kinks_skipped"]
-    return result(NAME, PASS, value, threshold,
-                  f"backprop matches finite differences on {measured['entries']} entries (max relative error "
-                  f"{value:.1g}{f', {kinks} at kinks skipped' if kinks else ''})", evidence=evidence)
+    return result(
+        NAME,
+        PASS,
+        value,
+        threshold,
+        f"backprop matches finite differences on {measured['entries']} entries (max relative error "
+        f"{value:.1g}{f', {kinks} at kinks skipped' if kinks else ''})",
+        evidence=evidence,
+    )
 
 
-def _entry_error(copy: _Clone, weight, index, analytic: float, x, y, base: float, steps, warn: float
-                 ) -> float | None:
+def _entry_error(copy: _Clone, weight, index, analytic: float, x, y, base: float, steps, warn: float) -> float | None:
     """Relative error of one gradient entry; None when both derivatives are ~0, KINK at a kink.
 
     At a kink the two one-sided derivatives differ and backprop returns one of them: that is a valid
@@ -137,8 +160,7 @@ def _float64_loss(loss: LossInfo) -> Callable:
     return loss.fn
 
 
-def _one_sided_derivatives(copy: _Clone, weight, index: tuple, x, y, base: float, step: float
-                           ) -> tuple[float, float]:
+def _one_sided_derivatives(copy: _Clone, weight, index: tuple, x, y, base: float, step: float) -> tuple[float, float]:
     original = keras.ops.convert_to_numpy(weight)
     losses = []
     for sign in (1.0, -1.0):

@@ -34,8 +34,10 @@ INITIAL_LOSS_WARN, INITIAL_LOSS_FAIL = 1.0, 3.0
 REGRESSION_INITIAL_WARN, REGRESSION_INITIAL_FAIL = 3.0, 9.0
 # The cross-entropies whose starting level is known: chance level -ln(1/k).
 CHANCE_LEVEL_LOSSES = {"binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"}
-FIX = ("An untrained model should predict near-uniform probabilities (or values near zero): check the "
-       "initialisation scale, the input scaling and the output activation.")
+FIX = (
+    "An untrained model should predict near-uniform probabilities (or values near zero): check the "
+    "initialisation scale, the input scaling and the output activation."
+)
 FIX_OVERFLOW = "Check the inputs' scale and the output layer: the untrained model already overflows."
 
 
@@ -52,10 +54,15 @@ def expected_initial_loss(loss: LossInfo, data: DiagnosticData, model, x, y_batc
     return None, ""
 
 
-@check(NAME, what="the untrained model's loss in excess of chance level (cross-entropy) or of predicting zeros "
-       "(regression), relative to that reference",
-       threshold=f"WARN >= {INITIAL_LOSS_WARN:g}, FAIL >= {INITIAL_LOSS_FAIL:g} (regression: WARN >= "
-                 f"{REGRESSION_INITIAL_WARN:g}, FAIL >= {REGRESSION_INITIAL_FAIL:g})", fix=FIX, scope="model")
+@check(
+    NAME,
+    what="the untrained model's loss in excess of chance level (cross-entropy) or of predicting zeros "
+    "(regression), relative to that reference",
+    threshold=f"WARN >= {INITIAL_LOSS_WARN:g}, FAIL >= {INITIAL_LOSS_FAIL:g} (regression: WARN >= "
+    f"{REGRESSION_INITIAL_WARN:g}, FAIL >= {REGRESSION_INITIAL_FAIL:g})",
+    fix=FIX,
+    scope="model",
+)
 def check_initial_loss(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Loss of the untrained model vs what an untrained network gives: chance level -ln(1/k) for a
     cross-entropy (it outputs near-uniform probabilities), the loss of predicting zeros for regression (its
@@ -68,8 +75,14 @@ def check_initial_loss(model: keras.Model, data: DiagnosticData, options: Diagno
     measured = batch_loss(loss.fn, y, predict(model, x))
     expected, reference = expected_initial_loss(loss, data, model, x, y)
     if expected is None:
-        return result(NAME, SKIP, None, None, f"{loss.name} has no known starting level "
-                      "(not a plain cross-entropy, and not a regression loss)", evidence={"loss": measured})
+        return result(
+            NAME,
+            SKIP,
+            None,
+            None,
+            f"{loss.name} has no known starting level (not a plain cross-entropy, and not a regression loss)",
+            evidence={"loss": measured},
+        )
     regression = data.task == "regression"
     warn = options.threshold(NAME, REGRESSION_INITIAL_WARN if regression else INITIAL_LOSS_WARN)
     fail = options.threshold(f"{NAME}.fail", REGRESSION_INITIAL_FAIL if regression else INITIAL_LOSS_FAIL)
@@ -79,8 +92,15 @@ def check_initial_loss(model: keras.Model, data: DiagnosticData, options: Diagno
     threshold = f"relative excess over the reference WARN >= {warn:g}, FAIL >= {fail:g}"
     summary = f"initial loss {measured:.4g} vs {expected:.4g} ({reference}): {excess:+.0%}"
     if not math.isfinite(measured):
-        return result(NAME, FAIL, math.nan, threshold, f"the untrained model's loss is {measured}", FIX_OVERFLOW,
-                      evidence=evidence)
+        return result(
+            NAME,
+            FAIL,
+            math.nan,
+            threshold,
+            f"the untrained model's loss is {measured}",
+            FIX_OVERFLOW,
+            evidence=evidence,
+        )
     if excess >= warn:
         return result(NAME, FAIL if excess >= fail else WARN, excess, threshold, summary, FIX, evidence=evidence)
     return result(NAME, PASS, excess, threshold, summary, evidence=evidence)

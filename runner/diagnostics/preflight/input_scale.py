@@ -19,8 +19,7 @@ NAME = f"{STAGE}.input_scale"
 # options.thresholds overrides them as "preflight.input_scale", ".fail" and ".tiny".
 SCALE_TINY, SCALE_WARN, SCALE_FAIL = 1e-2, 10.0, 100.0
 SAMPLE_ROWS = 10_000  # rows the RMS is measured on: plenty for a mean, cheap on wide inputs
-FIX = ("Standardise the inputs (fit mean and std on the training split) or divide by the known range, e.g. "
-       "pixels / 255.")
+FIX = "Standardise the inputs (fit mean and std on the training split) or divide by the known range, e.g. pixels / 255."
 FIX_TINY = "Check that the inputs are scaled once (e.g. not / 255 after standardising)."
 
 
@@ -43,9 +42,13 @@ def _as_rows(x) -> np.ndarray:
     return x.reshape(len(x), -1).astype(np.float64, copy=False)
 
 
-@check(NAME, what="the largest per-feature root mean square of the training inputs",
-       threshold=f"WARN > {SCALE_WARN:g}, FAIL > {SCALE_FAIL:g}; WARN < {SCALE_TINY:g}, FAIL < {SCALE_TINY / 2:g}",
-       fix=FIX, scope="data")
+@check(
+    NAME,
+    what="the largest per-feature root mean square of the training inputs",
+    threshold=f"WARN > {SCALE_WARN:g}, FAIL > {SCALE_FAIL:g}; WARN < {SCALE_TINY:g}, FAIL < {SCALE_TINY / 2:g}",
+    fix=FIX,
+    scope="data",
+)
 def check_input_scale(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """The largest per-feature root mean square: about 1 for standardised features, <= 1 for pixels / 255."""
     rms, finite = feature_rms(data.x_train, options.seed)
@@ -53,20 +56,37 @@ def check_input_scale(data: DiagnosticData, options: DiagnosticOptions) -> Check
     tiny = options.threshold(f"{NAME}.tiny", SCALE_TINY)
     warn = options.threshold(NAME, SCALE_WARN)
     fail = options.threshold(f"{NAME}.fail", SCALE_FAIL)
-    evidence = {"largest_feature": int(rms.argmax()) if rms.size else None,
-                "features_rms_above_warn": int(np.sum(rms > warn)), "median_feature_rms": float(np.median(rms)),
-                "max_abs": float(np.max(np.abs(finite))) if finite.size else 0.0}
+    evidence = {
+        "largest_feature": int(rms.argmax()) if rms.size else None,
+        "features_rms_above_warn": int(np.sum(rms > warn)),
+        "median_feature_rms": float(np.median(rms)),
+        "max_abs": float(np.max(np.abs(finite))) if finite.size else 0.0,
+    }
     if data.feature_names and rms.size == len(data.feature_names):
         evidence["largest_feature"] = data.feature_names[int(rms.argmax())]
     threshold = f"{tiny} <= max feature RMS <= {warn} (FAIL above {fail} or below {tiny / 2:g})"
     if largest > warn:
         verdict = FAIL if largest > fail else WARN
-        return result(NAME, verdict, largest, threshold,
-                      f"unscaled inputs: feature {evidence['largest_feature']} has RMS {largest:.3g} "
-                      f"({evidence['features_rms_above_warn']} features above {warn:g})", FIX, evidence=evidence)
+        return result(
+            NAME,
+            verdict,
+            largest,
+            threshold,
+            f"unscaled inputs: feature {evidence['largest_feature']} has RMS {largest:.3g} "
+            f"({evidence['features_rms_above_warn']} features above {warn:g})",
+            FIX,
+            evidence=evidence,
+        )
     if largest < tiny:
-        return result(NAME, FAIL if largest < tiny / 2 else WARN, largest, threshold,
-                      f"inputs are nearly zero (largest feature RMS {largest:.3g}): scaled twice?", FIX_TINY,
-                      evidence=evidence)
-    return result(NAME, PASS, largest, threshold, f"inputs are on a unit scale (max RMS {largest:.3g})",
-                  evidence=evidence)
+        return result(
+            NAME,
+            FAIL if largest < tiny / 2 else WARN,
+            largest,
+            threshold,
+            f"inputs are nearly zero (largest feature RMS {largest:.3g}): scaled twice?",
+            FIX_TINY,
+            evidence=evidence,
+        )
+    return result(
+        NAME, PASS, largest, threshold, f"inputs are on a unit scale (max RMS {largest:.3g})", evidence=evidence
+    )

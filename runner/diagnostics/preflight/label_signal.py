@@ -38,8 +38,10 @@ SIGNAL_STILL = 0.95  # held-out predictions ranked this alike before and after t
 # A difference this large is a clear signal (AUC 0.5 -> 0.7, correlation 0 -> 0.4): FAIL only when it
 # would have been detected.
 SIGNAL_CLEAR_EFFECT = {"ROC AUC": 0.2, "Spearman correlation": 0.4}
-FIX = ("Check that x and y rows are aligned (no shuffle of one without the other, no sort by label), that the "
-       "label column is the intended one and that the inputs reach the model unmasked.")
+FIX = (
+    "Check that x and y rows are aligned (no shuffle of one without the other, no sort by label), that the "
+    "label column is the intended one and that the inputs reach the model unmasked."
+)
 
 
 @dataclass
@@ -75,16 +77,28 @@ def measure_signal(model: keras.Model, data: DiagnosticData, options: Diagnostic
                 unchanged.append(_order_kept(trainer.before, predictions))
                 fit_skill.append(_skill(data.task, _ranks(trainer.fitted), labels[fit_rows]))
     (real_skill, real_spread), (perm_skill, perm_spread) = _fold_mean(real), _fold_mean(permuted)
-    return Signal(real_skill, perm_skill, math.sqrt(real_spread**2 + perm_spread**2), float(np.mean(unchanged)),
-                  float(np.mean(fit_skill)), len(real))
+    return Signal(
+        real_skill,
+        perm_skill,
+        math.sqrt(real_spread**2 + perm_spread**2),
+        float(np.mean(unchanged)),
+        float(np.mean(fit_skill)),
+        len(real),
+    )
 
 
-@check(NAME, what="how much better a copy trained on the real labels ranks held-out targets than one trained on "
-       "permuted labels, in null standard deviations (z)",
-       threshold=f"PASS at z >= {SIGNAL_PASS_Z:g}, FAIL below z {SIGNAL_FAIL_Z:g} (when the test could see a "
-                 "clear effect and the model memorised its own rows)", fix=FIX, scope="probe")
-def check_label_signal(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions,
-                       probes: Probes | None = None) -> CheckResult:
+@check(
+    NAME,
+    what="how much better a copy trained on the real labels ranks held-out targets than one trained on "
+    "permuted labels, in null standard deviations (z)",
+    threshold=f"PASS at z >= {SIGNAL_PASS_Z:g}, FAIL below z {SIGNAL_FAIL_Z:g} (when the test could see a "
+    "clear effect and the model memorised its own rows)",
+    fix=FIX,
+    scope="probe",
+)
+def check_label_signal(
+    model: keras.Model, data: DiagnosticData, options: DiagnosticOptions, probes: Probes | None = None
+) -> CheckResult:
     """Are the labels related to the inputs?  A regularisation-free clone trains for a fixed number of steps
     on real labels and, from the same start, on permuted ones; both predict held-out training rows.  Value: how
     much better the real-label clone ranks the held-out targets, in null standard deviations (z)."""
@@ -92,9 +106,15 @@ def check_label_signal(model: keras.Model, data: DiagnosticData, options: Diagno
     if overfit is not None and overfit.verdict != PASS:
         # A model that cannot even memorise one batch (a bad init, dead units, a wrong head) learns neither
         # the real nor the permuted labels, which says nothing about the labels.
-        return result(NAME, SKIP, None, None, "inconclusive: the model cannot memorise one batch (see "
-                      "preflight.overfit_batch), so it learns real labels no faster than permuted ones whatever "
-                      "the labels are")
+        return result(
+            NAME,
+            SKIP,
+            None,
+            None,
+            "inconclusive: the model cannot memorise one batch (see "
+            "preflight.overfit_batch), so it learns real labels no faster than permuted ones whatever "
+            "the labels are",
+        )
     reason = _label_signal_skip(data)
     if reason:
         return result(NAME, SKIP, None, None, f"not run: {reason}")
@@ -106,34 +126,61 @@ def check_label_signal(model: keras.Model, data: DiagnosticData, options: Diagno
     # effect the test is too weak (few or very imbalanced rows) to claim that the labels carry no signal.
     detectable = pass_at * signal.spread
     powered = detectable <= SIGNAL_CLEAR_EFFECT[metric]
-    evidence = {"metric": metric, "skill_real_labels": round(signal.real_skill, 4),
-                "skill_permuted_labels": round(signal.permuted_skill, 4), "null_spread": round(signal.spread, 4),
-                "detectable_difference": round(detectable, 4), "powered": powered,
-                "folds": signal.folds, "steps_per_run": SIGNAL_STEPS, "pass_at": pass_at, "fail_at": fail_at}
+    evidence = {
+        "metric": metric,
+        "skill_real_labels": round(signal.real_skill, 4),
+        "skill_permuted_labels": round(signal.permuted_skill, 4),
+        "null_spread": round(signal.spread, 4),
+        "detectable_difference": round(detectable, 4),
+        "powered": powered,
+        "folds": signal.folds,
+        "steps_per_run": SIGNAL_STEPS,
+        "pass_at": pass_at,
+        "fail_at": fail_at,
+    }
     z = signal.z
-    summary = (f"held-out {metric}: {signal.real_skill:.3f} after training on the real labels, "
-               f"{signal.permuted_skill:.3f} on permuted ones (z = {z:.1f})")
+    summary = (
+        f"held-out {metric}: {signal.real_skill:.3f} after training on the real labels, "
+        f"{signal.permuted_skill:.3f} on permuted ones (z = {z:.1f})"
+    )
     if z >= pass_at:
         return result(NAME, PASS, z, pass_at, f"the labels are learnable: {summary}", evidence=evidence)
     evidence["prediction_order_kept"] = round(signal.order_kept, 4)
     if signal.order_kept >= SIGNAL_STILL:
         # The model barely moved in the budget (a small step size, a slow optimiser): it learned neither the
         # real nor the permuted labels, which says nothing about the labels.
-        return result(NAME, SKIP, None, None, f"inconclusive: training for {SIGNAL_STEPS} steps barely changed "
-                      f"the predictions (rank correlation with the untrained ones {signal.order_kept:.2f}); "
-                      f"{summary}", evidence=evidence)
+        return result(
+            NAME,
+            SKIP,
+            None,
+            None,
+            f"inconclusive: training for {SIGNAL_STEPS} steps barely changed "
+            f"the predictions (rank correlation with the untrained ones {signal.order_kept:.2f}); "
+            f"{summary}",
+            evidence=evidence,
+        )
     fitted = signal.own_rows_skill
     evidence["skill_on_own_rows"] = round(fitted, 4)
     # Labels unrelated to the inputs leave a model that learns its own rows (it memorises them) and nothing that
     # carries over; a model that has not learned its own rows either is merely slow (sigmoid stacks, small steps).
     memorised = fitted - signal.real_skill >= SIGNAL_MEMORISED[metric]
     if z < fail_at and powered and memorised:
-        return result(NAME, FAIL, z, pass_at, f"labels look unrelated to the inputs: {summary}; "
-                      f"{metric} {fitted:.3f} on the rows it trained on", FIX, evidence)
+        return result(
+            NAME,
+            FAIL,
+            z,
+            pass_at,
+            f"labels look unrelated to the inputs: {summary}; {metric} {fitted:.3f} on the rows it trained on",
+            FIX,
+            evidence,
+        )
     # Between the bounds, or too few rows to see a clear effect: no evidence either way, and a WARN that
     # only says "cannot tell" would be noise on healthy programs.
-    why = ("the signal may be faint or need more than this budget" if powered else
-           f"too few rows to tell (a difference below {detectable:.2f} goes unseen)")
+    why = (
+        "the signal may be faint or need more than this budget"
+        if powered
+        else f"too few rows to tell (a difference below {detectable:.2f} goes unseen)"
+    )
     return result(NAME, SKIP, None, None, f"inconclusive: {summary}; {why}", evidence=evidence)
 
 
@@ -162,9 +209,9 @@ def _signal_folds(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np
     so that a small data set still gives every row a held-out prediction."""
     order = rng.permutation(n)
     if n >= SIGNAL_FIT_ROWS + SIGNAL_HELD_OUT_ROWS // 2:
-        return [(order[:SIGNAL_FIT_ROWS], order[SIGNAL_FIT_ROWS:SIGNAL_FIT_ROWS + SIGNAL_HELD_OUT_ROWS])]
+        return [(order[:SIGNAL_FIT_ROWS], order[SIGNAL_FIT_ROWS : SIGNAL_FIT_ROWS + SIGNAL_HELD_OUT_ROWS])]
     half = n // 2  # equal halves (an odd row left out): one predict shape, traced once
-    first, second = order[:half], order[half:2 * half]
+    first, second = order[:half], order[half : 2 * half]
     return [(first, second), (second, first)]
 
 
@@ -181,10 +228,9 @@ class StepTrainer(FreshClone):
         self.reset()
         self.before = np.asarray(self.clone.predict_on_batch(x_held), dtype=np.float64).reshape(len(x_held), -1)
         batch = min(SIGNAL_BATCH, len(x))
-        order = np.concatenate([self.rng.permutation(len(x))
-                                for _ in range(math.ceil(SIGNAL_STEPS * batch / len(x)))])
+        order = np.concatenate([self.rng.permutation(len(x)) for _ in range(math.ceil(SIGNAL_STEPS * batch / len(x)))])
         for step in range(SIGNAL_STEPS):
-            rows = order[step * batch:(step + 1) * batch]
+            rows = order[step * batch : (step + 1) * batch]
             self.clone.train_on_batch(x[rows], y[rows])
         self.fitted = np.asarray(self.clone.predict_on_batch(x), dtype=np.float64).reshape(len(x), -1)
         predictions = np.asarray(self.clone.predict_on_batch(x_held), dtype=np.float64)
@@ -202,8 +248,9 @@ def _ranks(predictions: np.ndarray) -> np.ndarray:
 
 def _order_kept(before: np.ndarray, after: np.ndarray) -> float:
     """Mean rank correlation between held-out predictions before and after training, over output columns."""
-    columns = [_rank_correlation(_ranks(before[:, j]), after[:, j])
-               for j in range(min(before.shape[1], after.shape[1]))]
+    columns = [
+        _rank_correlation(_ranks(before[:, j]), after[:, j]) for j in range(min(before.shape[1], after.shape[1]))
+    ]
     finite = [c for c in columns if np.isfinite(c)]
     return float(np.mean(finite)) if finite else 1.0
 
@@ -214,14 +261,14 @@ def _fold_mean(folds: list[tuple[float, float]]) -> tuple[float, float]:
     return float(np.mean(skills)), math.sqrt(sum(s**2 for s in spreads)) / len(spreads)
 
 
-def _skill_and_spread(task: str, predictions: np.ndarray, target: np.ndarray, rng: np.random.Generator
-                      ) -> tuple[float, float]:
+def _skill_and_spread(
+    task: str, predictions: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float]:
     """How well the predictions rank the held-out targets, and the standard deviation of that skill when the
     targets are shuffled (its spread when the predictions carry no information)."""
     score_ranks = _ranks(predictions)
     skill = _skill(task, score_ranks, target)
-    shuffled = [_skill(task, score_ranks, target[rng.permutation(len(target))])
-                for _ in range(SIGNAL_PERMUTATIONS)]
+    shuffled = [_skill(task, score_ranks, target[rng.permutation(len(target))]) for _ in range(SIGNAL_PERMUTATIONS)]
     return skill, float(np.std(shuffled))
 
 

@@ -20,12 +20,14 @@ from runner.diagnostics.result import FAIL, PASS, CheckResult
 NAME = f"{STAGE}.loss_reduction"
 SUM_REDUCTION_RATIO = 1.5  # loss on a batch repeated twice / loss on the batch: 1 for a mean, 2 for a sum
 PROBE_ROWS = 64  # rows of the batch (at most options.probe_samples): the ratio is exact on any batch
-FIX = ("Use a mean reduction (reduction='sum_over_batch_size'), or the effective learning rate scales with the "
-       "batch size.")
+FIX = (
+    "Use a mean reduction (reduction='sum_over_batch_size'), or the effective learning rate scales with the batch size."
+)
 
 
-def duplicated_batch_losses(model: keras.Model, loss: LossInfo, data: DiagnosticData, options: DiagnosticOptions
-                            ) -> tuple[float, float]:
+def duplicated_batch_losses(
+    model: keras.Model, loss: LossInfo, data: DiagnosticData, options: DiagnosticOptions
+) -> tuple[float, float]:
     """The loss on a batch and on that batch repeated twice."""
     x, y = probe_batch(data, min(PROBE_ROWS, options.probe_samples), options.seed)
     single = batch_loss(loss.fn, y, predict(model, x))
@@ -33,8 +35,13 @@ def duplicated_batch_losses(model: keras.Model, loss: LossInfo, data: Diagnostic
     return single, double
 
 
-@check(NAME, what="the loss on a batch repeated twice divided by the loss on the batch (1 for a mean, 2 for a "
-       "sum)", threshold=SUM_REDUCTION_RATIO, fix=FIX, scope="model")
+@check(
+    NAME,
+    what="the loss on a batch repeated twice divided by the loss on the batch (1 for a mean, 2 for a sum)",
+    threshold=SUM_REDUCTION_RATIO,
+    fix=FIX,
+    scope="model",
+)
 def check_loss_reduction(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """A mean-reduced loss is unchanged when the batch is duplicated; a summed one doubles."""
     loss = compiled_loss(model)
@@ -43,7 +50,13 @@ def check_loss_reduction(model: keras.Model, data: DiagnosticData, options: Diag
     limit = options.threshold(NAME, SUM_REDUCTION_RATIO)
     evidence = {"loss": single, "loss_duplicated_batch": double, "reduction": loss.reduction}
     if ratio > limit:
-        return result(NAME, FAIL, ratio, limit,
-                      f"the loss grows {ratio:.2f}x when the batch is duplicated: it is summed, not averaged", FIX,
-                      evidence=evidence)
+        return result(
+            NAME,
+            FAIL,
+            ratio,
+            limit,
+            f"the loss grows {ratio:.2f}x when the batch is duplicated: it is summed, not averaged",
+            FIX,
+            evidence=evidence,
+        )
     return result(NAME, PASS, ratio, limit, f"loss averaged over the batch (ratio {ratio:.2f})", evidence=evidence)

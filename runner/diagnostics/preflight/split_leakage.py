@@ -16,8 +16,10 @@ NAME = f"{STAGE}.split_leakage"
 # them unreliable (FAIL).
 LEAKAGE_WARN, LEAKAGE_FAIL = 0.01, 0.10
 DUPLICATES_EXPLAIN = 1.5  # held-out overlap up to this x the within-train twin rate: the data's own repeats
-FIX = ("Deduplicate the rows before splitting (or keep duplicates in the same split), or the held-out scores "
-       "overstate generalisation.")
+FIX = (
+    "Deduplicate the rows before splitting (or keep duplicates in the same split), or the held-out scores "
+    "overstate generalisation."
+)
 
 
 def row_hashes(x) -> list[int]:
@@ -42,8 +44,13 @@ def overlap(data: DiagnosticData, held_out: list[tuple[str, np.ndarray]]) -> tup
     return twin_rate, evidence, shares, leaked, total
 
 
-@check(NAME, what="the share of validation/test rows whose inputs occur verbatim in the training split",
-       threshold=f"WARN > {LEAKAGE_WARN:g}, FAIL > {LEAKAGE_FAIL:g}", fix=FIX, scope="data")
+@check(
+    NAME,
+    what="the share of validation/test rows whose inputs occur verbatim in the training split",
+    threshold=f"WARN > {LEAKAGE_WARN:g}, FAIL > {LEAKAGE_FAIL:g}",
+    fix=FIX,
+    scope="data",
+)
 def check_split_leakage(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Share of val/test rows whose inputs occur verbatim in the training split.
 
@@ -60,15 +67,23 @@ def check_split_leakage(data: DiagnosticData, options: DiagnosticOptions) -> Che
     fail = options.threshold(f"{NAME}.fail", LEAKAGE_FAIL)
     threshold = f"WARN > {warn:g}, FAIL > {fail:g} unless the training split repeats rows at a similar rate"
     if share <= warn:
-        return result(NAME, PASS, share, threshold, f"{leaked} of {total} held-out rows occur in the training "
-                      "split", evidence=evidence)
+        return result(
+            NAME,
+            PASS,
+            share,
+            threshold,
+            f"{leaked} of {total} held-out rows occur in the training split",
+            evidence=evidence,
+        )
     message = f"{share:.1%} of the validation/test rows ({leaked} of {total}) also occur in the training split"
     # Per split: copies pushed into one split (the test set) stand out against the data's own repeat rate even
     # when the other split dilutes the total.
     if max(shares.values()) <= DUPLICATES_EXPLAIN * twin_rate:
         # What any random split of this data gives is not a fault of the split: a WARN on every run of such a
         # data set (the white wine data) would teach users to ignore WARNs.
-        message += (f"; the data set itself repeats rows ({twin_rate:.1%} of training rows have a twin within "
-                    "the training split), so this overlap is what any random split of it gives")
+        message += (
+            f"; the data set itself repeats rows ({twin_rate:.1%} of training rows have a twin within "
+            "the training split), so this overlap is what any random split of it gives"
+        )
         return result(NAME, PASS, share, threshold, message, evidence=evidence)
     return result(NAME, FAIL if share > fail else WARN, share, threshold, message, FIX, evidence=evidence)

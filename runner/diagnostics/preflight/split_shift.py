@@ -39,16 +39,22 @@ CLIP_Z = 10.0
 # Noise (in pooled stds) added to the classifier's inputs: without it a shift of 0.01 std in a discrete
 # feature (a per-split scaler moving the mass at 0 slightly) separates every tied pair, up to AUC 0.5 + P(tie) / 2.
 JITTER = 0.1
-FIX = ("Apply the same preprocessing to every split (fit scalers on train, apply them to all), check units and "
-       "the order of sequence steps or image encodings per split, and split at random (or stratified) unless a "
-       "time split is intended.")
+FIX = (
+    "Apply the same preprocessing to every split (fit scalers on train, apply them to all), check units and "
+    "the order of sequence steps or image encodings per split, and split at random (or stratified) unless a "
+    "time split is intended."
+)
 
 
-@check(NAME, what="the cross-validated ROC AUC of a linear classifier telling training inputs from validation "
-       "or test inputs (the larger of the two)",
-       threshold=f"WARN > 0.5 + max({SHIFT_WARN_FLOOR:g}, {SHIFT_WARN_Z:g} sd), FAIL > 0.5 + "
-                 f"max({SHIFT_FAIL_FLOOR:g}, {SHIFT_FAIL_Z:g} sd); sd: the AUC's spread under one distribution",
-       fix=FIX, scope="data")
+@check(
+    NAME,
+    what="the cross-validated ROC AUC of a linear classifier telling training inputs from validation "
+    "or test inputs (the larger of the two)",
+    threshold=f"WARN > 0.5 + max({SHIFT_WARN_FLOOR:g}, {SHIFT_WARN_Z:g} sd), FAIL > 0.5 + "
+    f"max({SHIFT_FAIL_FLOOR:g}, {SHIFT_FAIL_Z:g} sd); sd: the AUC's spread under one distribution",
+    fix=FIX,
+    scope="data",
+)
 def check_split_shift(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Train vs val and train vs test: a classifier two-sample test (cross-validated ROC AUC of telling the
     splits apart from their inputs), with the most shifted features as evidence.  Value: the largest AUC."""
@@ -58,8 +64,11 @@ def check_split_shift(data: DiagnosticData, options: DiagnosticOptions) -> Check
         return result(NAME, SKIP, None, None, f"not run: {reason}")
     small = [split for split in pairs if len(getattr(data, f"x_{split}")) < SHIFT_MIN_ROWS]
     train = np.asarray(data.x_train)
-    comparisons = {split: compare(train, np.asarray(getattr(data, f"x_{split}")), data.feature_names,
-                                  options.seed) for split in pairs if split not in small}
+    comparisons = {
+        split: compare(train, np.asarray(getattr(data, f"x_{split}")), data.feature_names, options.seed)
+        for split in pairs
+        if split not in small
+    }
     worst_split = max(comparisons, key=lambda split: comparisons[split]["excess"])
     worst = comparisons[worst_split]
     warn_at = options.threshold(f"{NAME}.warn", worst["warn_at"])
@@ -68,13 +77,27 @@ def check_split_shift(data: DiagnosticData, options: DiagnosticOptions) -> Check
     evidence = {"splits": comparisons, "worst_split": worst_split, "skipped_small_splits": small}
     bounds = f"one distribution: ~0.5; WARN above {warn_at:.2f}, FAIL above {fail_at:.2f}"
     if auc <= warn_at:
-        return result(NAME, PASS, auc, fail_at, f"train and {worst_split} look alike: a classifier tells them "
-                      f"apart with AUC {auc:.2f} ({bounds})", evidence=evidence)
-    moved = ", ".join(f"{f['feature']} (SMD {f['smd']:+.2f}, std x{f['std_ratio']:.2g})"
-                      for f in worst["worst_features"][:3])
-    return result(NAME, FAIL if auc > fail_at else WARN, auc, fail_at,
-                  f"train and {worst_split} inputs differ: a classifier tells them apart with AUC {auc:.2f} "
-                  f"({bounds}); most shifted features: {moved}", FIX, evidence=evidence)
+        return result(
+            NAME,
+            PASS,
+            auc,
+            fail_at,
+            f"train and {worst_split} look alike: a classifier tells them apart with AUC {auc:.2f} ({bounds})",
+            evidence=evidence,
+        )
+    moved = ", ".join(
+        f"{f['feature']} (SMD {f['smd']:+.2f}, std x{f['std_ratio']:.2g})" for f in worst["worst_features"][:3]
+    )
+    return result(
+        NAME,
+        FAIL if auc > fail_at else WARN,
+        auc,
+        fail_at,
+        f"train and {worst_split} inputs differ: a classifier tells them apart with AUC {auc:.2f} "
+        f"({bounds}); most shifted features: {moved}",
+        FIX,
+        evidence=evidence,
+    )
 
 
 def _split_shift_skip(data: DiagnosticData, pairs: list[str]) -> str | None:
@@ -99,8 +122,15 @@ def compare(train: np.ndarray, other: np.ndarray, feature_names, seed: int) -> d
     sd = math.sqrt((len(a) + len(b) + 1) / (12.0 * len(a) * len(b)))
     warn_at = min(0.5 + max(SHIFT_WARN_FLOOR, SHIFT_WARN_Z * sd), 0.99)
     fail_at = min(0.5 + max(SHIFT_FAIL_FLOOR, SHIFT_FAIL_Z * sd), 0.995)
-    return {"auc": round(auc, 4), "rows": [len(a), len(b)], "null_sd": round(sd, 4), "warn_at": round(warn_at, 4),
-            "fail_at": round(fail_at, 4), "excess": (auc - 0.5) / (fail_at - 0.5), **stats}
+    return {
+        "auc": round(auc, 4),
+        "rows": [len(a), len(b)],
+        "null_sd": round(sd, 4),
+        "warn_at": round(warn_at, 4),
+        "fail_at": round(fail_at, 4),
+        "excess": (auc - 0.5) / (fail_at - 0.5),
+        **stats,
+    }
 
 
 def _sample(x: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,10 +151,19 @@ def feature_shift(a: np.ndarray, b: np.ndarray, feature_names) -> dict:
     badness = np.maximum(np.abs(smd), np.abs(np.log(ratio)))
     order = np.argsort(-badness)[:WORST_FEATURES]
     names = feature_names if feature_names is not None and len(feature_names) == a.shape[1] else None
-    worst = [{"feature": names[i] if names else int(i), "smd": round(float(smd[i]), 3),
-              "std_ratio": round(float(ratio[i]), 3)} for i in order]
-    return {"worst_features": worst, "max_abs_smd": round(float(np.abs(smd).max()), 3),
-            "max_abs_log_std_ratio": round(float(np.abs(np.log(ratio)).max()), 3)}
+    worst = [
+        {
+            "feature": names[i] if names else int(i),
+            "smd": round(float(smd[i]), 3),
+            "std_ratio": round(float(ratio[i]), 3),
+        }
+        for i in order
+    ]
+    return {
+        "worst_features": worst,
+        "max_abs_smd": round(float(np.abs(smd).max()), 3),
+        "max_abs_log_std_ratio": round(float(np.abs(np.log(ratio)).max()), 3),
+    }
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -158,8 +197,9 @@ def shift_features(x: np.ndarray, seed: int) -> np.ndarray:
     flat = _flat(x)
     z = _standardise(flat)
     # Row summaries over every feature catch a shift confined to a few features that pooling would dilute.
-    rows = np.column_stack([z.mean(axis=1), np.abs(z).mean(axis=1), np.abs(z).max(axis=1), flat.mean(axis=1),
-                            flat.std(axis=1)])
+    rows = np.column_stack(
+        [z.mean(axis=1), np.abs(z).mean(axis=1), np.abs(z).max(axis=1), flat.mean(axis=1), flat.std(axis=1)]
+    )
     pooled = _standardise(_pool(np.asarray(x, dtype=np.float64)))
     parts = [pooled, np.abs(pooled), rows]
     if x.ndim in (2, 3) and x.shape[1] >= 8:  # possibly a sequence (a table gets harmless extra columns)
