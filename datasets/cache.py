@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from .containers import SPLIT_NAMES, Dataset, Split
+from .containers import Dataset, Split
 from .fetch import FoundFile, default_cache_dir, sha256_of
+from .specs import SPLITS
 
 log = logging.getLogger("datasets")
 
@@ -121,7 +122,7 @@ def write_entry(entry: Path, data: Dataset, key: dict, replace: bool = False) ->
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp"))
     try:
         splits = {name: write_split(tmp, name, split) for name, split in data.splits().items()}
-        described = {f.name: getattr(data, f.name) for f in fields(Dataset) if f.name not in SPLIT_NAMES}
+        described = {f.name: getattr(data, f.name) for f in fields(Dataset) if f.name not in SPLITS}
         meta = {"format": FORMAT, "key": key, "dataset": described, "splits": splits}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         publish(tmp, entry, replace)
@@ -188,7 +189,7 @@ def read_entry(entry: Path, key: dict) -> Dataset:
     meta = json.loads((entry / "meta.json").read_text())
     if meta.get("format") != FORMAT or meta.get("key") != key:
         raise EntryDamaged("meta.json describes a different entry")
-    splits = {name: read_split(entry, meta["splits"][name]) for name in SPLIT_NAMES}
+    splits = {name: read_split(entry, meta["splits"][name]) for name in SPLITS}
     return Dataset(**splits, **meta["dataset"])
 
 

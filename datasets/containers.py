@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPLIT_NAMES = ("train", "val", "test")
+from .specs import SPLITS
 
 
 @dataclass
@@ -67,4 +67,4 @@ class Dataset:
         return len(self.class_names)
 
     def splits(self) -> dict[str, Split]:
-        return {"train": self.train, "val": self.val, "test": self.test}
+        return {name: getattr(self, name) for name in SPLITS}

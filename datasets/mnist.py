@@ -12,12 +12,13 @@ from .containers import Dataset, Split
 from .errors import DataFormatError
 from .fetch import FoundFile, checksum_notes, find_file
 from .options import CommonOptions
+from .specs import SPECS
 from .splitting import finalize
 
 FILE = "mnist/mnist.npz"
 IMAGE_SHAPE = (28, 28)
 KEYS = ("x_train", "y_train", "x_test", "y_test")
-CLASS_NAMES = [str(d) for d in range(10)]
+CLASS_NAMES = [str(d) for d in range(SPECS["mnist"].n_classes)]
 FEATURE_NAMES = [f"pixel_{r}_{c}" for r in range(IMAGE_SHAPE[0]) for c in range(IMAGE_SHAPE[1])]
 
 
@@ -65,7 +66,7 @@ def parse_mnist(found: FoundFile, opts: CommonOptions, flatten: bool, val_size: 
     ] + notes
     return Dataset(
         name="mnist",
-        task="multiclass",
+        task=SPECS["mnist"].task,
         **splits,
         feature_names=list(FEATURE_NAMES),
         target_name="digit",

@@ -1,18 +1,15 @@
-"""load_dataset: one entry point that dispatches by name and checks option names."""
+"""load_dataset: one entry point that dispatches by name (datasets/specs.py) and checks option names."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 from .containers import Dataset
-from .mnist import load_mnist
 from .options import common_option_names
-from .seizure import load_seizure
-from .synthetic import load_synthetic
-from .wine import load_wine
+from .specs import DATASET_NAMES, SPECS
 
-LOADERS = {"wine": load_wine, "seizure": load_seizure, "mnist": load_mnist, "synthetic": load_synthetic}
-DATASET_NAMES = tuple(LOADERS)
+__all__ = ["DATASET_NAMES", "load_dataset", "option_names"]
 
 
 def option_names(name: str) -> list[str]:
@@ -23,7 +20,7 @@ def option_names(name: str) -> list[str]:
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load a data set by name ("wine", "seizure", "mnist", "synthetic") with keyword options."""
+    """Load a data set by name (one of DATASET_NAMES: wine, seizure, mnist, synthetic) with keyword options."""
     valid = option_names(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
@@ -34,6 +31,7 @@ def load_dataset(name: str, **options) -> Dataset:
 
 
 def _loader(name: str):
-    if name not in LOADERS:
+    if name not in SPECS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
-    return LOADERS[name]
+    module, function = SPECS[name].loader.split(":")
+    return getattr(importlib.import_module(module), function)

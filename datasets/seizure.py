@@ -13,11 +13,12 @@ from .containers import Dataset, Split
 from .errors import DataFormatError
 from .fetch import FoundFile, book_split_files, check_file, checksum_notes, find_file, find_local, search_places
 from .options import CommonOptions
+from .specs import SPECS, SPLITS
 from .splitting import finalize, random_split
 
 # Both layouts hold the same rows; the UCI one is first because it is the one we can download.
 FULL_FILES = ["seizure/epileptic_seizure_recognition.csv", "seizure/kaggle_epileptic_seizure_recognition.csv"]
-BOOK_FILES = {name: f"seizure/book_split/{name}_data.csv" for name in ("train", "val", "test")}
+BOOK_FILES = {name: f"seizure/book_split/{name}_data.csv" for name in SPLITS}
 FEATURES = [f"X{i}" for i in range(1, 179)]
 CLASS_NAMES = ["non-seizure", "seizure"]
 ORIGINAL_CLASSES = "1 seizure, 2 tumour area, 3 healthy area, 4 eyes closed, 5 eyes open"
@@ -54,7 +55,7 @@ def parse_seizure(
     splits, feature_scaling, more_notes = finalize(splits, opts, stratify=True)
     return Dataset(
         name="seizure",
-        task="binary",
+        task=SPECS["seizure"].task,
         **splits,
         feature_names=list(FEATURES),
         target_name="y",

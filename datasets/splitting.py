@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .containers import SPLIT_NAMES, Split
+from .containers import Split
 from .options import CommonOptions
+from .specs import SPLITS
 
 
 def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
@@ -97,6 +98,6 @@ def finalize(
     if opts.scale == "none":
         return {k: Split(s.x.astype(np.float32, copy=False), s.y, s.meta) for k, s in splits.items()}, None, notes
     mean, std = fit_standard(splits["train"].x)
-    splits = {k: apply_standard(splits[k], mean, std) for k in SPLIT_NAMES}
+    splits = {k: apply_standard(splits[k], mean, std) for k in SPLITS}
     scaling = {"method": "standard", "mean": mean.tolist(), "std": std.tolist()}
     return splits, scaling, notes

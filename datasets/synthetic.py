@@ -6,9 +6,10 @@ import numpy as np
 
 from .containers import Dataset, Split
 from .options import CommonOptions
+from .specs import SYNTHETIC_TASKS
 from .splitting import finalize, random_split
 
-TASKS = ("regression", "binary", "multiclass", "xor", "sequence")
+TASKS = tuple(SYNTHETIC_TASKS)  # the task option; SYNTHETIC_TASKS maps each to the task it poses
 
 
 def load_synthetic(
@@ -34,7 +35,8 @@ def load_synthetic(
     if n_samples < 3 or n_features < 1 or seq_len < 2 or n_classes < 2:
         raise ValueError("need n_samples >= 3, n_features >= 1, seq_len >= 2 and n_classes >= 2")
 
-    x, y, kind, classes, names = _generate(task, n_samples, n_features, n_classes, seq_len, noise, seed)
+    kind = SYNTHETIC_TASKS[task]
+    x, y, classes, names = _generate(task, n_samples, n_features, n_classes, seq_len, noise, seed)
     table = Split(x, y, {"row_id": np.arange(1, n_samples + 1)})
     parts, stratified = random_split(n_samples, opts, strata=y if kind != "regression" else None)
     splits = {name: table.take(index) for name, index in parts.items()}
@@ -62,25 +64,25 @@ def load_synthetic(
 
 
 def _generate(task, n, n_features, n_classes, seq_len, noise, seed):
-    """(x, y, task kind, class names, feature names) for one synthetic task."""
+    """(x, y, class names, feature names) for one synthetic task."""
     rng = np.random.default_rng(seed)
     names = [f"x{i}" for i in range(1, n_features + 1)]
     if task == "xor":
         bits = rng.integers(0, 2, size=(n, 2))
         x = bits + noise * rng.standard_normal((n, 2))
-        return x, (bits[:, 0] ^ bits[:, 1]).astype(np.int64), "binary", ["0", "1"], ["x1", "x2"]
+        return x, (bits[:, 0] ^ bits[:, 1]).astype(np.int64), ["0", "1"], ["x1", "x2"]
     if task == "sequence":
         walks = np.cumsum(rng.standard_normal((n, seq_len)), axis=1)
         half = seq_len // 2
         y = walks[:, :half].std(axis=1) - walks[:, half:].std(axis=1)
         x = walks + noise * rng.standard_normal(walks.shape)
-        return x, y, "regression", None, [f"t{i}" for i in range(1, seq_len + 1)]
+        return x, y, None, [f"t{i}" for i in range(1, seq_len + 1)]
     x = rng.standard_normal((n, n_features))
     if task == "regression":
         y = x @ rng.standard_normal(n_features) + noise * rng.standard_normal(n)
-        return x, y, "regression", None, names
+        return x, y, None, names
     if task == "binary":
         score = x @ rng.standard_normal(n_features) + noise * rng.standard_normal(n)
-        return x, (score > 0).astype(np.int64), "binary", ["0", "1"], names
+        return x, (score > 0).astype(np.int64), ["0", "1"], names
     scores = x @ rng.standard_normal((n_features, n_classes)) + noise * rng.standard_normal((n, n_classes))
-    return x, scores.argmax(axis=1).astype(np.int64), "multiclass", [str(k) for k in range(n_classes)], names
+    return x, scores.argmax(axis=1).astype(np.int64), [str(k) for k in range(n_classes)], names

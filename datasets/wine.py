@@ -11,10 +11,11 @@ from .cache import cached
 from .containers import Dataset, Split
 from .fetch import FoundFile, book_split_files, checksum_notes, find_file
 from .options import CommonOptions
+from .specs import HELD_OUT, SPECS, SPLITS
 from .splitting import finalize, quantile_bins, random_split, split_sizes
 
 FULL_FILE = "wine/winequality-white.csv"
-BOOK_FILES = {name: f"wine/book_split/{name}_data.csv" for name in ("train", "val", "test")}
+BOOK_FILES = {name: f"wine/book_split/{name}_data.csv" for name in SPLITS}
 COLUMNS = [
     "fixed acidity",
     "volatile acidity",
@@ -86,7 +87,7 @@ def parse_wine(
     splits, target_scaling = _scale_target(splits, target) if scale_target else (_as_float32_y(splits), None)
     return Dataset(
         name="wine",
-        task="regression",
+        task=SPECS["wine"].task,
         **splits,
         feature_names=features,
         target_name=target,
@@ -137,7 +138,7 @@ def _as_float32_y(splits: dict[str, Split]) -> dict[str, Split]:
 def _duplicate_note(splits: dict[str, Split]) -> list[str]:
     """Warn that identical wines can sit in train and in val/test (the white file has repeated rows)."""
     train = set(_row_keys(splits["train"]))
-    counts = {name: sum(key in train for key in _row_keys(splits[name])) for name in ("val", "test")}
+    counts = {name: sum(key in train for key in _row_keys(splits[name])) for name in HELD_OUT}
     if not any(counts.values()):
         return []
     return [

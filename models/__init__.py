@@ -4,33 +4,35 @@ Nothing here knows about Hydra or MLflow, so the builders can be used from any s
 
     from models import build_model
     model = build_model("mlp", input_shape=(10,), output_units=1, hidden_units=[32])
+
+``import models`` (and ``models.losses``, the task/loss/output rules) does not load Keras: the builders are
+imported on first use, so a config can be checked against the rules before TensorFlow starts.
 """
 
-from models.bilstm import build_bilstm
-from models.mlp import build_mlp
+from importlib import import_module
 
-BUILDERS = {"mlp": build_mlp, "bilstm": build_bilstm}
-ARCHITECTURES = tuple(BUILDERS)
+from models.losses import output_head
+
+# architecture -> (module, builder); the module is imported on first use (it imports Keras).
+_BUILDERS = {"mlp": ("models.mlp", "build_mlp"), "bilstm": ("models.bilstm", "build_bilstm")}
+ARCHITECTURES = tuple(_BUILDERS)
 
 
 def build_model(architecture: str, **options):
     """Build the network named by ``architecture`` ("mlp" or "bilstm") from keyword options."""
     try:
-        builder = BUILDERS[architecture]
+        module, builder = _BUILDERS[architecture]
     except KeyError:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}") from None
-    return builder(**options)
+    return getattr(import_module(module), builder)(**options)
 
 
-def output_head(task: str, n_classes: int) -> tuple[int, str]:
-    """The conventional output layer for a task: (units, activation)."""
-    if task == "regression":
-        return 1, "linear"
-    if task == "binary":
-        return 1, "sigmoid"
-    if task == "multiclass":
-        return n_classes, "softmax"
-    raise ValueError(f"unknown task {task!r}; expected regression, binary or multiclass")
+def __getattr__(name: str):
+    """build_mlp, build_bilstm, ...: the builders, imported on first use (PEP 562)."""
+    for module, builder in _BUILDERS.values():
+        if name == builder:
+            return getattr(import_module(module), builder)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ARCHITECTURES", "build_bilstm", "build_mlp", "build_model", "output_head"]

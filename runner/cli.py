@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.config.paths import CONF_DIR, GROUPS
 from runner.config.schema import register_configs
-from runner.config.validation import validate
+from runner.config.spec import prepare
 from runner.errors import RunnerError
-from runner.runtime import interrupts
+from runner.runtime import compat, interrupts
 from runner.runtime.console import apply_verbosity, native_log_filtered
 from runner.runtime.resources import job_share
 from runner.runtime.security import TargetNotAllowed, check_targets
@@ -51,26 +51,18 @@ def refuse_untrusted_targets() -> None:
     """Check every config Hydra composes for `_target_`s outside our packages (runner/runtime/security.py).
 
     Hydra instantiates hydra.callbacks right after composing, before the task function runs, and offers no
-    hook in between: wrapping its compose step is the one place that sees the config before any target is
-    imported (on every path: a run, a sweep, --cfg).
+    hook in between: wrapping its compose step (runner/runtime/compat.py) is the one place that sees the
+    config before any target is imported (on every path: a run, a sweep, --cfg).
     """
-    from hydra._internal.hydra import Hydra
     from hydra.errors import ConfigCompositionException
 
-    compose = Hydra.compose_config
-    if getattr(compose, "checks_targets", False):
-        return
-
-    def compose_and_check(self, *args, **kwargs):
-        config = compose(self, *args, **kwargs)
+    def check(config: DictConfig) -> None:
         try:
             check_targets(config)
         except TargetNotAllowed as error:
             raise ConfigCompositionException(f"Error: {error}") from None  # Hydra prints just the message
-        return config
 
-    compose_and_check.checks_targets = True
-    Hydra.compose_config = compose_and_check
+    compat.after_hydra_compose(check)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -81,18 +73,18 @@ def _hydra_entry(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        validate(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
-        apply_verbosity(cfg.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
-        with native_log_filtered(cfg.verbosity):  # TensorFlow loads here
+        spec = prepare(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
+        apply_verbosity(spec.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
+        with native_log_filtered(spec.verbosity):  # TensorFlow loads here
             from runner.run.job import run_job
         from runner.sweep.child import child_link
 
         # In a sweep the run becomes a child of the parent run that the sweep-record callback opened.
-        link = child_link(hydra_cfg, cfg) if in_sweep else {}
+        link = child_link(hydra_cfg, spec) if in_sweep else {}
         # Jobs launched side by side split the cores between them (runner/runtime/resources.py).
         share = job_share(OmegaConf.to_container(hydra_cfg.launcher) if in_sweep else None)
         result = run_job(
-            cfg, output_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task), share=share, **link
+            spec, output_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task), share=share, **link
         )
     except Exception as error:
         if in_sweep or not _is_user_error(error):
@@ -115,18 +107,8 @@ def prepare_completion() -> None:
     line = os.environ.get("COMP_LINE")
     if line is not None:
         os.environ["COMP_LINE"] = re.sub(r"^\s*\S*python[\d.]*\s+-m\s+runner\b", "runner", line)
-    from hydra.plugins.completion_plugin import CompletionPlugin
-
-    query = CompletionPlugin._query
-    if getattr(query, "hides_schemas", False):
-        return
-
-    def without_schemas(self, *args, **kwargs):
-        # schema/ holds the dataclasses the YAML files extend (runner/config/schema.py), not options to choose.
-        return [word for word in query(self, *args, **kwargs) if not word.lstrip("+~").startswith("schema/")]
-
-    without_schemas.hides_schemas = True
-    CompletionPlugin._query = without_schemas
+    # schema/ holds the dataclasses the YAML files extend (runner/config/schema.py), not options to choose.
+    compat.filter_completions(lambda word: not word.lstrip("+~").startswith("schema/"))
 
 
 def _is_user_error(error: Exception) -> bool:

@@ -1,7 +1,10 @@
 """MLflow record of a run: store and experiment set-up, params, tags, metrics, artifacts and final status.
 
 All calls go through an explicit ``MlflowClient`` and run id (no global active run), so parallel jobs and
-nested sweep runs cannot pick up each other's run.
+nested sweep runs cannot pick up each other's run. This module is the one door to MLflow: every param, tag,
+metric, artifact and status change of any run (a job's, a sweep's parent, a pruned or stale trial) goes
+through ``RunRecord``, which redacts secrets on the way (tests/test_mlflow_door.py holds the rest of
+``runner`` to that).
 """
 
 import contextlib
@@ -22,6 +25,7 @@ from urllib.parse import urlparse
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from datasets import SPLITS
 from runner.errors import TrackingError
 from runner.runtime.security import redact_mapping, redact_text
 
@@ -44,7 +48,8 @@ PACKAGES = (
 )
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batch call
-TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv"}  # files log_artifact redacts like log_text
+# Files log_artifact and log_folder redact like log_text (when redaction changes them; else uploaded as they are).
+TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv", ".html"}
 MAX_REDACTED_BYTES = 50 << 20
 
 
@@ -120,6 +125,11 @@ def attach(uri: str, parent_run_id: str) -> Tracker:
     return Tracker(client=client, experiment_id=parent.info.experiment_id, uri=uri)
 
 
+def store(uri: str, experiment_id: str) -> Tracker:
+    """The store and experiment of runs that already exist (a sweep's parent and children), without checks."""
+    return Tracker(client=MlflowClient(tracking_uri=uri), experiment_id=experiment_id, uri=uri)
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
     """MLflow's own client retries for minutes; a quick probe of /health fails fast instead."""
     try:
@@ -184,7 +194,7 @@ def data_tags(data) -> dict[str, str]:
     tags = {
         "runner.data.split": data.split_source,
         "runner.data.task": data.task,
-        "runner.data.rows": "/".join(str(len(data.splits()[s].y)) for s in ("train", "val", "test")),
+        "runner.data.rows": "/".join(str(len(data.splits()[s].y)) for s in SPLITS),
     }
     for path, digest in data.files.items():
         tags[f"runner.data.sha256.{Path(path).parent.name}/{Path(path).name}"] = digest
@@ -192,17 +202,25 @@ def data_tags(data) -> dict[str, str]:
 
 
 class RunRecord:
-    """One MLflow run: log as you go; ``finish``/``fail`` set the final status."""
+    """One MLflow run: log as you go; ``finish``/``fail`` (or ``terminate``) set the final status."""
 
     def __init__(self, tracker: Tracker, run_name: str, tags: dict[str, str], parent_run_id: str | None = None):
         self.client = tracker.client
         if parent_run_id is not None:  # the tag MLflow's UI nests child runs by
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
         # Every param, tag and text artifact goes through redaction: secrets never reach the store.
-        run = self.client.create_run(tracker.experiment_id, run_name=run_name, tags=redact_mapping(tags))
+        run = self.client.create_run(tracker.experiment_id, run_name=redact_text(run_name), tags=redact_mapping(tags))
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
         self.experiment_id = tracker.experiment_id
+
+    @classmethod
+    def existing(cls, tracker: Tracker, run_id: str, artifact_uri: str | None = None) -> "RunRecord":
+        """A run that is already in the store, as it is (no read, no change): to log onto it or end it."""
+        record = cls.__new__(cls)
+        record.client, record.run_id = tracker.client, run_id
+        record.artifact_uri, record.experiment_id = artifact_uri, tracker.experiment_id
+        return record
 
     @classmethod
     def reopen(cls, tracker: Tracker, run_id: str, tags: dict[str, str]) -> "RunRecord":
@@ -210,13 +228,12 @@ class RunRecord:
         run = tracker.client.get_run(run_id)
         if run.info.status == "FINISHED":
             raise TrackingError(f"run {run_id} has finished: there is nothing to resume")
-        record = cls.__new__(cls)
-        record.client, record.run_id = tracker.client, run_id
-        record.artifact_uri, record.experiment_id = run.info.artifact_uri, run.info.experiment_id
+        record = cls.existing(tracker, run_id, run.info.artifact_uri)
+        record.experiment_id = run.info.experiment_id
         for key in ("runner.error", "runner.error_type"):  # why it stopped no longer describes the run
             if key in run.data.tags:
-                tracker.client.delete_tag(run_id, key)
-        tracker.client.update_run(run_id, status="RUNNING")
+                record.delete_tag(key)
+        record.set_status("RUNNING")
         record.set_tags(tags)
         return record
 
@@ -230,20 +247,36 @@ class RunRecord:
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, tags=items[start : start + BATCH])
 
+    def delete_tag(self, key: str) -> None:
+        self.client.delete_tag(self.run_id, key)
+
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
 
+    def metric_steps(self, key: str) -> set[int]:
+        """The steps at which the run has a value of metric ``key`` (a read)."""
+        return {point.step for point in self.client.get_metric_history(self.run_id, key)}
+
     def log_artifact(self, path: Path, folder: str) -> None:
         path = Path(path)
-        if path.suffix in TEXT_SUFFIXES and path.stat().st_size <= MAX_REDACTED_BYTES:
-            text = path.read_text(errors="replace")
-            if redact_text(text) != text:
-                self.log_text(text, f"{folder}/{path.name}")
-                return
+        if _needs_redaction(path):
+            self.log_text(path.read_text(errors="replace"), f"{folder}/{path.name}")
+            return
         self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_folder(self, path: Path, folder: str) -> None:
+        """Every file under ``path``, at the same relative place under ``folder``; text files are redacted
+        like ``log_artifact``'s (one upload of the whole folder when none needs it)."""
+        path = Path(path)
+        files = sorted(file for file in path.rglob("*") if file.is_file())
+        if not any(_needs_redaction(file) for file in files):
+            self.client.log_artifacts(self.run_id, str(path), folder)
+            return
+        for file in files:
+            self.log_artifact(file, "/".join([folder, *file.relative_to(path).parent.parts]))
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, redact_text(text), artifact_file)
@@ -251,8 +284,16 @@ class RunRecord:
     def log_json(self, data, artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
 
+    def set_status(self, status: str) -> None:
+        """Change the status without ending the run (``RUNNING`` again for a resumed one)."""
+        self.client.update_run(self.run_id, status=status)
+
+    def terminate(self, status: str) -> None:
+        """End the run with ``status`` (FINISHED, FAILED or KILLED)."""
+        self.client.set_terminated(self.run_id, status)
+
     def finish(self) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED")
+        self.terminate("FINISHED")
 
     def fail(self, error: BaseException) -> None:
         """Record why the run stopped; everything logged before stays."""
@@ -261,4 +302,12 @@ class RunRecord:
         with contextlib.suppress(Exception):
             self.set_tags({"runner.error": message[:5000], "runner.error_type": type(error).__name__})
             self.log_text("".join(traceback.format_exception(error)), "error/traceback.txt")
-        self.client.set_terminated(self.run_id, status)
+        self.terminate(status)
+
+
+def _needs_redaction(path: Path) -> bool:
+    """A text file (by suffix, of a size worth reading) that redaction would change."""
+    if path.suffix not in TEXT_SUFFIXES or path.stat().st_size > MAX_REDACTED_BYTES:
+        return False
+    text = path.read_text(errors="replace")
+    return redact_text(text) != text

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -133,16 +132,20 @@ def test_speed_help_runs_without_tensorflow():
 
 
 def test_plain_script_hard_codes_the_presets_settings():
+    from hydra import compose, initialize_config_dir
+
+    from runner.config.schema import register_configs
+
     plain_keras = pytest.importorskip("bench.plain_keras")
-    trainer_defaults = yaml.safe_load((REPO / "conf" / "trainer" / "default.yaml").read_text())
+    register_configs()
     for name, book in plain_keras.BOOK.items():
-        preset = yaml.safe_load((REPO / "conf" / "experiment" / f"{name}.yaml").read_text())
-        assert list(book.hidden) == preset["model"]["hidden_units"], name
-        assert book.dropout == preset["model"].get("dropout", 0.0), name
-        assert book.batch_size == preset["trainer"]["batch_size"], name
-        assert book.epochs == preset["trainer"]["epochs"], name
-        monitor = preset["trainer"].get("checkpoint", {}).get("monitor", trainer_defaults["checkpoint"]["monitor"])
-        assert book.monitor == monitor, name
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+            preset = compose("config", overrides=[f"+experiment={name}"])
+        assert list(book.hidden) == list(preset.model.hidden_units), name
+        assert book.dropout == preset.model.dropout, name
+        assert book.batch_size == preset.trainer.batch_size, name
+        assert book.epochs == preset.trainer.epochs, name
+        assert book.monitor == preset.trainer.checkpoint.monitor, name
         assert speed.EXPERIMENTS[name][2] == f"test_{book.metric}", name
 
 

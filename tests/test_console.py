@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.config.objective import Objective
 from runner.runtime import console
 
 TINY = [
@@ -183,8 +184,8 @@ def test_grid_progress_counts_jobs_of_every_process_and_follows_the_direction(tm
     console.record_job(tmp_path, {"job": 0, "value": None})  # a failed job
     entries = console.record_job(tmp_path, {"job": 2, "value": 0.7})
     assert len(entries) == 3
-    assert console.best_entry(entries, "minimize") == (1, 0.5)
-    assert console.best_entry(entries, "maximize") == (2, 0.7)
+    assert console.best_entry(entries, Objective("val_loss", "minimize").best) == (1, 0.5)
+    assert console.best_entry(entries, Objective("val_accuracy", "maximize").best) == (2, 0.7)
 
 
 def test_tensorflow_start_up_notices_are_dropped_and_everything_else_kept(capfd):

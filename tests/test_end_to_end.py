@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR
 from runner.errors import TrainingError
@@ -113,7 +114,7 @@ def check_model_reloads(tmp_path: Path, result, cfg) -> None:
         tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db",
     )
     model = keras.saving.load_model(local)
-    data = load_data(dict(cfg.dataset))
+    data = load_data(OmegaConf.to_object(cfg.dataset))
     outputs = model.predict(data.test.x, verbose=0)
     saved = np.genfromtxt(result.output_dir / "reports" / "test_predictions.csv", delimiter=",", names=True)
     np.testing.assert_allclose(outputs[:, 0], saved["output_0"], rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from datasets.synthetic import load_synthetic
 from runner.cli import CONF_DIR
+from runner.config.schema import FaultConfig
 from runner.config.validation import validate
 from runner.diagnostics.report import STAGES
 from runner.run import faults
@@ -52,7 +53,7 @@ def test_fault_overrides_reach_the_groups():
 
 def test_shuffled_labels_keep_the_balance_but_lose_the_order():
     data = small_binary()
-    shuffled = faults.inject(data, {"shuffle_labels": True, "seed": 1})
+    shuffled = faults.inject(data, FaultConfig(shuffle_labels=True, seed=1))
     for split in ("train", "val", "test"):
         before, after = data.splits()[split].y, shuffled.splits()[split].y
         assert np.array_equal(np.sort(before), np.sort(after))
@@ -64,7 +65,7 @@ def test_shuffled_labels_keep_the_balance_but_lose_the_order():
 
 def test_leakage_copies_training_rows_into_the_test_split():
     data = small_binary()
-    leaked = faults.inject(data, {"duplicate_into_test": 0.5, "seed": 0})
+    leaked = faults.inject(data, FaultConfig(duplicate_into_test=0.5, seed=0))
     train_rows = {row.tobytes() for row in data.train.x}
     copied = [i for i, row in enumerate(leaked.test.x) if row.tobytes() in train_rows]
     assert len(copied) == round(0.5 * len(data.test.x))
@@ -78,17 +79,14 @@ def test_leakage_copies_training_rows_into_the_test_split():
 
 def test_input_scale_multiplies_every_split():
     data = small_binary()
-    scaled = faults.inject(data, {"input_scale": 1000.0})
+    scaled = faults.inject(data, FaultConfig(input_scale=1000.0))
     for split in ("train", "val", "test"):
         np.testing.assert_allclose(scaled.splits()[split].x, data.splits()[split].x * 1000.0, rtol=1e-6)
 
 
 def test_no_fault_leaves_the_data_alone():
     data = small_binary()
-    assert (
-        faults.inject(data, {"name": None, "shuffle_labels": False, "input_scale": 1.0, "duplicate_into_test": 0.0})
-        is data
-    )
+    assert faults.inject(data, FaultConfig()) is data
 
 
 def test_bad_leakage_share_is_refused():

@@ -23,7 +23,9 @@ from optuna.trial import TrialState
 
 from runner.cli import CONF_DIR
 from runner.config import objective
+from runner.config.schema import TrialLink
 from runner.errors import ConfigError
+from runner.runtime import compat
 from runner.sweep import search
 
 SMOKE = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
@@ -87,22 +89,24 @@ def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
     cfg = {"dataset": {"name": "seizure"}, "trainer": {"roc_auc_per_epoch": True}}
     compiled = training.task_metrics("binary", "binary_crossentropy", 0.5)
     logged = training.logged_metric_names(compiled, "binary", True) + ["learning_rate"]
-    assert objective.epoch_metric_names(cfg) == logged
-    for name in objective.metric_names({**cfg, "dataset": {"name": "wine", "scale_target": True}}):
+    assert objective.epoch_metric_names(OmegaConf.create(cfg)) == logged
+    for name in objective.metric_names(OmegaConf.create({**cfg, "dataset": {"name": "wine", "scale_target": True}})):
         assert objective.metric_direction(name) == (
-            "maximize" if training.resolve_mode(name, "auto") == "max" else "minimize"
+            "maximize" if objective.monitor_mode(name, "auto") == "max" else "minimize"
         ), name
 
 
 def test_objective_value_prefers_the_final_metric_then_the_kept_epoch():
-    cfg = {"objective": {"metric": "val_loss", "direction": "auto"}}
+    loss = objective.Objective("val_loss", "minimize", "val_loss", 1.0)
     history = {"val_loss": [0.9, 0.5, 0.7]}
-    assert objective.objective_value(cfg, {"best_epoch": 2}, history) == 0.5
-    assert objective.objective_value(cfg, {}, history) == 0.5  # no kept epoch: the best value
-    cfg = {"objective": {"metric": "val_accuracy", "direction": "auto"}}
-    assert objective.objective_value(cfg, {"val_accuracy": 0.8, "best_epoch": 1}, {"val_accuracy": [0.1]}) == 0.8
+    assert loss.value({"best_epoch": 2}, history) == 0.5
+    assert loss.value({}, history) == 0.5  # no kept epoch: the best value
+    accuracy = objective.Objective("val_accuracy", "maximize", "val_accuracy", 1.0)
+    assert accuracy.value({"val_accuracy": 0.8, "best_epoch": 1}, {"val_accuracy": [0.1]}) == 0.8
+    assert accuracy.value({}, {"val_accuracy": [0.1, float("nan"), 0.7, 0.7]}) == 0.7
+    assert accuracy.better(0.8, 0.7) and not loss.better(0.8, 0.7) and loss.better(0.8, float("nan"))
     with pytest.raises(ConfigError, match="'val_accuracy' was not logged"):
-        objective.objective_value(cfg, {"loss": 1.0}, {})
+        accuracy.value({"loss": 1.0}, {})
 
 
 def test_pruning_monitor_stands_in_for_a_final_only_objective_with_the_right_sign():
@@ -111,9 +115,11 @@ def test_pruning_monitor_stands_in_for_a_final_only_objective_with_the_right_sig
         "trainer": {"roc_auc_per_epoch": True, "checkpoint": {"monitor": "val_loss", "mode": "auto"}},
         "objective": {"metric": "val_macro_f1", "direction": "auto"},
     }
-    assert objective.pruning_monitor(cfg) == ("val_loss", -1.0)  # a loss, reported to a maximising study
+    chosen = objective.Objective.of(OmegaConf.create(cfg))
+    assert (chosen.direction, chosen.monitor, chosen.monitor_sign) == ("maximize", "val_loss", -1.0)  # a loss
     cfg["objective"]["metric"] = "val_accuracy"
-    assert objective.pruning_monitor(cfg) == ("val_accuracy", 1.0)
+    chosen = objective.Objective.of(OmegaConf.create(cfg))
+    assert (chosen.monitor, chosen.monitor_sign) == ("val_accuracy", 1.0)
 
 
 def test_search_space_reads_hydra_sweep_syntax():
@@ -332,10 +338,11 @@ def test_a_job_reaches_its_running_trial_with_the_study_pruner_and_no_other(tmp_
     storage = f"sqlite:///{tmp_path.resolve()}/store/optuna.db"
     running, finished = study.ask(), study.ask()
     study.tell(finished, 1.0)
-    link = {"study": "smoke", "storage": storage, "number": running.number, "id": running._trial_id}
+    link = TrialLink(number=running.number, id=compat.trial_id(running), study="smoke", storage=storage)
     trial = search.load_trial(link)
     assert trial.number == running.number and isinstance(trial.study.pruner, optuna.pruners.MedianPruner)
-    assert search.load_trial({**link, "number": finished.number, "id": finished._trial_id}) is None
+    ended = TrialLink(number=finished.number, id=compat.trial_id(finished), study="smoke", storage=storage)
+    assert search.load_trial(ended) is None
 
 
 def test_prune_on_cause_prunes_trials_whose_preflight_diagnosis_fails(tmp_path):

@@ -6,17 +6,11 @@ match what ``training`` compiles and ``evaluation`` computes; tests/test_search.
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+from datasets import SPLITS, spec_of
 from runner.errors import ConfigError
 
-DATASET_TASKS = {"wine": "regression", "seizure": "binary", "mnist": "multiclass"}
-SYNTHETIC_TASKS = {
-    "regression": "regression",
-    "binary": "binary",
-    "multiclass": "multiclass",
-    "xor": "binary",
-    "sequence": "regression",
-}
 EPOCH_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy",), "multiclass": ("accuracy",)}
 FINAL_METRICS = {
     "regression": ("mae", "rmse"),
@@ -24,97 +18,116 @@ FINAL_METRICS = {
     "multiclass": ("accuracy", "macro_f1"),
 }
 RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "first_step_seconds", "parameters")
-SPLITS = ("train", "val", "test")
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
-# Losses that take one-hot targets (the others take class indices); shared by training and the diagnostics.
-ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_focal_crossentropy", "kl_divergence"}
 
 
-def task_of(cfg: Mapping) -> str | None:
-    """The task a config's data set poses, or None for a data set this module does not know."""
-    dataset = cfg["dataset"]
-    if dataset["name"] == "synthetic":
-        return SYNTHETIC_TASKS.get(dataset["task"])
-    return DATASET_TASKS.get(dataset["name"])
+def task_of(cfg) -> str | None:
+    """The task a config's data set poses (datasets/specs.py), or None for a data set it does not know."""
+    spec = spec_of(cfg.dataset)  # a composed config or a typed spec
+    return None if spec is None else spec.task
 
 
-def epoch_metric_names(cfg: Mapping) -> list[str]:
+def epoch_metric_names(cfg) -> list[str]:
     """What every epoch logs: the loss and the compiled metrics, their val_ twins, and the learning rate."""
     task = task_of(cfg)
     names = ["loss", *EPOCH_METRICS[task]]
-    if task == "binary" and cfg["trainer"]["roc_auc_per_epoch"]:
+    if task == "binary" and cfg.trainer.roc_auc_per_epoch:
         names.append("roc_auc")
     return names + [f"val_{name}" for name in names] + ["epoch_seconds", "learning_rate"]
 
 
-def final_metric_names(cfg: Mapping) -> list[str]:
+def final_metric_names(cfg) -> list[str]:
     """What the final evaluation logs (with the kept epoch's weights), per split, plus the run's counters."""
     task = task_of(cfg)
-    names = list(FINAL_METRICS[task])
-    dataset = cfg["dataset"]
-    if task == "regression" and dataset["name"] == "wine" and dataset.get("scale_target", False):
-        names += ["mae_original", "rmse_original"]  # errors in % alcohol as well as standardised units
+    dataset = cfg.dataset
+    names = [*FINAL_METRICS[task], *spec_of(dataset).extra_final_metrics]  # e.g. wine's mae_original
     return [f"{split}_{name}" for split in SPLITS for name in names] + list(RUN_METRICS)
 
 
-def metric_names(cfg: Mapping) -> list[str]:
+def metric_names(cfg) -> list[str]:
     """Every metric a run of this config logs, per-epoch names first."""
     return list(dict.fromkeys(epoch_metric_names(cfg) + final_metric_names(cfg)))
 
 
 def metric_direction(metric: str) -> str:
+    """``maximize`` for scores (accuracy, AUC, F1, precision, recall), ``minimize`` for losses and errors."""
     return "maximize" if any(word in metric for word in HIGHER_IS_BETTER) else "minimize"
 
 
-def direction(cfg: Mapping) -> str:
-    """``minimize`` or ``maximize``: objective.direction, or from the metric's name when it is ``auto``."""
-    chosen = cfg["objective"]["direction"]
-    return metric_direction(cfg["objective"]["metric"]) if chosen == "auto" else chosen
+def monitor_mode(monitor: str, mode: str) -> str:
+    """A Keras callback's ``mode`` (``min``/``max``): the configured one, or from the metric's name for ``auto``."""
+    if mode != "auto":
+        return mode
+    return "max" if metric_direction(monitor) == "maximize" else "min"
 
 
-def check_metric(cfg: Mapping) -> None:
-    """Refuse an objective the run would never log, listing the ones it does."""
-    if task_of(cfg) is None:
-        return  # a data set added later: the job reports a missing metric when it ends
-    metric = cfg["objective"]["metric"]
-    available = metric_names(cfg)
-    if metric not in available:
-        raise ConfigError(
-            f"objective.metric={metric!r} is not a metric of this run; choose one of: {', '.join(available)}"
-        )
+def improves(value: float, than: float, direction: str) -> bool:
+    """Whether ``value`` is better than ``than`` in ``direction`` (a NaN ``than``: any finite value is)."""
+    if not math.isfinite(value):
+        return False
+    if math.isnan(than):
+        return True
+    return value > than if direction == "maximize" else value < than
 
 
-def objective_value(cfg: Mapping, metrics: Mapping[str, float], history: Mapping[str, list] | None = None) -> float:
-    """The run's objective: the final metric of that name (kept weights), else its value at the kept epoch."""
-    metric = cfg["objective"]["metric"]
-    if metric in metrics:
-        return float(metrics[metric])
-    values = list((history or {}).get(metric, []))
-    if not values:
-        raise ConfigError(
-            f"objective.metric={metric!r} was not logged by this run; it logged: "
-            f"{', '.join(sorted(set(metrics) | set(history or {})))}"
-        )
-    best_epoch = metrics.get("best_epoch")
-    if best_epoch is not None and 1 <= int(best_epoch) <= len(values):
-        return float(values[int(best_epoch) - 1])
-    finite = [value for value in values if math.isfinite(value)]
-    if not finite:
-        return float("nan")
-    return max(finite) if direction(cfg) == "maximize" else min(finite)
+def best_index(values, direction: str) -> int | None:
+    """Index of the first best finite value (the one a save-best checkpoint keeps), None when none is finite."""
+    best = None
+    for index, value in enumerate(values):
+        if improves(float(value), float("nan") if best is None else float(values[best]), direction):
+            best = index
+    return best
 
 
-def pruning_monitor(cfg: Mapping) -> tuple[str, float]:
-    """The per-epoch metric a trial reports to its pruner, and the sign that orients it like the objective.
+@dataclass(frozen=True)
+class Objective:
+    """What a run is judged by: its metric, which way is better, and what a pruner watches every epoch."""
 
-    A final-only objective (test_accuracy, val_macro_f1, ...) has no per-epoch values; the checkpoint monitor
-    stands in for it, negated when it improves the other way (a loss for a maximised score).
-    """
-    metric = cfg["objective"]["metric"]
-    if metric in epoch_metric_names(cfg):
-        return metric, 1.0
-    checkpoint = cfg["trainer"]["checkpoint"]
-    monitor = checkpoint["monitor"]
-    mode = checkpoint["mode"]
-    monitor_direction = metric_direction(monitor) if mode == "auto" else ("maximize" if mode == "max" else "minimize")
-    return monitor, 1.0 if monitor_direction == direction(cfg) else -1.0
+    metric: str
+    direction: str  # "minimize" or "maximize"
+    monitor: str = ""  # the per-epoch metric a trial reports to its pruner ("": the metric itself)
+    monitor_sign: float = 1.0  # +1 when the monitor improves the objective's way, -1 when it improves the other way
+
+    def __post_init__(self):
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"an objective's direction is minimize or maximize, not {self.direction!r}")
+        if not self.monitor:
+            object.__setattr__(self, "monitor", self.metric)
+
+    @classmethod
+    def of(cls, cfg) -> "Objective":
+        """From a config's ``objective`` block (a typed spec or a composed config)."""
+        metric = cfg.objective.metric
+        chosen = cfg.objective.direction
+        direction = metric_direction(metric) if chosen == "auto" else chosen
+        if task_of(cfg) is None or metric in epoch_metric_names(cfg):
+            return cls(metric, direction, metric, 1.0)
+        # A final-only objective (test_accuracy, val_macro_f1, ...) has no per-epoch values; the checkpoint
+        # monitor stands in for it, negated when it improves the other way (a loss for a maximised score).
+        checkpoint = cfg.trainer.checkpoint
+        mode = monitor_mode(checkpoint.monitor, checkpoint.mode)
+        monitor_direction = "maximize" if mode == "max" else "minimize"
+        return cls(metric, direction, checkpoint.monitor, 1.0 if monitor_direction == direction else -1.0)
+
+    def better(self, value: float, than: float) -> bool:
+        return improves(value, than, self.direction)
+
+    def best(self, values) -> int | None:
+        """Index of the first best finite value, None when none is finite."""
+        return best_index(list(values), self.direction)
+
+    def value(self, metrics: Mapping[str, float], history: Mapping[str, list] | None = None) -> float:
+        """The run's objective: the final metric of that name (kept weights), else its value at the kept epoch."""
+        if self.metric in metrics:
+            return float(metrics[self.metric])
+        values = list((history or {}).get(self.metric, []))
+        if not values:
+            raise ConfigError(
+                f"objective.metric={self.metric!r} was not logged by this run; it logged: "
+                f"{', '.join(sorted(set(metrics) | set(history or {})))}"
+            )
+        best_epoch = metrics.get("best_epoch")
+        if best_epoch is not None and 1 <= int(best_epoch) <= len(values):
+            return float(values[int(best_epoch) - 1])
+        best = self.best(values)
+        return float("nan") if best is None else float(values[best])

@@ -10,6 +10,8 @@ from dataclasses import fields, is_dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
+from datasets import spec_of
+from models import losses
 from runner.config import objective
 from runner.config.schema import (
     DiagnosticsConfig,
@@ -90,42 +92,16 @@ def _metric_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-# Loss names as Keras accepts them, compared without case or underscores, by the task they suit.
-LOSS_TASKS = {
-    **dict.fromkeys(
-        (
-            "meanabsoluteerror",
-            "mae",
-            "meansquarederror",
-            "mse",
-            "huber",
-            "logcosh",
-            "mape",
-            "meansquaredlogarithmicerror",
-            "msle",
-            "meanabsolutepercentageerror",
-        ),
-        "regression",
-    ),
-    **dict.fromkeys(("binarycrossentropy", "binaryfocalcrossentropy"), "binary"),
-    **dict.fromkeys(
-        ("categoricalcrossentropy", "sparsecategoricalcrossentropy", "categoricalfocalcrossentropy", "kldivergence"),
-        "multiclass",
-    ),
-}
-TASK_OUTPUT = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax"}
-DATASET_CLASSES = {"mnist": 10}
-
-
 def _output_problems(cfg: DictConfig) -> list[str]:
     """An output layer or loss that cannot suit the task trains without error but learns nothing useful."""
-    task, model = objective.task_of(cfg), cfg.model
-    if task is None or model.allow_unusual_output:
+    spec, model = spec_of(cfg.dataset), cfg.model
+    if spec is None or spec.task is None or model.allow_unusual_output:
         return []
-    activation = (model.output_activation or TASK_OUTPUT[task]).lower()
-    loss_task = LOSS_TASKS.get(model.loss.lower().replace("_", "")) if model.loss else task
-    classes = DATASET_CLASSES.get(cfg.dataset.name) or cfg.dataset.get("n_classes")
-    units = model.output_units or (classes if task == "multiclass" else 1)
+    task, classes = spec.task, spec.n_classes
+    default_units, default_activation = losses.output_head(task, classes)
+    activation = (model.output_activation or default_activation).lower()
+    loss_task = losses.loss_task(model.loss) if model.loss else task
+    units = model.output_units or default_units
     reasons = []
     if activation == "softmax" and units == 1:
         reasons.append("softmax over one output unit always outputs 1.0")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from unittest import mock
 
 import keras
 import numpy as np
+
+from runner.diagnostics import compat
 
 
 def backend() -> str:
@@ -28,18 +29,17 @@ def float64_enabled():
     float32 on every backend but TensorFlow, to match JAX's default. The block enables JAX's 64-bit types
     (for this thread) and lifts that one mapping (for the process: the block is short, and the diagnostics
     run between training steps, not beside them), and restores both on leaving, so training stays float32.
-    Should a Keras release rename the mapping, nothing is lifted and ``computes_in_float64`` says so.
+    Lifting it reaches into Keras (runner/diagnostics/compat.py): should a Keras release rename the mapping,
+    nothing is lifted and ``computes_in_float64`` says so.
     TensorFlow needs neither.
     """
     if backend() != "jax":
         yield
         return
     import jax
-    from keras.src.backend.common import dtypes
 
     x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # before jax 0.8
-    mapping = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
-    with x64(True), mock.patch.dict(mapping, {"float64": "float64"} if mapping else {}):
+    with x64(True), compat.float64_promotion_kept():
         yield
 
 

@@ -270,19 +270,7 @@ def has_weight_penalty(layer) -> bool:
 
 # ------------------------------------------------------------ losses, noise and weights of the preflight checks
 
-# Loss families by what they expect of the output layer and of the targets.
-BINARY_CE = {"binary_crossentropy", "binary_focal_crossentropy"}
-CATEGORICAL_CE = {"categorical_crossentropy", "categorical_focal_crossentropy"}
-SPARSE_CE = {"sparse_categorical_crossentropy"}
-CROSS_ENTROPY = BINARY_CE | CATEGORICAL_CE | SPARSE_CE
-REGRESSION_LOSSES = {
-    "mean_absolute_error",
-    "mean_squared_error",
-    "huber",
-    "log_cosh",
-    "mean_absolute_percentage_error",
-    "mean_squared_logarithmic_error",
-}
+# The loss families (which loss suits which task and output) are models/losses.py's.
 # Layers with a dropout ``rate``: they switch units off (or scale them by noise) in training mode only.
 NOISE_LAYERS = (
     keras.layers.Dropout,

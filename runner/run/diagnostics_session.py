@@ -19,15 +19,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runner.config.objective import ONE_HOT_LOSSES
+from datasets import SPECS
+from models.losses import ONE_HOT_LOSSES
+from runner.config.schema import DiagnosticsConfig, RunConfig
 from runner.diagnostics import DiagnosticData, DiagnosticOptions, Report, registry
 from runner.diagnostics.report import FAIL, SEVERITY, SKIP, CheckResult
 from runner.errors import ConfigError, RunnerError
+from runner.run.folder import RunFolder
 
 log = logging.getLogger("runner")
 
-ARTIFACT_FOLDER = "diagnostics"
-NATURAL_SLICES = {"seizure": "original_class", "wine": "quality"}  # else the class label, if any
+ARTIFACT_FOLDER = "diagnostics"  # in the MLflow run's artifacts
 
 
 class DiagnosticsStop(RunnerError):
@@ -39,7 +41,7 @@ class DiagnosticsSession:
     suite: str
     data: DiagnosticData
     options: DiagnosticOptions
-    record: object  # runner.tracking.RunRecord (anything with set_tags, log_metrics, client, run_id)
+    record: object  # runner.tracking.RunRecord (anything with set_tags, log_metrics, log_artifact)
     stop_on_fail: bool = False
     title: str = "Diagnostics"
     prune: bool = False  # a sweep trial with diagnostics.prune_on_cause: stop it on a FAIL-level diagnosis
@@ -154,9 +156,8 @@ class DiagnosticsSession:
     def _log_files(self) -> None:
         """report.json/html every time; each plot or table file (e.g. confident_errors.csv, which report.html
         links to) once."""
-        client, run_id = self.record.client, self.record.run_id
         for name in ("report.json", "report.html"):
-            client.log_artifact(run_id, str(self.folder / name), ARTIFACT_FOLDER)
+            self.record.log_artifact(self.folder / name, ARTIFACT_FOLDER)
         files = [
             path
             for path in self.folder.rglob("*")
@@ -166,37 +167,36 @@ class DiagnosticsSession:
             relative = path.relative_to(self.folder)
             if relative not in self._logged_plots:
                 subfolder = "/".join([ARTIFACT_FOLDER, *relative.parent.parts])
-                client.log_artifact(run_id, str(path), subfolder)
+                self.record.log_artifact(path, subfolder)
                 self._logged_plots.add(relative)
 
 
-def start(cfg: dict, data, output_dir: Path, record) -> DiagnosticsSession | None:
-    """A session for the config's ``diagnostics`` block, or None for ``suite: none``."""
-    settings = cfg["diagnostics"]
-    if settings["suite"] == "none":
+def start(spec: RunConfig, data, folder: RunFolder, record) -> DiagnosticsSession | None:
+    """A session for the run's ``diagnostics`` settings, or None for ``suite: none``."""
+    settings = spec.diagnostics
+    if settings.suite == "none":
         return None
-    loss = cfg["model"].get("loss")
-    options = diagnostic_options(settings, Path(output_dir) / ARTIFACT_FOLDER)
+    options = diagnostic_options(settings, folder.diagnostics)
     session = DiagnosticsSession(
-        settings["suite"],
-        diagnostic_data(data, loss, settings["slices"]),
+        settings.suite,
+        diagnostic_data(data, spec.model.loss, settings.slices),
         options,
         record,
-        stop_on_fail=settings["stop_on_fail"],
-        title=f"Diagnostics: {cfg['name']} ({settings['suite']})",
-        prune=bool(settings.get("prune_on_cause")) and (cfg.get("trial") or {}).get("id") is not None,
+        stop_on_fail=settings.stop_on_fail,
+        title=f"Diagnostics: {spec.name} ({settings.suite})",
+        prune=settings.prune_on_cause and spec.trial.id is not None,
     )
-    record.set_tags({"diag.suite": settings["suite"]})
+    record.set_tags({"diag.suite": settings.suite})
     return session
 
 
-def diagnostic_options(settings: dict, output_dir: Path | None) -> DiagnosticOptions:
+def diagnostic_options(settings: DiagnosticsConfig, output_dir: Path | None) -> DiagnosticOptions:
     return DiagnosticOptions(
         output_dir=output_dir,
-        seed=int(settings["seed"]),
-        probe_samples=int(settings["probe_samples"]),
-        disabled=set(settings["disable"]),
-        thresholds={k: float(v) for k, v in settings["thresholds"].items()},
+        seed=int(settings.seed),
+        probe_samples=int(settings.probe_samples),
+        disabled=set(settings.disable),
+        thresholds={k: float(v) for k, v in settings.thresholds.items()},
     )
 
 
@@ -234,7 +234,7 @@ def slice_column(data, slices: str | None) -> str | None:
         return None
     available = sorted(set(data.train.meta) & set(data.test.meta))
     if slices == "auto":
-        natural = NATURAL_SLICES.get(data.name)
+        natural = SPECS[data.name].natural_slice if data.name in SPECS else None  # datasets/specs.py
         if natural in available:
             return natural
         return "label" if data.task != "regression" else None

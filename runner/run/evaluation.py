@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn import metrics as skm
 
+from datasets import SPLITS
 from runner.run.callbacks import positive_scores, roc_auc
 
-SPLITS = ("train", "val", "test")
 CURVE_METRICS = {"regression": ["mae"], "binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"]}
 
 

@@ -13,28 +13,28 @@ import logging
 import numpy as np
 
 from datasets.containers import Dataset, Split
+from runner.config.schema import FaultConfig
 
 log = logging.getLogger("runner")
-SPLITS = ("train", "val", "test")
 
 
-def inject(data: Dataset, fault: dict) -> Dataset:
+def inject(data: Dataset, fault: FaultConfig) -> Dataset:
     """``data`` with the injections that ``fault`` (the config's ``fault`` block) switches on."""
-    rng = np.random.default_rng(fault.get("seed", 0))
+    rng = np.random.default_rng(fault.seed)
     changes = []
-    if fault.get("shuffle_labels"):
+    if fault.shuffle_labels:
         data = shuffle_labels(data, rng)
         changes.append("labels shuffled in every split")
-    scale = float(fault.get("input_scale", 1.0))
+    scale = float(fault.input_scale)
     if scale != 1.0:
         data = scale_inputs(data, scale)
         changes.append(f"inputs multiplied by {scale:g}")
-    share = float(fault.get("duplicate_into_test", 0.0))
+    share = float(fault.duplicate_into_test)
     if share > 0:
         data = duplicate_into_test(data, share, rng)
         changes.append(f"{share:.0%} of the test rows replaced by training rows")
     if changes:
-        log.warning("fault %s injected: %s", fault.get("name") or "(unnamed)", "; ".join(changes))
+        log.warning("fault %s injected: %s", fault.name or "(unnamed)", "; ".join(changes))
         data = dataclasses.replace(data, notes=[*data.notes, f"seeded fault: {'; '.join(changes)}"])
     return data
 

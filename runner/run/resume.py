@@ -23,11 +23,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from runner.config.schema import RunConfig
+from runner.config.spec import plain
 from runner.errors import ConfigError
+from runner.run.folder import RunFolder
 
 log = logging.getLogger("runner")
 
-FOLDER = Path("checkpoints") / "resume"  # inside a run's folder
 STATE_FILE = "state.json"
 # Keys that may change between the interrupted command and the resuming one: they change no result.
 FREE_KEYS = ("trainer.resume", "trainer.verbose")
@@ -57,7 +59,7 @@ class Saved:
 
 def load(target: str, tracking_uri: str) -> Saved:
     """The checkpoint of a run folder, or of an MLflow run id (found through its ``runner.output_dir`` tag)."""
-    folder = _run_folder(target, tracking_uri) / FOLDER
+    folder = RunFolder(_run_folder(target, tracking_uri)).resume_state
     state_file = folder / STATE_FILE
     if not state_file.is_file():
         raise ConfigError(
@@ -85,13 +87,13 @@ def _run_folder(target: str, tracking_uri: str) -> Path:
     return Path(folder)
 
 
-def check_config(saved: Saved, config: dict) -> None:
+def check_config(saved: Saved, spec: RunConfig) -> None:
     """A resumed run must train what the interrupted one trained: every difference is listed, then refused."""
     from runner.tracking import (
         flatten,  # here: training imports this module, and needs no MLflow
     )
 
-    before, now = flatten(saved.state["config"]), flatten(config)
+    before, now = flatten(saved.state["config"]), flatten(plain(spec))
     changed = [
         f"{key}: {before.get(key, '(absent)')} in the checkpoint, {now.get(key, '(absent)')} now"
         for key in sorted(set(before) | set(now))
@@ -102,7 +104,7 @@ def check_config(saved: Saved, config: dict) -> None:
             "trainer.resume continues a run with the config it started with; these settings "
             "differ (repeat the interrupted command, adding only trainer.resume=...):\n  " + "\n  ".join(changed)
         )
-    if saved.epoch >= config["trainer"]["epochs"]:
+    if saved.epoch >= spec.trainer.epochs:
         raise ConfigError(
             f"trainer.resume: the checkpoint in {saved.folder} is of the last epoch "
             f"({saved.epoch}); nothing is left to train"
@@ -112,7 +114,7 @@ def check_config(saved: Saved, config: dict) -> None:
 def adopt(saved: Saved, output_dir: Path, best_path: Path) -> Saved:
     """Copy the checkpoint into this run's folder (so that it can be resumed from there too) and make its best
     weights the best checkpoint's starting point; the interrupted run's folder stays as it was."""
-    folder = output_dir / FOLDER
+    folder = RunFolder(output_dir).resume_state
     if folder.resolve() != saved.folder.resolve():
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(saved.folder, folder)
@@ -125,7 +127,7 @@ def adopt(saved: Saved, output_dir: Path, best_path: Path) -> Saved:
 
 def hint(output_dir: Path, run_id: str) -> str | None:
     """How to continue an interrupted run, when it left a checkpoint."""
-    state_file = Path(output_dir) / FOLDER / STATE_FILE
+    state_file = RunFolder(Path(output_dir)).resume_state / STATE_FILE
     if not state_file.is_file():
         return None
     epoch = json.loads(state_file.read_text())["epoch"]
@@ -254,6 +256,5 @@ def _replace(path: Path, write) -> None:
 def log_missing_epoch(record, saved: Saved) -> None:
     """The checkpoint's epoch, when MLflow lacks it (the process stopped between saving and logging it, which
     only a SIGKILL or a failed upload can do): logged now, so the run's curves hold every epoch once."""
-    logged = {point.step for point in record.client.get_metric_history(record.run_id, "loss")}
-    if saved.epoch not in logged:
+    if saved.epoch not in record.metric_steps("loss"):
         record.log_metrics(saved.state["metrics"], step=saved.epoch)

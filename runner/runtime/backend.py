@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from runner.runtime import compat
 from runner.runtime.resources import available_cores
 
 log = logging.getLogger("runner")
@@ -139,7 +140,7 @@ def prepare_gpus(*, memory_growth: bool, shared: bool, deterministic: bool) -> i
         return _tensorflow_gpus(memory_growth)
     if name() != "jax":
         return 0
-    if memory_growth and shared and not _jax_started():
+    if memory_growth and shared and not compat.jax_backends_started():
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if deterministic:
         _ask_jax_for_determinism()
@@ -198,7 +199,7 @@ def _tensorflow_gpus(memory_growth: bool) -> int:
 
 def _limit_jax_threads(n: int) -> int:
     # XLA sizes its CPU pool from NPROC when JAX starts, else from the cores this process may run on.
-    if not _jax_started():
+    if not compat.jax_backends_started():
         os.environ["NPROC"] = str(n)
         return n
     in_force = _positive_int(os.environ.get("NPROC")) or available_cores()
@@ -211,7 +212,7 @@ def _ask_jax_for_determinism() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if JAX_DETERMINISTIC_FLAG in flags.split():
         return
-    if not _jax_started():
+    if not compat.jax_backends_started():
         os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISTIC_FLAG}".strip()
     elif _jax_gpus():
         log.warning(
@@ -221,19 +222,12 @@ def _ask_jax_for_determinism() -> None:
         )
 
 
-def _jax_started() -> bool:
-    from jax._src import xla_bridge
-
-    started = getattr(xla_bridge, "backends_are_initialized", None)
-    return started() if started else True  # unknown: assume started, and report the settings it found
-
-
 def _jax_gpus() -> int:
     import jax
 
     # Starting, JAX logs at INFO each platform it could not open ("Unable to initialize backend 'tpu'"),
     # which Hydra's INFO logging would print in every run.
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    compat.quiet_jax_backend_log()
     return sum(device.platform == "gpu" for device in jax.devices())
 
 

@@ -14,9 +14,11 @@ import re
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-SPLITS = ("train", "val", "test")
+from datasets import SPLITS
+
 VERBOSITY = ("quiet", "normal", "debug")
 # Library loggers whose INFO lines say nothing a user acts on (MLflow's "Creating initial MLflow database
 # tables...", "Updating database tables" on a new store); their warnings and errors still show.
@@ -233,13 +235,11 @@ def record_job(sweep_dir: Path, entry: dict) -> list[dict]:
     return entries
 
 
-def best_entry(entries: list[dict], direction: str) -> tuple | None:
-    """(job, value) of the best finished job, or None."""
+def best_entry(entries: list[dict], best: Callable[[list[float]], int | None]) -> tuple | None:
+    """(job, value) of the best finished job, or None; ``best`` picks an index from the values (the objective's)."""
     finished = [(e["job"], e["value"]) for e in entries if e.get("value") is not None and math.isfinite(e["value"])]
-    if not finished:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(finished, key=lambda item: item[1])
+    index = best([value for _, value in finished]) if finished else None
+    return None if index is None else finished[index]
 
 
 # ---------------------------------------------------------------- end of a run
@@ -273,16 +273,17 @@ def ui_command(uri: str) -> str:
     return f"open {redact_text(uri)} in a browser"
 
 
-def print_summary(cfg: dict, result, tracking_uri: str) -> None:
+def print_summary(spec, result, tracking_uri: str) -> None:
+    """The end-of-run summary: epochs, the kept epoch, the metrics table, where the run is recorded."""
     metrics = result.metrics
-    monitor, metric = cfg["trainer"]["checkpoint"]["monitor"], cfg["objective"]["metric"]
+    monitor, metric = spec.trainer.checkpoint.monitor, spec.objective.metric
     kept = f"best {monitor} = {result.objective:.4f}" if metric == monitor else f"best {monitor}"
     lines = [
         "",
-        f"== {cfg['name']}: finished {int(metrics['epochs_run'])} epochs in {metrics['train_seconds']:.1f} s; "
+        f"== {spec.name}: finished {int(metrics['epochs_run'])} epochs in {metrics['train_seconds']:.1f} s; "
         f"kept epoch {int(metrics['best_epoch'])} ({kept}) ==",
         *metrics_table(metrics),
-        f"  run id:    {result.run_id} (experiment {cfg['tracking']['experiment']!r})",
+        f"  run id:    {result.run_id} (experiment {spec.tracking.experiment!r})",
         f"  artifacts: {result.artifact_uri}",
         f"  run folder: {result.output_dir}",
         f"  browse:    {ui_command(tracking_uri)}",

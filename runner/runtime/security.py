@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 from omegaconf import DictConfig, ListConfig
 
+from runner.runtime.compat import child_node, is_none_or_missing, raw_node_value
+
 # Hydra imports and calls whatever a `_target_` names (hydra.callbacks are instantiated before any job runs).
 # Hydra's own policy only blocklists known-dangerous callables; builtins.open or urllib would still run.
 ALLOWED_TARGET_PREFIXES = (
@@ -94,9 +96,9 @@ def _instantiated_names(node, path: str):
     Only those values are resolved (`_target_: ${oc.env:X}` is checked as resolved): other values may hold
     interpolations that only resolve inside a job, or override strings that merely look like one.
     """
-    if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+    if isinstance(node, DictConfig) and not is_none_or_missing(node):
         keys = list(node.keys())
-    elif isinstance(node, ListConfig) and not node._is_none() and not node._is_missing():
+    elif isinstance(node, ListConfig) and not is_none_or_missing(node):
         keys = list(range(len(node)))
     else:
         return
@@ -107,10 +109,10 @@ def _instantiated_names(node, path: str):
             try:
                 value = node[key]
             except Exception:  # noqa: BLE001 - whatever the reason, an unknown target is not allowed
-                value = f"<unresolvable: {node._get_node(key)._value()}>"
+                value = f"<unresolvable: {raw_node_value(node, key)}>"
             yield child_path, key, value
         else:
-            yield from _instantiated_names(node._get_node(key), child_path)
+            yield from _instantiated_names(child_node(node, key), child_path)
 
 
 # ---------------------------------------------------------------- secrets

@@ -11,29 +11,31 @@ import math
 from pathlib import Path
 
 from hydra.core.utils import JobStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from runner.config.schema import RunConfig
+from runner.runtime import compat
 from runner.runtime.console import best_entry, record_job, trial_line
 from runner.sweep.parent_run import PARENT_FILE, ParentRun
 
 log = logging.getLogger("runner")
 
 
-def child_link(hydra_cfg, cfg: DictConfig) -> dict:
+def child_link(hydra_cfg, spec: RunConfig) -> dict:
     """``run_job`` arguments that make a sweep's job a child of the parent run; {} when there is none."""
     path = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / PARENT_FILE
     if not path.is_file():
         log.warning("%s not found (the sweep-record callback did not run): this job is a standalone run", path)
         return {}
     parent = json.loads(path.read_text())
-    if parent["tracking_uri"] != cfg.tracking.uri:
+    if parent["tracking_uri"] != spec.tracking.uri:
         log.warning(
             "this job's tracking.uri %s is not the sweep's %s: it is recorded without its parent run",
-            cfg.tracking.uri,
+            spec.tracking.uri,
             parent["tracking_uri"],
         )
         return {}
-    trial = OmegaConf.select(cfg, "trial.number")
+    trial = spec.trial.number
     job_num = hydra_cfg.job.num
     choices = {
         group: str(choice)
@@ -47,7 +49,7 @@ def child_link(hydra_cfg, cfg: DictConfig) -> dict:
     }
     if trial is not None:
         tags["runner.trial"] = str(trial)
-    run_name = f"{cfg.name}-trial-{trial}" if trial is not None else f"{cfg.name}-{job_num}"
+    run_name = f"{spec.name}-trial-{trial}" if trial is not None else f"{spec.name}-{job_num}"
     return {"parent_run_id": parent["run_id"], "run_name": run_name, "tags": tags}
 
 
@@ -58,7 +60,7 @@ def job_progress(parent: ParentRun, config: DictConfig, job_return) -> str:
     parallel launcher the jobs end in other processes.
     """
     number = int(config.hydra.job.num)
-    value = job_return._return_value  # the objective, or the exception of a failed job
+    value = compat.job_outcome(job_return)  # the objective, or the exception of a failed job
     finished = job_return.status == JobStatus.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value)
     entries = record_job(Path(parent.sweep_dir), {"job": number, "value": float(value) if finished else None})
     swept = {key.lstrip("+~") for key in parent.swept_keys}
@@ -81,6 +83,6 @@ def job_progress(parent: ParentRun, config: DictConfig, job_return) -> str:
         parent.objective.metric,
         value if finished else None,
         params,
-        best_entry(entries, parent.objective.direction),
+        best_entry(entries, parent.objective.best),
         reason=reason,
     )

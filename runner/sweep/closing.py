@@ -12,13 +12,12 @@ MLflow is imported only when a sweep ends: Hydra loads the sweep callback, and s
 import logging
 import math
 import tempfile
-import time
 from pathlib import Path
 
-from runner.config.objective import metric_direction
+from runner.config.objective import Objective, metric_direction
 from runner.runtime.console import ui_command
 from runner.sweep.parent_run import ParentRun
-from runner.sweep.report import Objective, best_config_yaml, build_report, child_runs, download_config, hydra_choices
+from runner.sweep.report import best_config_yaml, build_report, child_runs, download_config, hydra_choices
 
 log = logging.getLogger("runner")
 
@@ -35,33 +34,40 @@ def close_safely(parent: ParentRun, stopped: str | None = None) -> None:
     try:
         close_sweep(parent, stopped)
     except Exception as error:
-        from mlflow import MlflowClient
-
         log.error("could not write the report of sweep %s: %s: %s", parent.sweep_name, type(error).__name__, error)
-        client = MlflowClient(tracking_uri=parent.tracking_uri)
-        client.set_tag(parent.parent_run_id, "runner.error", f"the sweep report failed: {error}"[:5000])
-        client.set_terminated(parent.parent_run_id, "FAILED")
+        record = parent_record(parent)
+        record.set_tags({"runner.error": f"the sweep report failed: {error}"[:5000]})
+        record.terminate("FAILED")
+
+
+def parent_record(parent: ParentRun):
+    """The parent run, to log onto and end (``runner.tracking`` is the one door to MLflow)."""
+    from runner.tracking import RunRecord, store
+
+    return RunRecord.existing(store(parent.tracking_uri, parent.experiment_id), parent.parent_run_id)
 
 
 def close_sweep(parent: ParentRun, stopped: str | None = None) -> None:
     """Report on the parent run and end it: FINISHED, or FAILED when no trial finished or the sweep stopped."""
-    from mlflow import MlflowClient
+    from runner.tracking import RunRecord, store
 
     parent.closed = True
-    client = MlflowClient(tracking_uri=parent.tracking_uri)
+    tracker = store(parent.tracking_uri, parent.experiment_id)
+    record = RunRecord.existing(tracker, parent.parent_run_id)
+    client = tracker.client  # reads only: the writes go through RunRecord
     runs = child_runs(client, parent.experiment_id, parent.parent_run_id)
     launched = launched_jobs(parent)
     if stopped and parent.grid_jobs == launched and all(run.info.status != "RUNNING" for run in runs):
         # Hydra's basic sweeper raises after the last job when any job failed: the sweep itself did complete.
         stopped = None
-    runs = end_stale_children(client, runs)
+    runs = end_stale_children(tracker, runs)
     objective = children_objective(runs, parent.objective)
     with tempfile.TemporaryDirectory() as folder:
         title = f"sweep {parent.sweep_name}"
         report = build_report(client, runs, parent.swept_keys, objective, title, Path(folder))
         for path in report.files.values():
-            client.log_artifact(parent.parent_run_id, str(path), "sweep")
-        best_config = write_best_config(client, parent, report) if report.best is not None else None
+            record.log_artifact(path, "sweep")
+        best_config = write_best_config(record, parent, report) if report.best is not None else None
     counts = {state: report.count(state) for state in ("FINISHED", "FAILED", "PRUNED", "KILLED")}
     metrics = {f"trials_{state.lower()}": n for state, n in counts.items()}
     metrics["trials_total"] = len(report.table)
@@ -85,9 +91,10 @@ def close_sweep(parent: ParentRun, stopped: str | None = None) -> None:
         }
     if stopped:
         tags["runner.error"] = stopped
-    client.log_batch(parent.parent_run_id, metrics=_metric_entities(metrics), tags=_tag_entities(tags))
+    record.log_metrics({name: value for name, value in metrics.items() if math.isfinite(float(value))})
+    record.set_tags(tags)
     status = "FINISHED" if counts["FINISHED"] and not stopped else "FAILED"
-    client.set_terminated(parent.parent_run_id, status)
+    record.terminate(status)
     print_summary(
         parent,
         report,
@@ -103,12 +110,16 @@ def launched_jobs(parent: ParentRun) -> int:
     return sum(1 for _ in Path(parent.sweep_dir).glob("**/.hydra/overrides.yaml"))
 
 
-def end_stale_children(client, runs: list) -> list:
+def end_stale_children(tracker, runs: list) -> list:
     """Children still RUNNING when the sweep is over belong to jobs that died: mark them KILLED."""
+    from runner.tracking import RunRecord
+
+    client = tracker.client
     stale = [run for run in runs if run.info.status == "RUNNING"]
     for run in stale:
-        client.set_tag(run.info.run_id, "runner.error", "the job ended without closing its run (killed?)")
-        client.set_terminated(run.info.run_id, "KILLED")
+        child = RunRecord.existing(tracker, run.info.run_id, run.info.artifact_uri)
+        child.set_tags({"runner.error": "the job ended without closing its run (killed?)"})
+        child.terminate("KILLED")
     return [client.get_run(run.info.run_id) if run in stale else run for run in runs]
 
 
@@ -123,9 +134,10 @@ def children_objective(runs: list, planned: Objective) -> Objective:
     return Objective(metric, metric_direction(metric) if chosen in ("auto", None) else chosen)
 
 
-def write_best_config(client, parent: ParentRun, report) -> Path:
+def write_best_config(parent_record, parent: ParentRun, report) -> Path:
     """The best trial as an experiment file (rerun: --config-dir <conf> +experiment=best/<sweep name>)."""
     best = report.best
+    client = parent_record.client  # reads
     run = client.get_run(best["run_id"])
     folder = Path(parent.best_config_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,7 +155,7 @@ def write_best_config(client, parent: ParentRun, report) -> Path:
         download_config(client, best["run_id"]), hydra_choices(run), f"{parent.sweep_name}-best", description, header
     )
     path.write_text(text)
-    client.log_text(parent.parent_run_id, text, "sweep/best_config.yaml")
+    parent_record.log_text(text, "sweep/best_config.yaml")
     return path
 
 
@@ -198,16 +210,3 @@ def print_summary(
         f"  browse:      {ui_command(parent.tracking_uri)}",
     ]
     print("\n".join(lines), flush=True)
-
-
-def _metric_entities(metrics: dict[str, float]) -> list:
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(name, float(value), now, 0) for name, value in metrics.items() if math.isfinite(float(value))]
-
-
-def _tag_entities(tags: dict[str, str]) -> list:
-    from mlflow.entities import RunTag
-
-    return [RunTag(name, str(value)) for name, value in tags.items()]

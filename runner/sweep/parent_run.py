@@ -28,9 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.config.objective import direction
-from runner.runtime.security import redact_text
-from runner.sweep.report import Objective
+from runner.config.objective import Objective
 
 log = logging.getLogger("runner")
 
@@ -60,8 +58,6 @@ class ParentRun:
 def open_sweep(
     config: DictConfig, config_name: str | None, best_config_dir: str | None, mixed_experiment: str
 ) -> ParentRun:
-    from mlflow import MlflowClient
-
     from runner.tracking import RunRecord, connect
 
     overrides = list(config.hydra.overrides.task)
@@ -72,7 +68,7 @@ def open_sweep(
     preset = presets[0] if len(presets) == 1 else "mixed"
     uri = str(config.tracking.uri)
     tracker = connect(uri, experiment, config.tracking.artifact_location)
-    client = MlflowClient(tracking_uri=uri)
+    client = tracker.client  # reads only: every write goes through a RunRecord
 
     study = optuna_study(config)
     parent_id = reusable_parent(client, study)
@@ -87,11 +83,12 @@ def open_sweep(
         run = client.get_run(parent_id)
         name, experiment_id = run.info.run_name, run.info.experiment_id
         experiment = client.get_experiment(experiment_id).name
-        client.update_run(parent_id, status="RUNNING")
-        client.set_tag(parent_id, "runner.resumed_at", f"{datetime.now():%Y-%m-%d %H:%M:%S}")
+        record = RunRecord.existing(tracker, parent_id, run.info.artifact_uri)
+        record.set_status("RUNNING")
+        record.set_tags({"runner.resumed_at": f"{datetime.now():%Y-%m-%d %H:%M:%S}"})
         log.info("resuming the search's parent run %s (%s)", parent_id, name)
     definition = sweep_definition(config, overrides, presets, experiments, sweep_dir)
-    client.log_text(parent_id, redact_text(yaml.safe_dump(definition, sort_keys=False)), "sweep/definition.yaml")
+    record.log_text(yaml.safe_dump(definition, sort_keys=False), "sweep/definition.yaml")  # redacted there
 
     (sweep_dir / PARENT_FILE).write_text(
         json.dumps(
@@ -254,8 +251,7 @@ def hydra_section(config: DictConfig, key: str) -> dict:
 
 
 def sweep_objective(config: DictConfig) -> Objective:
-    spec = {"objective": OmegaConf.to_container(config.objective, resolve=True)}
-    return Objective(metric=spec["objective"]["metric"], direction=direction(spec))
+    return Objective.of(config)
 
 
 def swept_keys(config: DictConfig, overrides: list[str]) -> list[str]:

@@ -10,8 +10,8 @@ import math
 import keras
 import optuna
 
-from runner.config import objective
-from runner.sweep.search import load_trial
+from runner.config.objective import Objective
+from runner.sweep.study import load_trial
 
 log = logging.getLogger("runner")
 
@@ -43,16 +43,16 @@ class PruningCallback(keras.callbacks.Callback):
             )
 
 
-def callback_for(cfg: dict) -> PruningCallback | None:
+def callback_for(spec) -> PruningCallback | None:
     """The pruning callback of a job that is an Optuna trial (``trial.*`` set by the sweeper), else None."""
-    link = cfg.get("trial") or {}
-    if link.get("id") is None:
+    link = spec.trial
+    if link.id is None:
         return None
     trial = load_trial(link)
     if trial is None:
         return None
-    monitor, sign = objective.pruning_monitor(cfg)
-    return PruningCallback(trial, monitor, sign)
+    objective = Objective.of(spec)
+    return PruningCallback(trial, objective.monitor, objective.monitor_sign)
 
 
 def is_pruned(error: BaseException) -> bool:
@@ -62,4 +62,4 @@ def is_pruned(error: BaseException) -> bool:
 def mark_pruned(record, error: BaseException) -> None:
     log.info("%s", error)
     record.set_tags({"runner.trial_state": "PRUNED", "runner.pruned": str(error)[:5000]})
-    record.client.set_terminated(record.run_id, "KILLED")
+    record.terminate("KILLED")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from runner.config.objective import objective_value
+from runner.config.objective import Objective  # noqa: F401 - the sweep's objective, importable from here
 from runner.sweep.report_page import (  # write_html is still imported from here
     numeric_values,
     plot_history,
@@ -39,15 +39,6 @@ MIN_TRIALS_FOR_IMPORTANCE = 4  # fANOVA on fewer finished trials says nothing us
 # A run that did not record its group choices: the option is read from its values (its schema follows from it).
 RECONSTRUCTED_CHOICES = {"dataset": "name", "model": "architecture", "optimizer": "name"}
 FIXED_COLUMNS = ("trial", "run_name", "state", "objective", "duration_s")
-
-
-@dataclass
-class Objective:
-    metric: str
-    direction: str  # minimize | maximize
-
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.direction == "maximize" else a < b
 
 
 @dataclass
@@ -105,8 +96,7 @@ def run_objective(client, run, objective: Objective) -> float:
         if run.info.status == "FINISHED":
             log.warning("run %s finished without logging the objective %r", run.info.run_id, objective.metric)
         return math.nan
-    spec = {"objective": {"metric": objective.metric, "direction": objective.direction}}
-    return objective_value(spec, final, {objective.metric: history})
+    return objective.value(final, {objective.metric: history})
 
 
 def run_state(run) -> str:
@@ -192,8 +182,7 @@ def best_row(table: pd.DataFrame, objective: Objective) -> pd.Series | None:
     finished = table[(table["state"] == "FINISHED") & table["objective"].map(math.isfinite)]
     if finished.empty:
         return None
-    index = finished["objective"].idxmax() if objective.direction == "maximize" else finished["objective"].idxmin()
-    return table.loc[index]
+    return table.loc[finished.index[objective.best(finished["objective"])]]
 
 
 def param_importances(table: pd.DataFrame, params: list[str], objective: Objective) -> dict[str, float]:

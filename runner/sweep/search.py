@@ -1,9 +1,9 @@
-"""Optuna search behind the ``runner_optuna`` Hydra sweeper: the study, its sampler and pruner, and the trial
-loop that launches jobs through Hydra's launcher (the search space is parsed in ``space.py``).
+"""Optuna search behind the ``runner_optuna`` Hydra sweeper: the trial loop that asks the study for trials,
+launches them as jobs through Hydra's launcher and tells it their results (the study itself is opened in
+``study.py``, the search space parsed in ``space.py``; both modules' API is importable from here too).
 
-The study lives in persistent storage (by default ``optuna.db`` beside a local SQLite MLflow store), so running
-the same command again continues it. Optuna and Hydra's internals are imported inside functions: Hydra imports
-the plugin on every start, and ``--help`` must stay fast.
+Optuna and Hydra are imported inside functions: Hydra imports the plugin on every start, and ``--help`` must
+stay fast.
 """
 
 import json
@@ -14,10 +14,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.config import objective
-from runner.config.sweeper import PRUNERS, SAMPLERS
 from runner.config.validation import validate
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError
+from runner.runtime import compat
 from runner.sweep.space import (  # noqa: F401 - parse_space, override_text: this module's API too
     SearchSpace,
     check_keys,
@@ -26,160 +25,20 @@ from runner.sweep.space import (  # noqa: F401 - parse_space, override_text: thi
     override_text,
     parse_space,
 )
+from runner.sweep.study import (  # noqa: F401 - the study's API, importable from here as before
+    SweepError,
+    build_pruner,
+    build_sampler,
+    load_trial,
+    open_study,
+    study_name,
+    study_storage,
+)
 
 log = logging.getLogger("runner.sweep.search")
 
 INTERRUPTED = "runner.interrupted"  # user attribute of a trial a stopped sweep left running
 ERROR = "runner.error"
-
-
-class SweepError(RunnerError):
-    """The sweep as a whole cannot go on (too many failed trials, a study that does not fit the command)."""
-
-
-# ---------------------------------------------------------------- the study
-
-
-def study_storage(sweeper: DictConfig, tracking_uri: str) -> str:
-    """The study's storage URL: as configured, else ``optuna.db`` beside a local SQLite tracking store."""
-    from runner.tracking import (
-        sqlite_path,  # MLflow's import is slow; Hydra imports this plugin on every start
-    )
-
-    if sweeper.storage:
-        return str(sweeper.storage)
-    database = sqlite_path(tracking_uri)
-    if database is None:
-        raise ConfigError(
-            f"hydra.sweeper.storage is not set and the tracking store {tracking_uri} is not a local "
-            f"SQLite file; set it, e.g. hydra.sweeper.storage=sqlite:///optuna.db or a database URL"
-        )
-    return f"sqlite:///{(database.parent.resolve() / 'optuna.db')}"
-
-
-def study_name(config: DictConfig) -> str:
-    return str(config.hydra.sweeper.study_name or config.name)
-
-
-def build_sampler(sampler: dict, space: SearchSpace | None):
-    import optuna
-
-    name = sampler["name"]
-    seed = sampler.get("seed")
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sampler["n_startup_trials"])
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return optuna.samplers.GridSampler(grid_of(space) if space else {}, seed=seed)
-    raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not a sampler; choose one of: {', '.join(SAMPLERS)}")
-
-
-def build_pruner(pruner: dict):
-    """The pruner of a study; jobs rebuild it from the study's user attributes to decide on their trial."""
-    import optuna
-
-    name = pruner["name"]
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=pruner["n_startup_trials"], n_warmup_steps=pruner["n_warmup_steps"]
-        )
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=pruner["min_resource"],
-            max_resource=pruner["max_resource"] or "auto",
-            reduction_factor=pruner["reduction_factor"],
-        )
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruner["min_resource"], reduction_factor=pruner["reduction_factor"]
-        )
-    raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not a pruner; choose one of: {', '.join(PRUNERS)}")
-
-
-def open_study(config: DictConfig, space: SearchSpace | None = None):
-    """Create the sweep's study, or load it when the same storage already holds one of that name.
-
-    ``config`` is the composed multirun config (it holds ``hydra.sweeper``, ``objective`` and ``tracking``); a
-    ``hydra.sweeper`` node that is still part of it works too. Idempotent: call it as often as you like.
-    """
-    import optuna
-
-    config = _root(config)
-    sweeper = config.hydra.sweeper
-    if space is None:
-        space = parse_space(OmegaConf.to_container(sweeper.params or {}), list(config.hydra.overrides.task))
-    sampler_cfg = OmegaConf.to_container(sweeper.sampler, resolve=True)
-    pruner_cfg = OmegaConf.to_container(sweeper.pruner, resolve=True)
-    if sampler_cfg["name"] == "grid" and pruner_cfg["name"] != "none":
-        log.info("grid sampler: pruning is off (a grid runs every point to the end)")
-        pruner_cfg = {**pruner_cfg, "name": "none"}
-    storage = study_storage(sweeper, config.tracking.uri)
-    if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    name = study_name(config)
-    metric, wanted = config.objective.metric, objective.direction(config)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def create():
-        return optuna.create_study(
-            storage=storage,
-            study_name=name,
-            direction=wanted,
-            load_if_exists=True,
-            sampler=build_sampler(sampler_cfg, space),
-            pruner=build_pruner(pruner_cfg),
-        )
-
-    study = create()
-    recorded = study.user_attrs.get("runner.config.objective")
-    if (recorded != metric or study.direction.name.lower() != wanted) and not study.trials:
-        # A study that never ran a trial (say, opened by a command refused for a typo) takes the new objective.
-        optuna.delete_study(study_name=name, storage=storage)
-        study, recorded = create(), None
-    if recorded is None:
-        study.set_user_attr("runner.config.objective", metric)
-    elif recorded != metric or study.direction.name.lower() != wanted:
-        raise SweepError(
-            f"study {name!r} in {storage} optimises {recorded} ({study.direction.name.lower()}), "
-            f"this sweep {metric} ({wanted}); choose another hydra.sweeper.study_name"
-        )
-    study.set_user_attr("runner.pruner", pruner_cfg)
-    if study.trials and sampler_cfg.get("seed") is not None:
-        # A resumed study must not replay the first run's random draws (trial 0's params again): offset the
-        # seed by the trials already held, which keeps a resumed sweep repeatable too.
-        study.sampler = build_sampler({**sampler_cfg, "seed": sampler_cfg["seed"] + len(study.trials)}, space)
-    return study
-
-
-def _root(config: DictConfig) -> DictConfig:
-    if "hydra" in config:
-        return config
-    root = config._get_root()  # a hydra.sweeper node still attached to its config
-    if "hydra" not in root:
-        raise ConfigError("open_study needs the composed multirun config (with hydra.sweeper)")
-    return root
-
-
-def load_trial(link: dict):
-    """The running trial a job is (``trial.*`` keys), with the study's pruner; None if it is not running."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(
-        study_name=link["study"], storage=link["storage"], sampler=optuna.samplers.RandomSampler()
-    )
-    study.pruner = build_pruner(study.user_attrs.get("runner.pruner", {"name": "none"}))
-    state = study._storage.get_trial(link["id"]).state
-    if state != optuna.trial.TrialState.RUNNING:
-        # A trial's overrides replayed by hand: that trial is over, so this run reports to nothing.
-        log.warning(
-            "trial %s of study %r is %s, not running: this run is not pruned", link["number"], link["study"], state.name
-        )
-        return None
-    return optuna.trial.Trial(study, link["id"])
 
 
 # ---------------------------------------------------------------- the trial loop
@@ -199,7 +58,7 @@ def requeue_interrupted(study) -> int:
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+        compat.mark_trial_attr(study, trial, INTERRUPTED, True)
         _tell(study, trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"runner.rerun_of": trial.number})
         log.info("trial %d was interrupted: it runs again with the same params", trial.number)
@@ -209,7 +68,7 @@ def requeue_interrupted(study) -> int:
 def link_overrides(study, trial, storage: str) -> list[str]:
     return [
         f"trial.number={trial.number}",
-        f"trial.id={trial._trial_id}",
+        f"trial.id={compat.trial_id(trial)}",
         f"trial.study={override_text(study.study_name)}",
         f"trial.storage={override_text(storage)}",
     ]
@@ -238,7 +97,7 @@ def tell_result(study, trial, job_return) -> str:
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    outcome = job_return._return_value  # the value, or the exception a failed job raised (also via joblib)
+    outcome = compat.job_outcome(job_return)  # the value, or the exception a failed job raised (also via joblib)
     if job_return.status == JobStatus.COMPLETED:
         if isinstance(outcome, (int, float)) and not isinstance(outcome, bool) and math.isfinite(outcome):
             _tell(study, trial, float(outcome))
@@ -294,8 +153,7 @@ def validate_space(config: DictConfig, space: SearchSpace, compose) -> None:
     check_keys(config, space)
     for point in corner_points(space):
         job_cfg = compose(space.overrides(point))
-        validate(job_cfg)
-        objective.check_metric(job_cfg)
+        validate(job_cfg)  # the objective's metric too (runner/config/validation.py)
 
 
 def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], validate_batch=None) -> list:
@@ -360,7 +218,7 @@ def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:
         best = (best.number, best.value)
     except ValueError:  # no trial completed yet
         best = None
-    value = job_return._return_value if state == "COMPLETE" else None
+    value = job_return.return_value if state == "COMPLETE" else None  # COMPLETE: the job completed
     return trial_line(
         "trial",
         len(counted_trials(study)),

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from datasets import SPLITS
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.preflight._shared import STAGE, result
 from runner.diagnostics.registry import check
 from runner.diagnostics.result import FAIL, PASS, CheckResult
 
 NAME = f"{STAGE}.data_finite"
-SPLITS = ("train", "val", "test")
 FIX = (
     "Find where they come from (missing values, a division by zero in preprocessing) and impute or drop "
     "those rows before training."

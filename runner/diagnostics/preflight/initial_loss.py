@@ -7,9 +7,9 @@ import math
 import keras
 import numpy as np
 
+from models.losses import REGRESSION_LOSSES
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.introspect import (
-    REGRESSION_LOSSES,
     LossInfo,
     compiled_loss,
     output_units,

@@ -8,13 +8,9 @@ import math
 import keras
 import numpy as np
 
+from models.losses import BINARY_CE, CATEGORICAL_CE, CROSS_ENTROPY, REGRESSION_LOSSES, SPARSE_CE
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.introspect import (
-    BINARY_CE,
-    CATEGORICAL_CE,
-    CROSS_ENTROPY,
-    REGRESSION_LOSSES,
-    SPARSE_CE,
     LossInfo,
     compiled_loss,
     output_activation,

@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from datasets import HELD_OUT
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.preflight._shared import STAGE, result
 from runner.diagnostics.registry import check
@@ -58,7 +59,7 @@ def check_split_leakage(data: DiagnosticData, options: DiagnosticOptions) -> Che
     them) shows the same overlap under any random split; only an overlap well above that rate points at the
     split itself, so only such an overlap can FAIL.
     """
-    held_out = [(split, data.split(split)[0]) for split in ("val", "test") if data.split(split)[0] is not None]
+    held_out = [(split, data.split(split)[0]) for split in HELD_OUT if data.split(split)[0] is not None]
     if not held_out:
         return result(NAME, SKIP, None, None, "no validation or test split to compare with")
     twin_rate, evidence, shares, leaked, total = overlap(data, held_out)

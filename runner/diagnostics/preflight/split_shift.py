@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from datasets import HELD_OUT
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.preflight._shared import (
     STAGE,
@@ -58,7 +59,7 @@ FIX = (
 def check_split_shift(data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
     """Train vs val and train vs test: a classifier two-sample test (cross-validated ROC AUC of telling the
     splits apart from their inputs), with the most shifted features as evidence.  Value: the largest AUC."""
-    pairs = [split for split in ("val", "test") if getattr(data, f"x_{split}") is not None]
+    pairs = [split for split in HELD_OUT if getattr(data, f"x_{split}") is not None]
     reason = _split_shift_skip(data, pairs)
     if reason:
         return result(NAME, SKIP, None, None, f"not run: {reason}")

@@ -1,0 +1,93 @@
+"""What is known of each data set before it is loaded: its task, classes, natural slice and extra metrics.
+
+Pure Python (no numpy): the config checks read these facts before anything is loaded or trained. Each spec
+names its loader as ``"module:function"``; ``datasets.registry`` imports it only when the data set is loaded.
+A new data set is a loader module plus one ``DatasetSpec`` here (and, for the runner, conf/dataset/NAME.yaml
+and its dataclass in runner/config/schema.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+SPLITS = ("train", "val", "test")  # the splits every loader returns, in this order
+HELD_OUT = SPLITS[1:]  # the splits no model trains on
+# The synthetic loader's task option and the task each kind poses.
+SYNTHETIC_TASKS = {
+    "regression": "regression",
+    "binary": "binary",
+    "multiclass": "multiclass",
+    "xor": "binary",
+    "sequence": "regression",
+}
+
+Options = Mapping[str, Any]  # a loader's keyword options (a composed config's dataset node will do)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The facts of one data set; a field may instead be a function of the loader's options."""
+
+    name: str
+    loader: str  # "module:function" under datasets/, imported on first load
+    task: str | Callable[[Options], str | None]  # regression | binary | multiclass (None: unknown option)
+    n_classes: int | None | Callable[[Options], int | None] = None  # classes when classifying; None otherwise
+    natural_slice: str | None = None  # the Split.meta column that diagnostics.slices=auto groups rows by
+    # Final metrics beyond the task's own (runner/config/objective.py FINAL_METRICS), logged per split
+    extra_final_metrics: tuple[str, ...] | Callable[[Options], tuple[str, ...]] = ()
+
+    def resolved(self, options: Options) -> DatasetSpec:
+        """This spec with every field that depends on the options computed for ``options``."""
+        computed = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{key: value(options) for key, value in computed.items() if callable(value)})
+
+
+def _wine_extra_metrics(options: Options) -> tuple[str, ...]:
+    # A standardised target is also scored in its own unit (% alcohol): runner/run/evaluation.py
+    return ("mae_original", "rmse_original") if options.get("scale_target", True) else ()
+
+
+def _synthetic_task(options: Options) -> str | None:
+    return SYNTHETIC_TASKS.get(options.get("task", "binary"))
+
+
+def _synthetic_classes(options: Options) -> int | None:
+    task = _synthetic_task(options)
+    return options.get("n_classes") if task == "multiclass" else 2 if task == "binary" else None
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            "wine",
+            "datasets.wine:load_wine",
+            task="regression",
+            natural_slice="quality",
+            extra_final_metrics=_wine_extra_metrics,
+        ),
+        DatasetSpec(
+            "seizure", "datasets.seizure:load_seizure", task="binary", n_classes=2, natural_slice="original_class"
+        ),
+        DatasetSpec("mnist", "datasets.mnist:load_mnist", task="multiclass", n_classes=10),
+        DatasetSpec(
+            "synthetic", "datasets.synthetic:load_synthetic", task=_synthetic_task, n_classes=_synthetic_classes
+        ),
+    )
+}
+DATASET_NAMES = tuple(SPECS)
+
+
+def spec_for(name: str, options: Options | None = None) -> DatasetSpec | None:
+    """The facts of data set ``name`` under these loader options (defaults when None); None for an unknown name."""
+    spec = SPECS.get(name)
+    return None if spec is None else spec.resolved(options or {})
+
+
+def spec_of(options: Options | Any) -> DatasetSpec | None:
+    """``spec_for`` options that name their data set under ``name``: a mapping, or an object whose attributes
+    are the options (a config dataclass such as the runner's dataset node)."""
+    options = options if isinstance(options, Mapping) else vars(options)
+    return spec_for(options["name"], options)

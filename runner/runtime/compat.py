@@ -1,0 +1,165 @@
+"""Every reach into a library's internals outside ``runner.diagnostics`` (which keeps its own in
+``runner/diagnostics/compat.py``), one small function each.
+
+Each says the version it was checked against and the public API that will replace it. When a library is
+upgraded, this module is the list to re-check; tests/test_compat.py exercises every function against the
+installed libraries and fails if another module reaches into a library on its own. Libraries are imported
+inside the functions: the command line imports this module, and ``--help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+# ---------------------------------------------------------------- Hydra
+
+
+def after_hydra_compose(check: Callable) -> None:
+    """Call ``check(config)`` on every config Hydra composes, before it instantiates ``hydra.callbacks``.
+
+    hydra-core 1.3.8: wraps the private ``hydra._internal.hydra.Hydra.compose_config``. No public API yet: the
+    ``Callback.on_compose_config`` of Hydra's main branch (1.4.dev) would replace it, registered outside the
+    config it checks. Idempotent.
+    """
+    from hydra._internal.hydra import Hydra
+
+    compose = Hydra.compose_config
+    if getattr(compose, "runner_check", None) is not None:
+        return
+
+    @functools.wraps(compose)
+    def compose_and_check(self, *args, **kwargs):
+        config = compose(self, *args, **kwargs)
+        check(config)
+        return config
+
+    compose_and_check.runner_check = check
+    Hydra.compose_config = compose_and_check
+
+
+def filter_completions(keep: Callable[[str], bool]) -> None:
+    """Offer only the shell-completion words for which ``keep(word)`` holds.
+
+    hydra-core 1.3.8: wraps the private ``CompletionPlugin._query``. No public API yet (a completion plugin
+    of our own, registered through ``hydra_plugins``, would replace it). Idempotent.
+    """
+    from hydra.plugins.completion_plugin import CompletionPlugin
+
+    query = CompletionPlugin._query
+    if getattr(query, "runner_keep", None) is not None:
+        return
+
+    @functools.wraps(query)
+    def filtered(self, *args, **kwargs):
+        return [word for word in query(self, *args, **kwargs) if keep(word)]
+
+    filtered.runner_keep = keep
+    CompletionPlugin._query = filtered
+
+
+def job_outcome(job_return):
+    """A finished job's return value, or the exception a failed job raised (also across joblib).
+
+    hydra-core 1.3.8: ``JobReturn._return_value``. The public ``JobReturn.return_value`` gives the value of a
+    completed job but raises (and prints) a failed job's exception instead of returning it.
+    """
+    return job_return._return_value
+
+
+# ---------------------------------------------------------------- OmegaConf
+
+
+def is_none_or_missing(node) -> bool:
+    """Whether a config node is None or ``???``, without resolving it.
+
+    omegaconf 2.3.1: ``Node._is_none()`` and ``Node._is_missing()``. Public: ``OmegaConf.is_missing(parent,
+    key)``, which needs the parent and has no None counterpart; ``parent[key] is None`` resolves.
+    """
+    return node._is_none() or node._is_missing()
+
+
+def child_node(node, key):
+    """The child node under ``key``, its interpolations unresolved.
+
+    omegaconf 2.3.1: ``Container._get_node(key)``. No public API yet: ``node[key]`` resolves, and
+    ``OmegaConf.to_container(node, resolve=False)`` gives plain values, not nodes.
+    """
+    return node._get_node(key)
+
+
+def raw_node_value(node, key):
+    """The value under ``key`` as written (``${oc.env:X}`` for an interpolation), without resolving it.
+
+    omegaconf 2.3.1: ``Node._value()``. Public: ``OmegaConf.to_container(node, resolve=False)[key]`` gives the
+    same for a plain value, at the cost of converting the whole container.
+    """
+    return node._get_node(key)._value()
+
+
+def config_root(node):
+    """The root config a node belongs to (the node itself when it is a root).
+
+    omegaconf 2.3.1: ``Node._get_root()``. No public API yet: pass the root along instead.
+    """
+    return node._get_root()
+
+
+# ---------------------------------------------------------------- Optuna
+
+
+def trial_id(trial) -> int:
+    """The storage's id of a trial (a ``Trial`` or a ``FrozenTrial``), which ``optuna.trial.Trial(study, id)``
+    takes to reopen it in another process.
+
+    optuna 5.1.0: ``_trial_id``. No public API yet: ``trial.number`` names a trial within its study, and
+    ``BaseStorage.get_trial_id_from_study_id_trial_number`` maps it, given the study's private id.
+    """
+    return trial._trial_id
+
+
+def trial_state(study, trial_id: int):
+    """The ``TrialState`` of the study's trial with this storage id, read from storage (one trial, not all).
+
+    optuna 5.1.0: ``Study._storage.get_trial``. Public: ``study.get_trials(deepcopy=False)`` searched by
+    ``trial.number``, which reads every trial of the study.
+    """
+    return study._storage.get_trial(trial_id).state
+
+
+def mark_trial_attr(study, trial, key: str, value) -> None:
+    """Set a user attribute on a stored trial this process does not run (a ``FrozenTrial``).
+
+    optuna 5.1.0: ``Study._storage.set_trial_user_attr``. Public: ``Trial.set_user_attr``, only on the live
+    ``Trial`` the process that asked for it holds; a ``FrozenTrial``'s setter changes the copy only.
+    """
+    study._storage.set_trial_user_attr(trial_id(trial), key, value)
+
+
+# ---------------------------------------------------------------- JAX
+
+JAX_BACKEND_LOGGER = "jax._src.xla_bridge"  # jax 0.10.2: the module that logs each platform it cannot open
+
+
+def jax_backends_started() -> bool:
+    """Whether JAX has started its backends in this process (after which XLA's settings are fixed).
+
+    jax 0.10.2: ``jax._src.xla_bridge.backends_are_initialized``. No public API yet: ``jax.extend.backend``
+    exposes ``backends()``, which starts them. Unknown (the function renamed): True, so callers report the
+    settings they find rather than set ones that no longer apply.
+    """
+    from jax._src import xla_bridge
+
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return started() if started else True
+
+
+def quiet_jax_backend_log() -> None:
+    """Keep JAX's INFO lines about each platform it could not open ("Unable to initialize backend 'tpu'") out of
+    the log.
+
+    jax 0.10.2: the logger of the private module ``jax._src.xla_bridge``. No public API yet (raising the
+    ``jax`` logger would hide every other JAX message too).
+    """
+    logging.getLogger(JAX_BACKEND_LOGGER).setLevel(logging.WARNING)
