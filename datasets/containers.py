@@ -51,6 +51,8 @@ class Dataset:
     feature_scaling: dict | None = None
     target_scaling: dict | None = None
     notes: list[str] = field(default_factory=list)
+    # The fitted input transformation as JSON-ready data, for predictions on raw rows (datasets/table.py transform)
+    preprocessing: dict | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

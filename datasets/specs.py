@@ -58,6 +58,38 @@ def _synthetic_classes(options: Options) -> int | None:
     return options.get("n_classes") if task == "multiclass" else 2 if task == "binary" else None
 
 
+# The task option of a user's own data (table, arrays, sequence); auto is decided from the target on loading,
+# and multilabel is refused there (not supported yet), so neither is known before.
+OWN_DATA_TASKS = ("auto", "regression", "binary", "multiclass", "multilabel")
+
+
+def _own_task(options: Options) -> str | None:
+    task = options.get("task", "auto")
+    return task if task in ("regression", "binary", "multiclass") else None
+
+
+def _own_classes(options: Options) -> int | None:
+    return 2 if _own_task(options) == "binary" else None  # multiclass: counted on loading
+
+
+def _own_extra_metrics(options: Options) -> tuple[str, ...]:
+    scaled = _own_task(options) == "regression" and options.get("scale_target", True)
+    return ("mae_original", "rmse_original") if scaled else ()
+
+
+def _image_classes(options: Options) -> int | None:
+    # Counting the class folders reads no image; None when the folder is not there (yet)
+    from .image_folders import class_names
+
+    names = class_names(options.get("path"), options.get("split", "auto"), options.get("data_dir"))
+    return len(names) if names and len(names) >= 2 else None
+
+
+def _image_task(options: Options) -> str | None:
+    classes = _image_classes(options)
+    return None if classes is None else "binary" if classes == 2 else "multiclass"
+
+
 SPECS = {
     spec.name: spec
     for spec in (
@@ -75,6 +107,11 @@ SPECS = {
         DatasetSpec(
             "synthetic", "datasets.synthetic:load_synthetic", task=_synthetic_task, n_classes=_synthetic_classes
         ),
+        *(
+            DatasetSpec(name, f"datasets.{name}:load_{name}", _own_task, _own_classes, None, _own_extra_metrics)
+            for name in ("table", "arrays", "sequence")
+        ),
+        DatasetSpec("images", "datasets.images:load_images", task=_image_task, n_classes=_image_classes),
     )
 }
 DATASET_NAMES = tuple(SPECS)

@@ -14,12 +14,16 @@ from importlib import import_module
 from models.losses import output_head
 
 # architecture -> (module, builder); the module is imported on first use (it imports Keras).
-_BUILDERS = {"mlp": ("models.mlp", "build_mlp"), "bilstm": ("models.bilstm", "build_bilstm")}
+_BUILDERS = {
+    "mlp": ("models.mlp", "build_mlp"),
+    "bilstm": ("models.bilstm", "build_bilstm"),
+    "cnn": ("models.cnn", "build_cnn"),
+}
 ARCHITECTURES = tuple(_BUILDERS)
 
 
 def build_model(architecture: str, **options):
-    """Build the network named by ``architecture`` ("mlp" or "bilstm") from keyword options."""
+    """Build the network named by ``architecture`` ("mlp", "bilstm" or "cnn") from keyword options."""
     try:
         module, builder = _BUILDERS[architecture]
     except KeyError:
@@ -28,11 +32,11 @@ def build_model(architecture: str, **options):
 
 
 def __getattr__(name: str):
-    """build_mlp, build_bilstm, ...: the builders, imported on first use (PEP 562)."""
+    """build_mlp, build_bilstm, build_cnn, ...: the builders, imported on first use (PEP 562)."""
     for module, builder in _BUILDERS.values():
         if name == builder:
             return getattr(import_module(module), builder)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ARCHITECTURES", "build_bilstm", "build_mlp", "build_model", "output_head"]
+__all__ = ["ARCHITECTURES", "build_bilstm", "build_cnn", "build_mlp", "build_model", "output_head"]

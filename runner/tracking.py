@@ -4,12 +4,15 @@ All calls go through an explicit ``MlflowClient`` and run id (no global active r
 nested sweep runs cannot pick up each other's run. This module is the one door to MLflow: every param, tag,
 metric, artifact and status change of any run (a job's, a sweep's parent, a pruned or stale trial) goes
 through ``RunRecord``, which redacts secrets on the way (tests/test_mlflow_door.py holds the rest of
-``runner`` to that).
+``runner`` to that). ``runner/tracking_model.py`` is the door's other half, called only from here: the data
+set's splits as dataset inputs and the trained network as an MLflow Model. MLflow's system-metrics monitor
+samples the machine into the run while it lasts (``RunRecord.monitor_system``, stopped when the run ends).
 """
 
 import contextlib
 import fcntl
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -23,7 +26,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from datasets import SPLITS
 from runner.errors import TrackingError
@@ -51,6 +55,8 @@ BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batc
 # Files log_artifact and log_folder redact like log_text (when redaction changes them; else uploaded as they are).
 TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv", ".html"}
 MAX_REDACTED_BYTES = 50 << 20
+SYSTEM_METRICS_SECONDS = 2.0  # between samples: a short run still gets a curve (MLflow's default is 10 s)
+log = logging.getLogger("runner")
 
 
 @dataclass
@@ -213,6 +219,14 @@ class RunRecord:
         self.run_id = run.info.run_id
         self.artifact_uri = run.info.artifact_uri
         self.experiment_id = tracker.experiment_id
+        self._set_session(tracker)
+
+    def _set_session(self, tracker: Tracker) -> None:
+        """What this process keeps of the run besides its ids."""
+        self.tracking_uri = tracker.uri
+        self.datasets: dict[str, tuple[str, str]] = {}  # split -> (name, digest) of its dataset input
+        self._monitor = None  # the system metrics' sampling thread
+        self._metric_times: dict[int, int] = {}  # step -> time of its last log_metrics
 
     @classmethod
     def existing(cls, tracker: Tracker, run_id: str, artifact_uri: str | None = None) -> "RunRecord":
@@ -220,6 +234,7 @@ class RunRecord:
         record = cls.__new__(cls)
         record.client, record.run_id = tracker.client, run_id
         record.artifact_uri, record.experiment_id = artifact_uri, tracker.experiment_id
+        record._set_session(tracker)
         return record
 
     @classmethod
@@ -251,7 +266,7 @@ class RunRecord:
         self.client.delete_tag(self.run_id, key)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        now = int(time.time() * 1000)
+        now = self._metric_times[step] = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
@@ -284,12 +299,62 @@ class RunRecord:
     def log_json(self, data, artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
 
+    def log_datasets(self, data) -> None:
+        """Each split as a dataset input of the run (the UI's Dataset column), its context tag the split."""
+        from runner.tracking_model import split_dataset
+
+        inputs = []
+        for split in SPLITS:
+            dataset = split_dataset(data, split)
+            self.datasets[split] = (dataset.name, dataset.digest)
+            inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)]))
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_model(self, model, example, *, extra_files=(), register_as=None, metrics=None, step=0):
+        """``model`` as an MLflow Model (keras flavour) linked to this run, its ``metrics`` (logged at
+        ``step``) linked to it, and registered as a new version of ``register_as`` when given
+        (runner/tracking_model.py)."""
+        from runner import tracking_model
+
+        options = {"extra_files": extra_files, "register_as": register_as, "metrics": metrics or {}, "step": step}
+        options.update(datasets=self.datasets, stamp=self._metric_times.get(step))
+        logged = tracking_model.log_keras_model(self, model, example, options)
+        tags = {"runner.model.uri": logged.uri, "runner.model.run_uri": logged.run_uri}
+        self.set_tags({**tags, **({"runner.model.registered": logged.registered} if logged.registered else {})})
+        return logged
+
+    def monitor_system(self, resume: bool = False) -> None:
+        """Sample CPU, memory, disk, network (and NVIDIA GPUs, with nvidia-ml-py) into ``system/...`` metrics
+        every SYSTEM_METRICS_SECONDS until the run ends (the UI's System metrics tab). Needs psutil."""
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        except ImportError as error:
+            log.warning("no system metrics: %s (pip install psutil, or tracking.system_metrics=false)", error)
+            return
+        self._monitor = SystemMetricsMonitor(
+            self.run_id, SYSTEM_METRICS_SECONDS, resume_logging=resume, tracking_uri=self.tracking_uri
+        )
+        self._monitor.start()
+
+    def _stop_monitor(self) -> None:
+        """Stop sampling, with one last sample of the time since the previous one (a run shorter than the
+        interval gets a point too)."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        monitor.finish()
+        with contextlib.suppress(Exception):
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+
     def set_status(self, status: str) -> None:
         """Change the status without ending the run (``RUNNING`` again for a resumed one)."""
         self.client.update_run(self.run_id, status=status)
 
     def terminate(self, status: str) -> None:
         """End the run with ``status`` (FINISHED, FAILED or KILLED)."""
+        self._stop_monitor()
         self.client.set_terminated(self.run_id, status)
 
     def finish(self) -> None:

@@ -17,7 +17,13 @@ def test_every_data_set_has_its_config_option_and_schema():
     assert set(GROUP_SCHEMAS["dataset"]) == set(DATASET_NAMES)
     assert {p.stem for p in (CONF_DIR / "dataset").glob("*.yaml")} == set(DATASET_NAMES)
     for name, schema in GROUP_SCHEMAS["dataset"].items():
-        assert schema().name == name and spec_of(schema()).task in losses.TASKS
+        # None: a task only the loaded data decides (images' class folders, task=auto of a user's own data)
+        assert schema().name == name and spec_of(schema()).task in (*losses.TASKS, None)
+    for name in ("table", "arrays", "sequence"):
+        assert spec_for(name, {"task": "auto"}).task is None
+        assert spec_for(name, {"task": "binary"}).n_classes == 2
+        assert spec_for(name, {"task": "regression"}).extra_final_metrics == ("mae_original", "rmse_original")
+        assert spec_for(name, {"task": "regression", "scale_target": False}).extra_final_metrics == ()
 
 
 @pytest.mark.parametrize("task", SYNTHETIC_OPTIONS)

@@ -92,5 +92,5 @@ def test_output_heads_follow_the_task():
 
 
 def test_unknown_architecture_names_the_choices():
-    with pytest.raises(ValueError, match="choose one of mlp, bilstm"):
-        build_model("cnn", input_shape=(3,), output_units=1)
+    with pytest.raises(ValueError, match="unknown architecture 'transformer'; choose one of mlp, bilstm, cnn"):
+        build_model("transformer", input_shape=(3,), output_units=1)

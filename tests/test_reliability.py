@@ -56,7 +56,8 @@ def history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, floa
 
 def final_metrics(client: MlflowClient, run_id: str) -> dict[str, float]:
     metrics = client.get_run(run_id).data.metrics
-    return {name: value for name, value in metrics.items() if name not in TIMINGS}
+    # Timings and the system/ metrics (CPU, memory... sampled while it ran) measure the machine, not the training.
+    return {name: value for name, value in metrics.items() if name not in TIMINGS and not name.startswith("system/")}
 
 
 def runner_process(tmp_path: Path, run_dir: str, *overrides: str, **popen) -> subprocess.Popen:

@@ -104,7 +104,9 @@ def test_parallel_grid_sweep_records_parent_children_report_and_best_config(tmp_
     }
 
     # Every child has every per-epoch point and every final metric: nothing was lost to parallel writes.
-    cfg = {"dataset": {"name": "synthetic", "task": "regression"}, "trainer": {"roc_auc_per_epoch": True}}
+    cfg = OmegaConf.create(
+        {"dataset": {"name": "synthetic", "task": "regression"}, "trainer": {"roc_auc_per_epoch": True}}
+    )
     for run in children:
         assert run.info.status == "FINISHED"
         epochs = int(run.data.metrics["epochs_run"])
@@ -210,7 +212,7 @@ def test_jobs_of_a_glob_share_one_experiment_and_mixed_data_sets_are_detected():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config")
         presets, experiments = job_identities(cfg, "config", ["+experiment=glob(mnist_*)", "trainer.epochs=1"])
-        assert presets == ["mnist_dropout", "mnist_l2", "mnist_mlp"] and experiments == ["mnist"]
+        assert presets == ["mnist_cnn", "mnist_dropout", "mnist_l2", "mnist_mlp"] and experiments == ["mnist"]
         presets, experiments = job_identities(cfg, "config", ["+experiment=wine_mlp,seizure_dnn"])
         assert presets == ["seizure_dnn", "wine_mlp"] and experiments == ["seizure", "wine"]
         _, experiments = job_identities(cfg, "config", ["+experiment=wine_mlp", "+debug=fast"])

@@ -11,123 +11,30 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-
-def bounded(default, lo=None, hi=None, *, lo_open=False, hi_open=False):
-    """A numeric field whose value must lie in the given interval (None = unbounded side)."""
-    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
-
-
-def one_of(default, *choices):
-    """A field whose value must be one of ``choices``."""
-    return field(default=default, metadata={"choices": choices})
-
-
-def _list(*values):
-    return field(default_factory=lambda: list(values))
-
-
-# ---------------------------------------------------------------- dataset group
-
-
-@dataclass
-class DatasetFiles:
-    """Options shared by the data sets read from files."""
-
-    name: str = MISSING
-    data_dir: Optional[str] = None  # None: $RUNNER_DATA_DIR, then the user cache (downloads go there)
-    scale: str = one_of("standard", "standard", "none")
-    max_samples: Optional[int] = bounded(None, 1)  # cap on rows per split, for quick runs
-    split_seed: int = bounded(42, 0)  # seeds the random split and the max_samples subsample
-    download: bool = True
-    verify_checksum: bool = True
-    cache: bool = True  # reuse the parsed arrays saved under <user cache>/parsed while the source files are unchanged
-
-
-@dataclass
-class HeldOutDataset(DatasetFiles):
-    """Data sets shipped as one table: held-out splits are cut from it unless the book's split is present."""
-
-    split: str = one_of("auto", "auto", "book", "random")  # auto: the book's split where present
-    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
-    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
-
-
-@dataclass
-class WineDataset(HeldOutDataset):
-    name: str = "wine"
-    target: str = "alcohol"
-    scale_target: bool = True
-
-
-@dataclass
-class SeizureDataset(HeldOutDataset):
-    name: str = "seizure"
-    file: str = "auto"  # auto: the UCI layout, then the Kaggle layout
-
-
-@dataclass
-class MnistDataset(DatasetFiles):
-    """The split is fixed by the file: the last ``val_size`` training images are the validation split."""
-
-    name: str = "mnist"
-    scale: str = one_of("none", "standard", "none")  # pixels are divided by 255 in any case
-    flatten: bool = True
-    val_size: int = bounded(5000, 1)
-
-
-@dataclass
-class SyntheticDataset:
-    name: str = "synthetic"
-    task: str = one_of("binary", "regression", "binary", "multiclass", "xor", "sequence")
-    n_samples: int = bounded(1000, 10)
-    n_features: int = bounded(8, 1)
-    n_classes: int = bounded(3, 2)
-    seq_len: int = bounded(32, 2)
-    noise: float = bounded(0.1, 0.0)
-    seed: int = bounded(0, 0)
-    split_seed: int = bounded(42, 0)
-    val_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
-    test_fraction: float = bounded(0.1, 0.0, 1.0, lo_open=True, hi_open=True)
-    scale: str = one_of("standard", "standard", "none")
-    max_samples: Optional[int] = bounded(None, 1)
-
-
-# ---------------------------------------------------------------- model group
-
-
-@dataclass
-class ModelBase:
-    architecture: str = MISSING
-    hidden_units: List[int] = _list(32)
-    activation: str = "relu"
-    kernel_initializer: str = "glorot_uniform"
-    kernel_initializer_args: Dict[str, Any] = field(default_factory=dict)
-    bias_initializer: str = "zeros"
-    bias_initializer_args: Dict[str, Any] = field(default_factory=dict)
-    dropout: float = bounded(0.0, 0.0, 1.0, hi_open=True)
-    l2: float = bounded(0.0, 0.0)
-    batch_norm: bool = False
-    # None: chosen from the task (1 linear / 1 sigmoid / k softmax; MSE-free defaults below)
-    output_units: Optional[int] = bounded(None, 1)
-    output_activation: Optional[str] = None
-    loss: Optional[str] = None  # None: mae / binary_crossentropy / sparse_categorical_crossentropy
-    # An output or loss that does not suit the task is refused unless this is true (the seeded-fault presets)
-    allow_unusual_output: bool = False
-
-
-@dataclass
-class MlpModel(ModelBase):
-    architecture: str = one_of("mlp", "mlp")
-
-
-@dataclass
-class BiLstmModel(ModelBase):
-    architecture: str = one_of("bilstm", "bilstm")
-    hidden_units: List[int] = _list(16)
-    lstm_units: List[int] = _list(32)
-    bidirectional: bool = True
-    recurrent_dropout: float = bounded(0.0, 0.0, 1.0, hi_open=True)
-
+from runner.config.dataset_schema import (  # noqa: F401 - importable from here as before
+    ArraysDataset,
+    DatasetFiles,
+    HeldOutDataset,
+    ImagesDataset,
+    MnistDataset,
+    OwnDataset,
+    OwnTable,
+    SeizureDataset,
+    SequenceDataset,
+    SyntheticDataset,
+    TableDataset,
+    WineDataset,
+)
+from runner.config.fields import _list, bounded, one_of, required  # noqa: F401
+from runner.config.model_schema import (  # noqa: F401 - importable from here as before
+    BiLstmModel,
+    CnnModel,
+    CustomModel,
+    MlpModel,
+    ModelBase,
+    SavedModel,
+    UserModelBase,
+)
 
 # ---------------------------------------------------------------- optimizer group
 
@@ -228,6 +135,7 @@ class TrainerConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     resume: Optional[str] = None  # an interrupted run to continue: its folder or MLflow run id (runner/run/resume.py)
+    tensorboard: bool = False  # TensorBoard logs (scalars, weight histograms, graph) in <run>/tensorboard
 
 
 @dataclass
@@ -236,7 +144,9 @@ class TrackingConfig:
     experiment: str = "${dataset.name}"
     run_name: Optional[str] = None  # None: <preset>-<timestamp>
     artifact_location: Optional[str] = None  # None: mlartifacts/ beside a local SQLite store
-    log_model: bool = True
+    log_model: bool = True  # model/model.keras and an MLflow Model (runner/tracking_model.py)
+    register_as: Optional[str] = None  # a registered model's name: each run adds a version of it
+    system_metrics: bool = True  # CPU, memory, GPU... sampled into system/* metrics while the run lasts
 
 
 @dataclass
@@ -313,8 +223,17 @@ class RunConfig:
 
 
 GROUP_SCHEMAS = {
-    "dataset": {"wine": WineDataset, "seizure": SeizureDataset, "mnist": MnistDataset, "synthetic": SyntheticDataset},
-    "model": {"mlp": MlpModel, "bilstm": BiLstmModel},
+    "dataset": {
+        "wine": WineDataset,
+        "seizure": SeizureDataset,
+        "mnist": MnistDataset,
+        "synthetic": SyntheticDataset,
+        "images": ImagesDataset,
+        "table": TableDataset,
+        "sequence": SequenceDataset,
+        "arrays": ArraysDataset,
+    },
+    "model": {"mlp": MlpModel, "bilstm": BiLstmModel, "cnn": CnnModel, "custom": CustomModel, "saved": SavedModel},
     "optimizer": {
         "adam": AdamOptimizer,
         "sgd": SgdOptimizer,

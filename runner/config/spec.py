@@ -44,6 +44,8 @@ def unknown_keys(node: DictConfig, path: str = "") -> list[str]:
                 hint = f"{path.rstrip('.') or 'the top level'} has: {', '.join(names)}"
             problems.append(f"{where} is not a setting of this run; {hint}")
             continue
+        if OmegaConf.is_missing(node, key):
+            continue  # a required value left unset: validate names it with an example
         child = node[key]
         if isinstance(child, DictConfig):
             problems += unknown_keys(child, f"{where}.")

@@ -5,6 +5,7 @@ checks them, and then the settings that only fail together: held-out fractions, 
 not log, an output layer or loss that does not suit the task.  The CLI, the job and the sweep call ``validate``.
 """
 
+import importlib.util
 import math
 from dataclasses import fields, is_dataclass
 
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from datasets import spec_of
 from models import losses
 from runner.config import objective
+from runner.config.model_source import model_source_problems
 from runner.config.schema import (
     DiagnosticsConfig,
     EvaluationConfig,
@@ -51,7 +53,7 @@ def validate(cfg: DictConfig) -> None:
         for spec in fields(RunConfig)
         if "choices" in spec.metadata and cfg.get(spec.name, spec.default) not in spec.metadata["choices"]
     ]
-    problems += _contradictions(cfg)
+    problems += _contradictions(cfg) + model_source_problems(cfg.get("model"))
     if not problems:  # the checks below read several groups at once and assume each is valid
         problems += _metric_problems(cfg) + _output_problems(cfg)
     if problems:
@@ -66,6 +68,22 @@ def _contradictions(cfg: DictConfig) -> list[str]:
         problems.append(
             f"dataset.val_fraction + dataset.test_fraction = "
             f"{dataset.val_fraction + dataset.test_fraction:g} leaves no rows to train on; keep it below 1"
+        )
+    return problems + _record_problems(cfg)
+
+
+def _record_problems(cfg: DictConfig) -> list[str]:
+    """What the MLflow record and the TensorBoard logs need: a model to register, a usable name, the package."""
+    problems = []
+    name = cfg.tracking.get("register_as")
+    if name is not None and not cfg.tracking.log_model:
+        problems.append("tracking.register_as registers the logged model: it needs tracking.log_model=true")
+    if name is not None and (not str(name).strip() or any(char in str(name) for char in "/:")):
+        problems.append(f"tracking.register_as={name!r} cannot be a registered model's name (empty, '/' or ':')")
+    if cfg.trainer.get("tensorboard") and importlib.util.find_spec("tensorboard") is None:
+        problems.append(
+            "trainer.tensorboard=true needs the tensorboard package, which Keras's TensorBoard callback writes "
+            "with (on either backend); pip install 'keras-runner[tensorboard]', or leave trainer.tensorboard off"
         )
     return problems
 
@@ -99,9 +117,10 @@ def _output_problems(cfg: DictConfig) -> list[str]:
         return []
     task, classes = spec.task, spec.n_classes
     default_units, default_activation = losses.output_head(task, classes)
-    activation = (model.output_activation or default_activation).lower()
+    # model=custom and model=saved have no head settings: their network's head is checked once it exists
+    activation = (model.get("output_activation") or default_activation).lower()
     loss_task = losses.loss_task(model.loss) if model.loss else task
-    units = model.output_units or default_units
+    units = model.get("output_units") or default_units
     reasons = []
     if activation == "softmax" and units == 1:
         reasons.append("softmax over one output unit always outputs 1.0")
@@ -130,6 +149,9 @@ def _check_node(node: DictConfig, schema, path: str) -> list[str]:
     problems = []
     for spec in fields(schema):
         key = f"{path}.{spec.name}"
+        if OmegaConf.is_missing(node, spec.name):
+            problems.append(f"{key} is not set: set it, e.g. {key}={spec.metadata.get('example', '<value>')}")
+            continue
         value = node[spec.name]
         if is_dataclass(spec.type):
             problems += _check_node(value, spec.type, key)

@@ -236,6 +236,7 @@ POOR_FIT = (
     "analysis.confident_errors",
     "analysis.slices",
     "analysis.attributions",
+    "analysis.gradcam_focus",
     "analysis.receptive_field",
     "analysis.constant_units",
     "preflight.zeroed_inputs",

@@ -78,6 +78,22 @@ def image_grid(
     save(fig, path)
 
 
+def overlay_grid(
+    path: Path, images: list[np.ndarray], heats: list[np.ndarray], titles: list[str], columns: int
+) -> None:
+    """Images (grey, or RGB in [0, 1]) with a heat map in [0, 1] drawn half-transparent over each."""
+    plt = pyplot()
+    n_rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(2.0 * columns, 2.1 * n_rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, heat, title in zip(axes.flat, images, heats, titles):
+        ax.imshow(image, cmap="gray", interpolation="nearest")
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0, interpolation="bilinear")
+        ax.set_title(title, fontsize=7)
+    save(fig, path)
+
+
 def line(
     path: Path,
     x: np.ndarray,

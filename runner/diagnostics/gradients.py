@@ -101,6 +101,57 @@ def input_gradients(model: keras.Model, x: np.ndarray, score_fn: Callable) -> np
     return tape.gradient(total, inputs).numpy()
 
 
+def input_gradient_function(model: keras.Model, score_fn: Callable) -> Callable[[np.ndarray], np.ndarray]:
+    """``input_gradients`` compiled once for many calls on same-shaped batches (gradient ascent on the input):
+    run eagerly, each step would re-trace the model's ops one by one."""
+    if backend() == "jax":
+        import jax
+
+        def total(inputs):
+            return keras.ops.sum(score_fn(model(inputs, training=False)))
+
+        compiled = jax.jit(jax.grad(total))
+        return lambda x: np.asarray(compiled(np.asarray(x, dtype="float32")))
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def gradient(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            total = tf.reduce_sum(score_fn(model(inputs, training=False)))
+        return tape.gradient(total, inputs)
+
+    return lambda x: gradient(tf.convert_to_tensor(np.asarray(x, dtype="float32"))).numpy()
+
+
+def activation_gradients(tap: keras.Model, x: np.ndarray, score_fn: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """For ``tap`` mapping the inputs to [a layer's activations, later outputs]: the activations on ``x`` and
+    d score / d activations, where ``score_fn(later outputs)`` returns one scalar per row (Grad-CAM's class
+    score).  Rows are independent in inference mode, as in ``input_gradients``."""
+    x = np.asarray(x, dtype="float32")
+    if backend() == "jax":
+        import jax
+
+        activations = keras.ops.convert_to_numpy(tap(x, training=False)[0])
+        # JAX differentiates functions, not tensors: the gradient at an inner layer needs the graph from that
+        # layer on as a function of its own (a Functional model can be cut at any of its tensors).
+        head = keras.Model(tap.outputs[0], tap.outputs[1])
+
+        def total(values):
+            return keras.ops.sum(score_fn(head(values, training=False)))
+
+        return activations, np.asarray(jax.grad(total)(activations))
+    import tensorflow as tf
+
+    inputs = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        # Watching the input records the activations even when the layers before them are frozen.
+        tape.watch(inputs)
+        activations, later = tap(inputs, training=False)
+        total = tf.reduce_sum(score_fn(later))
+    return activations.numpy(), tape.gradient(total, activations).numpy()
+
+
 def regularization_loss_and_gradients(model: keras.Model) -> tuple[float, list[np.ndarray]]:
     """The weight regularisers' penalty (sum of ``model.losses``) and its gradient w.r.t. each of
     ``model.trainable_weights``, without a forward pass: the penalties depend on the weights only.

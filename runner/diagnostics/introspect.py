@@ -24,54 +24,15 @@ RECURRENT = {"LSTM", "GRU", "SimpleRNN"}
 
 # Layers that compute an affine map of their input (or pass it through): a stack made only of these, with
 # linear activations, is one linear model however deep it is.
-LINEAR_LAYERS = {
-    "InputLayer",
-    "Dense",
-    "EinsumDense",
-    "Conv1D",
-    "Conv2D",
-    "Conv3D",
-    "Conv1DTranspose",
-    "Conv2DTranspose",
-    "Conv3DTranspose",
-    "DepthwiseConv1D",
-    "DepthwiseConv2D",
-    "SeparableConv1D",
-    "SeparableConv2D",
-    "Flatten",
-    "Reshape",
-    "Permute",
-    "RepeatVector",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianDropout",
-    "GaussianNoise",
-    "AlphaDropout",
-    "BatchNormalization",
-    "Rescaling",
-    "Normalization",
-    "Embedding",
-    "Add",
-    "Subtract",
-    "Average",
-    "Concatenate",
-    "ZeroPadding1D",
-    "ZeroPadding2D",
-    "ZeroPadding3D",
-    "Cropping1D",
-    "Cropping2D",
-    "Cropping3D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "AveragePooling3D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalAveragePooling3D",
-    "Identity",
-    "TimeDistributed",
-}
+LINEAR_LAYERS = set(
+    "InputLayer Dense EinsumDense Conv1D Conv2D Conv3D Conv1DTranspose Conv2DTranspose Conv3DTranspose "
+    "DepthwiseConv1D DepthwiseConv2D SeparableConv1D SeparableConv2D Flatten Reshape Permute "
+    "RepeatVector Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout "
+    "GaussianNoise AlphaDropout BatchNormalization Rescaling Normalization Embedding Add Subtract "
+    "Average Concatenate ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D "
+    "AveragePooling1D AveragePooling2D AveragePooling3D GlobalAveragePooling1D GlobalAveragePooling2D "
+    "GlobalAveragePooling3D Identity TimeDistributed".split()
+)
 LINEAR_ACTIVATIONS = {"linear", "None", "identity"}
 
 
@@ -237,14 +198,15 @@ def has_graph(model) -> bool:
 
 
 def unit_layers(model) -> list:
-    """Hidden layers whose outputs are units: Dense with a non-linear activation, Activation, recurrent."""
+    """Hidden layers whose outputs are units: Dense or Conv2D (a unit per channel) with a non-linear
+    activation, Activation, recurrent."""
     outputs = {id(tensor) for tensor in model.outputs}
     found = []
     for layer in model.layers:
         if any(id(tensor) in outputs for tensor in as_list(layer.output)):
             continue
         kind = type(layer).__name__
-        dense_with_activation = kind == "Dense" and activation_name(layer) != "linear"
+        dense_with_activation = kind in ("Dense", "Conv2D") and activation_name(layer) != "linear"
         if dense_with_activation or kind == "Activation" or kind in RECURRENT or kind == "Bidirectional":
             found.append(layer)
     return found
@@ -368,3 +330,54 @@ def _single_output_id(layer):
         return id(layer.output)
     except (AttributeError, ValueError):
         return None
+
+
+# ------------------------------------------------------------ convolutional layers of the image analyses
+
+SQUASHING_OUTPUTS = {"softmax", "sigmoid"}
+
+
+def conv2d_layers(model) -> list:
+    """The model's own channels-last Conv2D layers in graph order; those inside a nested model cannot be
+    tapped through ``feature_extractor``, so they are not listed."""
+    return [
+        layer
+        for layer in getattr(model, "layers", [])
+        if type(layer).__name__ == "Conv2D" and getattr(layer, "data_format", "channels_last") == "channels_last"
+    ]
+
+
+def logits_tap(model, layer_name: str, x: np.ndarray):
+    """(tap, to_logits) or (None, reason).  ``tap`` maps the inputs to [the layer's output, the input of the
+    model's last layer], and ``to_logits`` turns the latter into the model's output before a final softmax or
+    sigmoid.  Class scores are read as logits because a probability's gradient vanishes once the prediction
+    is confident (float32 rounds p to 1).  Without a squashing last layer ``tap`` ends at the output itself."""
+    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
+    if not layers:
+        return None, "the model has no layers"
+    last = layers[-1]
+    feeding = _feeding_layer(model, layers, last) if activation_name(last) in SQUASHING_OUTPUTS else None
+    tap, reason = feature_extractor(model, [layer_name, (feeding or last).name], x)
+    if tap is None or feeding is None or type(last).__name__ == "Activation":
+        return (tap, _identity) if tap is not None else (None, reason)
+    try:
+        twin = type(last).from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
+        twin(tap(np.asarray(x[:1]), training=False)[1])  # builds its weights, then takes the trained ones
+        twin.set_weights(last.get_weights())
+    except (TypeError, ValueError):
+        # A custom output layer that cannot be rebuilt without its activation: read the probabilities.
+        tap, reason = feature_extractor(model, [layer_name, last.name], x)
+        return (tap, _identity) if tap is not None else (None, reason)
+    return tap, lambda tensor: twin(tensor, training=False)
+
+
+def _feeding_layer(model, layers, last):
+    """The layer whose output alone feeds ``last`` (None when there is none, e.g. several inputs)."""
+    if isinstance(model, keras.Sequential):
+        return layers[-2] if len(layers) > 1 else None
+    source = id(getattr(last, "input", None))
+    return next((layer for layer in layers[:-1] if _single_output_id(layer) == source), None)
+
+
+def _identity(tensor):
+    return tensor

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from runner.runtime import console, interrupts
+from runner.runtime import backend, console, interrupts
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -41,9 +41,11 @@ class RocAucHistory(keras.callbacks.Callback):
             logs[name] = roc_auc(y, positive_scores(self._predict(x)))
 
     def _predict(self, x):
+        # Large rows (images) get smaller chunks: a chunk's activations, not only its inputs, must fit in memory.
+        rows = max(1, min(self.chunk_rows, backend.BATCH_BYTES // max(1, x[:1].nbytes)))
         chunks = [
-            keras.ops.convert_to_numpy(self.model.predict_on_batch(x[start : start + self.chunk_rows]))
-            for start in range(0, len(x), self.chunk_rows)
+            keras.ops.convert_to_numpy(self.model.predict_on_batch(x[start : start + rows]))
+            for start in range(0, len(x), rows)
         ]
         return np.concatenate(chunks)
 

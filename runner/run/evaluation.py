@@ -7,6 +7,7 @@ from sklearn import metrics as skm
 
 from datasets import SPLITS
 from runner.run.callbacks import positive_scores, roc_auc
+from runner.runtime import backend
 
 CURVE_METRICS = {"regression": ["mae"], "binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"]}
 
@@ -21,9 +22,7 @@ class Evaluation:
 
 def evaluate(model, data, threshold: float = 0.5, batch_size: int = 2048) -> Evaluation:
     """Predict every split once and compute the task's metrics for each."""
-    outputs = {
-        name: np.asarray(model.predict(data.splits()[name].x, batch_size=batch_size, verbose=0)) for name in SPLITS
-    }
+    outputs = {name: backend.predict(model, data.splits()[name].x, batch_size) for name in SPLITS}
     evaluation = Evaluation(metrics={}, predictions=outputs)
     for name in SPLITS:
         y = data.splits()[name].y

@@ -11,7 +11,7 @@ import pandas as pd
 from runner.errors import TrackingError
 
 # Sub-folders uploaded to the run's MLflow artifacts as they are (the diagnostics upload their own).
-UPLOADED = ("reports", "plots", "model")
+UPLOADED = ("reports", "plots", "model", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class RunFolder:
         return self.root / "model" / "model.keras"
 
     @property
+    def preprocessing(self) -> Path:
+        """The fitted input preprocessing of a user's own table or arrays (datasets/tablecode.py describes it)."""
+        return self.root / "model" / "preprocessing.json"
+
+    @property
     def best_weights(self) -> Path:
         return self.root / "checkpoints" / "best.weights.h5"
 
@@ -38,6 +43,11 @@ class RunFolder:
     def resume_state(self) -> Path:
         """The full training state ``trainer.resume`` continues from."""
         return self.root / RESUME_STATE
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's logs (trainer.tensorboard): ``tensorboard --logdir <run>/tensorboard``."""
+        return self.root / "tensorboard"
 
     @property
     def diagnostics(self) -> Path:

@@ -21,7 +21,7 @@ from runner.config.schema import DatasetFiles, RunConfig, SyntheticDataset, Tria
 from runner.config.spec import plain, prepare
 from runner.errors import ConfigError, TrainingError
 from runner.run import diagnostics_session, evaluation, faults, plots, resume, training
-from runner.run.folder import RunFolder, write_reports
+from runner.run.folder import RunFolder, write_json, write_reports
 from runner.runtime import backend, placement, resources
 from runner.runtime.console import print_summary
 from runner.sweep import pruning
@@ -97,6 +97,8 @@ def run_job(
         record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
     log.info("MLflow run %s (%s) in experiment %r", record.run_id, run_name, tracking.experiment)
     try:
+        if tracking.system_metrics:  # sampled until the run ends, whichever way it ends
+            record.monitor_system(resume=bool(saved))
         if saved:
             resume.log_missing_epoch(record, saved)
         else:  # a resumed run has them from its start, and MLflow params cannot change
@@ -147,6 +149,7 @@ def _train_and_evaluate(
 ) -> JobResult:
     data = faults.inject(load_data(spec.dataset), spec.fault)  # a no-op unless a fault preset is used
     record.set_tags(data_tags(data))
+    record.log_datasets(data)
     log.info(
         "data: %s, %s task, rows train/val/test %d/%d/%d (%s split)",
         data.name,
@@ -210,6 +213,9 @@ def _train_and_evaluate(
     if spec.tracking.log_model:
         folder.model_file.parent.mkdir(exist_ok=True)
         model.save(folder.model_file)
+        if data.preprocessing:  # raw rows need it to become this model's inputs (datasets.table.transform)
+            write_json(folder.preprocessing, data.preprocessing)
+        _log_mlflow_model(spec, folder, record, model, data, final, step=trained.epochs_run + 1)
     value = Objective.of(spec).value(final, trained.history)
     if spec.trial.id is not None and not np.isfinite(value):
         raise TrainingError(f"the objective {spec.objective.metric} is {value}: the trial counts as failed")
@@ -222,6 +228,18 @@ def _train_and_evaluate(
         artifact_uri=record.artifact_uri,
         diagnostics=diagnostics.console_lines() if diagnostics else [],
     )
+
+
+def _log_mlflow_model(spec: RunConfig, folder: RunFolder, record: RunRecord, model, data, final, step) -> None:
+    """The model as an MLflow Model (the run's Models column), with test rows as its input example and the
+    data set's fitted preprocessing beside it when it has one."""
+    started = time.perf_counter()
+    extra = [folder.preprocessing] if folder.preprocessing.is_file() else []
+    logged = record.log_model(
+        model, data.test.x, extra_files=extra, register_as=spec.tracking.register_as, metrics=final, step=step
+    )
+    registered = f", registered as {logged.registered}" if logged.registered else ""
+    log.info("MLflow Model %s%s (%.1f s)", logged.run_uri, registered, time.perf_counter() - started)
 
 
 def _write_model_summary(model, folder: RunFolder) -> None:

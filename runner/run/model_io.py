@@ -27,3 +27,9 @@ def load_model(path, trusted: bool = False, **kwargs):
             f"your account can. If you trust where the file came from, load it with "
             f"load_model(path, trusted=True) (Keras: safe_mode=False)."
         ) from error
+
+
+def load_network(path):
+    """A saved network to train (``model=saved``): safe mode, and without its compiled loss and optimizer,
+    which the run sets from its own config."""
+    return load_model(path, compile=False)

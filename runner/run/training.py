@@ -16,7 +16,7 @@ from models.losses import DEFAULT_LOSS, ONE_HOT_LOSSES, output_head
 from runner.config.objective import best_index, monitor_mode
 from runner.config.schema import ModelBase, OptimizerBase, TrainerConfig
 from runner.errors import TrainingError
-from runner.run import resume
+from runner.run import resume, user_models
 from runner.run.callbacks import EpochLogger, EpochProgress, RocAucHistory
 from runner.run.folder import RunFolder
 from runner.runtime import backend, console
@@ -84,6 +84,8 @@ def build(data, model: ModelBase, optimizer: OptimizerBase, trainer: TrainerConf
 
 
 def build_network(model: ModelBase, data) -> keras.Model:
+    if isinstance(model, user_models.USER_MODELS):  # model=custom, model=saved: no layer settings to build from
+        return user_models.build_user_network(model, data)
     options = {name: value for name, value in _fields(model).items() if name not in MODEL_ONLY_IN_RUNNER}
     units, activation = output_head(data.task, data.n_classes)
     options["output_units"] = options.get("output_units") or units
@@ -163,6 +165,8 @@ def train(compiled: Compiled, data, trainer: TrainerConfig, folder: RunFolder, h
     monitor = trainer.checkpoint.monitor
     mode = monitor_mode(monitor, trainer.checkpoint.mode)
     callbacks = _callbacks(compiled, data, trainer, best_path, hooks)
+    if trainer.tensorboard:  # per-epoch scalars, weight histograms, the graph: tensorboard --logdir <run>/tensorboard
+        callbacks.append(keras.callbacks.TensorBoard(folder.tensorboard, histogram_freq=1))
     state = None
     if trainer.checkpoint.resumable or saved:
         if saved:

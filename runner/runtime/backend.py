@@ -105,14 +105,45 @@ def skip_epochs(inputs: FitInputs, epochs: int) -> bool:
 def _batched(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
     import tensorflow as tf
 
-    features, targets = tf.constant(x), tf.constant(y)
+    targets = tf.constant(y)
+    if isinstance(x, np.memmap):
+        # An array on disk (datasets/images.py) is read a batch at a time: tf.constant would copy it all into memory.
+        def take(index):
+            rows = tf.numpy_function(lambda i: np.asarray(x[i]), [index], tf.as_dtype(x.dtype), stateful=False)
+            return tf.ensure_shape(rows, (None, *x.shape[1:]))
+    else:
+        features = tf.constant(x)
+
+        def take(index):
+            return tf.gather(features, index)
+
     rows = tf.data.Dataset.range(len(x))
     if shuffle:
         rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     # A sequential map: gathering one batch costs microseconds, and a parallel map's threads would compete
     # with the training step's for the same cores.
-    batches = rows.batch(batch_size).map(lambda index: (tf.gather(features, index), tf.gather(targets, index)))
+    batches = rows.batch(batch_size).map(lambda index: (take(index), tf.gather(targets, index)))
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+MAPPED_CHUNK_BYTES = 64 << 20  # inputs per model.predict call when they are read from disk
+# Inputs per prediction batch: large rows (images) get smaller batches, since a conv layer's activations
+# are many times its input (2048 RGB 64x64 images: 1 GB after a 32-filter conv); rows up to 4 KB (MNIST's
+# 784 floats) keep the caller's batch_size.
+BATCH_BYTES = 8 << 20
+
+
+def predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` as NumPy; an array on disk (np.memmap) a chunk at a time, because Keras's TensorFlow
+    adapter would copy all of it into one tensor first."""
+    batch_size = max(1, min(batch_size, BATCH_BYTES // max(1, x[:1].nbytes)))
+    if not isinstance(x, np.memmap) or len(x) == 0:
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    rows = max(batch_size, MAPPED_CHUNK_BYTES // max(1, x[:1].nbytes) // batch_size * batch_size)
+    chunks = [
+        model.predict(x[start : start + rows], batch_size=batch_size, verbose=0) for start in range(0, len(x), rows)
+    ]
+    return np.concatenate([np.asarray(chunk) for chunk in chunks])
 
 
 # ----------------------------------------------------------------------------------- runtime settings

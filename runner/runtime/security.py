@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runner.runtime.compat import child_node, is_none_or_missing, raw_node_value
 
@@ -88,6 +88,39 @@ def check_targets(config: DictConfig) -> None:
             f"_target_; if you trust another package, add its prefix to ${TRUSTED_TARGETS_ENV} "
             f"(e.g. {TRUSTED_TARGETS_ENV}=mylab.callbacks.). Nothing was run."
         )
+    refusal = builder_refusal(config)
+    if refusal:
+        raise TargetNotAllowed(refusal)
+
+
+def builder_refusal(config: DictConfig) -> str | None:
+    """Why a composed config's ``model.builder`` (model=custom) may not be imported; None when it may, or when
+    no builder is set (the config checks report an unset one)."""
+    try:
+        builder = OmegaConf.select(config, "model.builder", default=None)
+        trusted = OmegaConf.select(config, "model.trusted_modules", default=None)
+    except Exception as error:  # noqa: BLE001 - whatever the reason, a name that does not resolve is not trusted
+        return f"refused to import model.builder: it does not resolve ({error}). Nothing was imported."
+    return None if builder is None else untrusted_builder(builder, trusted or ())
+
+
+def untrusted_builder(builder: str, trusted_modules=()) -> str | None:
+    """Why the function named by a ``model.builder`` ("package.module:function") may not be imported; None when
+    it may: its module, or a package above it, is in the config's ``model.trusted_modules``, or its dotted
+    name starts with a trusted target prefix (the runner's own, or one from $RUNNER_TRUSTED_TARGETS)."""
+    module, _, function = str(builder).partition(":")
+    named = [str(name).strip() for name in trusted_modules]
+    if any(module == name or module.startswith(f"{name}.") for name in named if name):
+        return None
+    if f"{module}.{function}".startswith(allowed_prefixes()):
+        return None
+    package = module.split(".")[0] or "my_package"
+    return (
+        f"refused to import model.builder={str(builder)!r}: user code is trusted only when the config names its "
+        f"package in model.trusted_modules or ${TRUSTED_TARGETS_ENV} holds a prefix of it, and neither names "
+        f"{package}. If you trust it, add model.trusted_modules=[{package}] (trusted_modules: [{package}] in the "
+        f"YAML), or export {TRUSTED_TARGETS_ENV}={package}. Nothing was imported."
+    )
 
 
 def _instantiated_names(node, path: str):

@@ -2,7 +2,7 @@
 
 ``run(model, data, options)`` runs each check below on a trained, compiled Keras model and NumPy arrays.
 Every check returns one ``CheckResult`` of stage ``analysis``; a check that cannot apply to the model or the
-data (no recurrent layer, no image input, no slices, no dropout) returns SKIP with the reason.  Plots go
+data (no recurrent layer, no image input, no convolution, no slices, no dropout) returns SKIP with the reason.  Plots go
 under ``options.output_dir`` (none when it is None).  The model's weights and state are left as they were.
 
 One module per check (its thresholds, its fix, what it measures and its verdict), registered with
@@ -21,6 +21,8 @@ from runner.diagnostics.analysis._shared import STAGE
 # isort: off
 from runner.diagnostics.analysis.constant_units import constant_units
 from runner.diagnostics.analysis.attributions import attributions
+from runner.diagnostics.analysis.gradcam_focus import gradcam_focus
+from runner.diagnostics.analysis.conv_features import conv_features
 from runner.diagnostics.analysis.receptive_field import receptive_field
 from runner.diagnostics.analysis.confident_errors import confident_errors
 from runner.diagnostics.analysis.slices import slices
@@ -37,7 +39,9 @@ __all__ = [
     "baseline",
     "confident_errors",
     "constant_units",
+    "conv_features",
     "dropout_consistency",
+    "gradcam_focus",
     "receptive_field",
     "run",
     "slices",

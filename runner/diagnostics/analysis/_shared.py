@@ -8,7 +8,7 @@ from math import isqrt
 import numpy as np
 
 from runner.diagnostics.context import DiagnosticData
-from runner.diagnostics.introspect import output_units
+from runner.diagnostics.introspect import conv2d_layers, output_shape, output_units
 from runner.diagnostics.result import SKIP, CheckResult
 
 STAGE = "analysis"
@@ -95,3 +95,29 @@ def _flat_image_shape(x):
         return tuple(shape[:2])
     side = isqrt(shape[0]) if len(shape) == 1 else 0
     return (side, side) if side >= 16 and side * side == shape[0] else None
+
+
+def _image_layout(x) -> tuple[int, int, int] | None:
+    """(height, width, channels) of image rows: (H, W), (H, W, C), or flattened square single-channel rows
+    as ``_flat_image_shape`` reads them (MNIST rows a model reshapes itself); else None."""
+    shape = x.shape[1:]
+    if len(shape) in (2, 3):
+        return int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1
+    flat = _flat_image_shape(x)
+    return (*flat, 1) if flat else None
+
+
+def _conv_image(model, x):
+    """((height, width, channels), the model's Conv2D layers) for a convolutional model of images, or
+    (None, why the image analyses do not apply)."""
+    layout = _image_layout(x)
+    if layout is None:
+        return None, "the inputs are not images ((H, W) or (H, W, C) rows, or flattened squares of 16x16 or more)"
+    if np.issubdtype(x.dtype, np.integer):
+        return None, "the inputs are integers (tokens): the output has no gradient with respect to them"
+    convs = conv2d_layers(model)
+    if not convs:
+        return None, "the model has no Conv2D layer of its own (channels-last)"
+    if len(output_shape(model, x)) != 2:
+        return None, "the output is not one vector per image"
+    return (layout, convs), None

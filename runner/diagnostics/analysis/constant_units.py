@@ -76,11 +76,12 @@ def constant_share(values) -> float:
     threshold=f"WARN > {CONSTANT_WARN:g}, FAIL >= {CONSTANT_FAIL:g}",
     fix=FIX,
     what=f"the largest share of a hidden layer's units whose activation is constant (std < {CONSTANT_STD:g}) "
-    "over held-out probe samples (and time steps)",
+    "over held-out probe samples (and time steps or image positions)",
 )
 def constant_units(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions) -> CheckResult:
-    """Share of each hidden layer's units whose activation does not vary over probe samples (dense) or over
-    samples and time steps (recurrent); heat maps of units x samples and units x time steps."""
+    """Share of each hidden layer's units whose activation does not vary over probe samples (dense), over
+    samples and time steps (recurrent) or over samples and positions (Conv2D channels); heat maps of units x
+    samples and units x time steps."""
     if not has_graph(model):
         return _skip(
             NAME,
@@ -89,21 +90,21 @@ def constant_units(model: keras.Model, data: DiagnosticData, options: Diagnostic
         )
     layers = unit_layers(model)
     if not layers:
-        return _skip(NAME, "the model has no hidden Dense, Activation or recurrent layer")
+        return _skip(NAME, "the model has no hidden Dense, Conv2D, Activation or recurrent layer")
     split, x, _ = _evaluation_split(data)
     rows = _probe_rows(data, split, options)
     activations = layer_outputs(model, layers, x[rows])
     labels = _row_labels(data, split)[rows]
-    shares, over_time, drawn = {}, {}, []
+    shares, ranks, drawn = {}, {}, []
     for layer, values in zip(layers, activations):
         shares[layer.name] = constant_share(values)
-        over_time[layer.name] = values.ndim == 3
+        ranks[layer.name] = values.ndim
         drawn += plots.activation_heatmap(options, layer.name, values, labels, type(layer).__name__ == "Bidirectional")
     worst = max(shares, key=shares.get)
     warn_at = options.threshold(NAME, CONSTANT_WARN)
     verdict = FAIL if shares[worst] >= CONSTANT_FAIL else WARN if shares[worst] > warn_at else PASS
     message = f"{shares[worst]:.0%} of the units of layer '{worst}' are constant over {len(rows)} {split} samples" + (
-        " and all time steps" if over_time[worst] else ""
+        {3: " and all time steps", 4: " and all image positions"}.get(ranks[worst], "")
     )
     fix = "" if verdict == PASS else FIX
     regularized = has_weight_penalty(next(layer for layer in layers if layer.name == worst))

@@ -13,12 +13,16 @@ from runner.diagnostics import figures
 
 
 def activation_heatmap(options, layer_name: str, values, labels, bidirectional: bool) -> list[str]:
-    """Units x probe samples (dense outputs, samples grouped by label) or units x time steps of the first
-    probe sample (recurrent outputs, ``values`` of shape (samples, steps, units))."""
+    """Units x probe samples (dense outputs, samples grouped by label; a Conv2D channel by its mean over the
+    image) or units x time steps of the first probe sample (recurrent outputs, ``values`` of shape (samples,
+    steps, units))."""
     name = f"analysis/activations_{layer_name}.png"
     path = options.plot_path(name)
     if path is None:
         return []
+    channels = values.ndim == 4
+    if channels:
+        values = values.mean(axis=(1, 2))
     if values.ndim == 3:
         # A Bidirectional output holds forward then backward units: a line between the two halves.
         split_line = (values.shape[-1] / 2 - 0.5,) if bidirectional else ()
@@ -31,7 +35,7 @@ def activation_heatmap(options, layer_name: str, values, labels, bidirectional: 
         figures.heatmap(
             path,
             values.T,
-            f"{layer_name}: units x probe samples (sorted by label)",
+            f"{layer_name}: {'channel means' if channels else 'units'} x probe samples (sorted by label)",
             "sample (label)",
             "unit",
             xticks=ticks,
@@ -127,3 +131,67 @@ def slice_plot(options, table, metric, name) -> list[str]:
         [f"n={table[k]['rows']}" for k in keys],
     )
     return [plot]
+
+
+def _picture(row, layout) -> np.ndarray:
+    """An image row as matplotlib shows it: (H, W, 3) scaled to [0, 1] for three channels, else the mean of
+    the channels as (H, W) (grey; imshow scales it)."""
+    image = np.asarray(row, dtype="float64").reshape(layout)
+    if layout[2] == 3:
+        low, high = image.min(), image.max()
+        return (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return image.mean(axis=-1)
+
+
+def _rows_of(cells: list, titles: list[str], width: int) -> tuple[list[list], list[list[str]]]:
+    return (
+        [cells[i : i + width] for i in range(0, len(cells), width)],
+        [titles[i : i + width] for i in range(0, len(titles), width)],
+    )
+
+
+def gradcam_figure(options, images, maps, layout, titles) -> list[str]:
+    """Each image with its Grad-CAM map (scaled to its own peak) drawn over it, four images a row."""
+    name = "analysis/gradcam.png"
+    path = options.plot_path(name)
+    if path is None:
+        return []
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    heats = np.where(peaks > 0, maps / np.where(peaks > 0, peaks, 1.0), 0.0)
+    pictures = [_picture(image, layout) for image in images]
+    figures.overlay_grid(path, pictures, list(heats), [f"Grad-CAM {t}" for t in titles], columns=4)
+    return [name]
+
+
+def conv_filter_grid(options, kernel, layer_name: str) -> list[str]:
+    """The filters of a Conv2D kernel (height, width, in, out), each scaled to [0, 1] on its own: as colours
+    when the layer reads three channels, else averaged over its input channels (grey)."""
+    name = "analysis/conv_filters.png"
+    path = options.plot_path(name)
+    if path is None:
+        return []
+    cells = []
+    for k in range(kernel.shape[-1]):
+        weights = kernel[..., k] if kernel.shape[2] == 3 else kernel[..., k].mean(axis=2)
+        low, high = weights.min(), weights.max()
+        cells.append((weights - low) / (high - low) if high > low else np.zeros_like(weights))
+    rows, titles = _rows_of(cells, [f"{layer_name} {k}" for k in range(len(cells))], 8)
+    figures.image_grid(path, rows, titles, [], ["gray"], [(0.0, 1.0)] * 8)
+    return [name]
+
+
+def activation_maximisation_figure(options, grown, layout, layer_name, filters, classes, class_names) -> list[str]:
+    """The grown inputs: one row for the last conv layer's filters, one for the class scores."""
+    name = "analysis/activation_maximisation.png"
+    path = options.plot_path(name)
+    if path is None:
+        return []
+    names = list(class_names or [])
+    pictures = [_picture(row, layout) for row in grown]
+    rows = [pictures[: len(filters)], pictures[len(filters) :]]
+    titles = [
+        [f"{layer_name} filter {k}" for k in filters],
+        [f"class {names[c] if c < len(names) else c}" for c in classes],
+    ]
+    figures.image_grid(path, [row for row in rows if row], [t for t in titles if t], [], ["gray"])
+    return [name]
