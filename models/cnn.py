@@ -2,7 +2,7 @@
 
 import keras
 
-from models.layers import dense_block, initializer, l2_regularizer, output_layer
+from models.layers import dense_head, initializer, l2_regularizer
 
 
 def build_cnn(
@@ -65,17 +65,16 @@ def build_cnn(
         x = keras.layers.Flatten(name="flatten")(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="features_dropout")(x)
-    for index, units in enumerate(hidden_units, start=1):
-        x = dense_block(
-            x,
-            units,
-            index,
-            activation=activation,
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            l2=l2,
-            dropout=dropout,
-            batch_norm=batch_norm,
-        )
-    outputs = output_layer(x, output_units, output_activation, kernel_init, bias_init)
+    outputs = dense_head(
+        x,
+        hidden_units,
+        output_units,
+        output_activation,
+        kernel_initializer=kernel_init,
+        bias_initializer=bias_init,
+        activation=activation,
+        l2=l2,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )
     return keras.Model(inputs, outputs, name=name)

@@ -53,3 +53,15 @@ def output_layer(x, units: int, activation: str, kernel_initializer, bias_initia
         bias_initializer=bias_initializer,
         name="output",
     )(x)
+
+
+def dense_head(
+    x, hidden_units, output_units: int, output_activation: str, *, kernel_initializer, bias_initializer, **block
+):
+    """The dense layers every builder ends with, then the unregularised output layer; ``block`` holds
+    ``dense_block``'s activation, l2, dropout and batch_norm settings."""
+    for index, units in enumerate(hidden_units, start=1):
+        x = dense_block(
+            x, units, index, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer, **block
+        )
+    return output_layer(x, output_units, output_activation, kernel_initializer, bias_initializer)

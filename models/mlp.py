@@ -2,7 +2,7 @@
 
 import keras
 
-from models.layers import dense_block, initializer, output_layer
+from models.layers import dense_head, initializer
 
 
 def build_mlp(
@@ -29,17 +29,16 @@ def build_mlp(
     bias_init = initializer(bias_initializer, bias_initializer_args)
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
     x = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
-    for index, units in enumerate(hidden_units, start=1):
-        x = dense_block(
-            x,
-            units,
-            index,
-            activation=activation,
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            l2=l2,
-            dropout=dropout,
-            batch_norm=batch_norm,
-        )
-    outputs = output_layer(x, output_units, output_activation, kernel_init, bias_init)
+    outputs = dense_head(
+        x,
+        hidden_units,
+        output_units,
+        output_activation,
+        kernel_initializer=kernel_init,
+        bias_initializer=bias_init,
+        activation=activation,
+        l2=l2,
+        dropout=dropout,
+        batch_norm=batch_norm,
+    )
     return keras.Model(inputs, outputs, name=name)

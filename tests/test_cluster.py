@@ -314,7 +314,11 @@ def test_team_server_on_postgresql_records_a_sweep(tmp_path, postgres, mlflow_se
     assert {run.data.tags["mlflow.parentRunId"] for run in children} <= {
         run.info.run_id for run in client.search_runs([children[0].info.experiment_id])
     }
-    assert len(list(artifacts.rglob("model.keras"))) == 2, "artifacts went to the server's destination"
+    saved = list(artifacts.rglob("model.keras"))
+    assert len([path for path in saved if path.parent.name == "model"]) == 2, (
+        "artifacts went to the server's destination"
+    )
+    assert len(saved) == 4, "each child's MLflow Model (data/model.keras) went there too"
     with psycopg.connect(postgres) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM runs")
         assert cursor.fetchone()[0] == 3, "the parent and both children live in PostgreSQL"
