@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from datasets import SPLITS
@@ -308,7 +309,16 @@ class RunRecord:
             dataset = split_dataset(data, split)
             self.datasets[split] = (dataset.name, dataset.digest)
             inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)]))
-        self.client.log_inputs(self.run_id, datasets=inputs)
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                # Parallel jobs of one sweep insert the same data set at once; the loser's transaction is
+                # rolled back, and on a retry the store finds the row the winner wrote.
+                if "UNIQUE constraint" not in str(error) or attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_model(self, model, example, *, extra_files=(), register_as=None, metrics=None, step=0):
         """``model`` as an MLflow Model (keras flavour) linked to this run, its ``metrics`` (logged at
