@@ -9,7 +9,8 @@ Sections (``--only`` takes a comma-separated list of them, or parts of their nam
 
 - ``wine_mlp``, ``seizure_dnn``, ``mnist_dropout``: ``bench/plain_keras.py`` (the book's script: arrays in memory,
   ``model.fit``) against ``python -m runner +experiment=NAME`` at the same epochs, batch size and data, each a
-  fresh process; with JAX installed, the runner again under ``KERAS_BACKEND=jax``. Within each repetition the
+  fresh process; with JAX installed, the runner again under ``KERAS_BACKEND=jax``, and with PyTorch installed
+  under ``KERAS_BACKEND=torch``. Within each repetition the
   commands run one after another, their order rotating, so a slow spell of a shared machine hits all of them.
   Reported: medians over repetitions of the whole command's wall time, the median epoch (the first left out:
   it traces and compiles), training rows per second of that epoch, launch to first training step, and the
@@ -19,7 +20,7 @@ Sections (``--only`` takes a comma-separated list of them, or parts of their nam
   plots and saves the model (in the wall time, not in the epochs), and computes ROC AUC on the training and
   validation splits after every seizure epoch and RMSE beside the wine MAE (in the epochs).
 - ``startup``: ``python -m runner --help`` and ``... --cfg job``, median of 5, and whether either imports
-  TensorFlow, Keras or JAX (read from ``python -X importtime``).
+  TensorFlow, Keras, JAX or PyTorch (read from ``python -X importtime``).
 - ``diagnostics``: ``diagnostics=quick`` and the training monitors, in this process through
   ``bench/diagnostics_overhead.py``'s functions: extra job seconds as a share of fit seconds without them.
 - ``sweep``: a short wine grid sweep with 1 and 2 joblib jobs, through ``bench/sweep_speed.py``; one run each.
@@ -66,16 +67,17 @@ DIAGNOSTIC_SUITES = ["none", "quick", "monitors"]
 DIAGNOSTIC_EPOCHS = {"wine_mlp": 5, "seizure_dnn": 5, "mnist_dropout": 2}
 SWEEP = {"default": (8, 20), "quick": (3, 2)}  # (trials, epochs) of wine_mlp
 STARTUP_TIMES = 5
-HEAVY_PACKAGES = {"tensorflow", "keras", "jax"}
+HEAVY_PACKAGES = {"tensorflow", "keras", "jax", "torch"}
+OTHER_BACKENDS = ("jax", "torch")  # measured beside TensorFlow when installed, each in a column of its own
 SEED = 42  # the presets' trainer.seed; repetition r uses SEED + r on both sides
 MNIST_LAYERS = (784, 512, 256, 128, 10)
 MNIST_ROWS = (55_000, 5_000)  # train, validation
 MATMUL_SHAPES = ((2048, 2048, 2048), (30, 784, 512))
 # Rough seconds seen on 2 cores while developing, for the estimate printed first: (start-up, per epoch).
 COST = {
-    "wine_mlp": {"plain": (10, 0.25), "runner": (14, 0.06), "runner-jax": (16, 0.03)},
-    "seizure_dnn": {"plain": (9, 0.55), "runner": (12, 0.5), "runner-jax": (14, 0.15)},
-    "mnist_dropout": {"plain": (12, 10.0), "runner": (12, 5.0), "runner-jax": (12, 2.7)},
+    "wine_mlp": {"plain": (10, 0.25), "runner": (14, 0.06), "runner-jax": (16, 0.03), "runner-torch": (16, 0.3)},
+    "seizure_dnn": {"plain": (9, 0.55), "runner": (12, 0.5), "runner-jax": (14, 0.15), "runner-torch": (14, 0.6)},
+    "mnist_dropout": {"plain": (12, 10.0), "runner": (12, 5.0), "runner-jax": (12, 2.7), "runner-torch": (14, 8.0)},
 }
 COST_OTHER = {"startup": 8, "limit": 40, "job": 3, "sweep": 10, "sweep_trial": 1.5, "sweep_trial_epoch": 0.3}
 
@@ -84,7 +86,7 @@ COST_OTHER = {"startup": 8, "limit": 40, "job": 3, "sweep": 10, "sweep_trial": 1
 class Run:
     """One timed command."""
 
-    variant: str  # plain | runner | runner-jax
+    variant: str  # plain | runner | runner-jax | runner-torch
     wall: float
     epoch_seconds: list[float]
     first_step: float | None
@@ -176,12 +178,19 @@ def diagnostic_epochs(quick: bool) -> dict[str, int]:
 
 
 def estimate_seconds(
-    sections: list[str], epochs: dict[str, int], repeats: int, jax: bool, sweep: tuple[int, int], quick: bool = False
+    sections: list[str],
+    epochs: dict[str, int],
+    repeats: int,
+    jax: bool,
+    sweep: tuple[int, int],
+    quick: bool = False,
+    torch: bool = False,
 ) -> float:
+    measured = {"runner-jax": jax, "runner-torch": torch}
     total = 0.0
     for name in EXPERIMENTS:
         if name in sections:
-            variants = [v for v in COST[name] if jax or v != "runner-jax"]
+            variants = [v for v in COST[name] if measured.get(v, True)]
             total += repeats * sum(
                 start + epochs[name] * per_epoch for start, per_epoch in (COST[name][v] for v in variants)
             )
@@ -199,7 +208,7 @@ def estimate_seconds(
             COST_OTHER["sweep"] + trials * (COST_OTHER["sweep_trial"] + sweep_epochs * COST_OTHER["sweep_trial_epoch"])
         )
     if "limit" in sections:
-        total += COST_OTHER["limit"]
+        total += COST_OTHER["limit"] * (1 + jax + torch) / 2
     return total
 
 
@@ -290,7 +299,7 @@ def create_store(store: Path) -> None:
 
 
 def heavy_imports(arguments: list[str]) -> list[str]:
-    """Which of TensorFlow, Keras and JAX ``python -m runner ARGUMENTS`` imports."""
+    """Which of TensorFlow, Keras, JAX and PyTorch ``python -m runner ARGUMENTS`` imports."""
     _, done = timed([sys.executable, "-X", "importtime", "-m", "runner", *arguments], environment())
     return sorted(imported_packages(done.stderr) & HEAVY_PACKAGES)
 
@@ -411,22 +420,32 @@ def limits(backends: list[str]) -> dict:
 # ---------------------------------------------------------------- the table
 
 
-HEADER = ["section", "measure", "plain Keras", "runner", "runner (JAX)", "runner vs plain (> 1x: runner faster)"]
+HEADER = [
+    "section",
+    "measure",
+    "plain Keras",
+    "runner",
+    "runner (JAX)",
+    "runner (torch)",
+    "runner vs plain (> 1x: runner faster)",
+]
+VARIANTS = ("plain", "runner", *(f"runner-{backend}" for backend in OTHER_BACKENDS))  # the columns after measure
 
 
 def experiment_rows(name: str, epochs: int, summaries: dict[str, Summary], repeats: int) -> list[list[str]]:
-    plain, runner, jax = (summaries.get(v) for v in ("plain", "runner", "runner-jax"))
+    plain, *runners = (summaries.get(v) for v in VARIANTS)
     section = f"{name} ({epochs} ep., {repeats} rep.)"
     metric = EXPERIMENTS[name][2]
+    labels = ["", *(f"{backend}: " for backend in OTHER_BACKENDS)]  # before each runner's ratio
 
     def row(measure, value, fmt, faster_if_lower=True):
-        cells = [fmt.format(value(s)) if s and value(s) is not None else "" for s in (plain, runner, jax)]
+        cells = [fmt.format(value(s)) if s and value(s) is not None else "" for s in (plain, *runners)]
         ratios = [
-            ratio(value(plain), value(s)) if faster_if_lower else ratio(value(s), value(plain))
-            for s in (runner, jax)
-            if s and plain
+            label + (ratio(value(plain), value(s)) if faster_if_lower else ratio(value(s), value(plain)))
+            for label, s in zip(labels, runners)
+            if s and plain and value(s) and value(plain)
         ]
-        return [section, measure, *cells, " / JAX ".join(r for r in ratios if r) if ratios else ""]
+        return [section, measure, *cells, " / ".join(ratios)]
 
     def metric_cell(s):
         low, high = s.metric_range
@@ -442,8 +461,9 @@ def experiment_rows(name: str, epochs: int, summaries: dict[str, Summary], repea
         [
             section,
             metric,
-            *(metric_cell(s) if s else "" for s in (plain, runner, jax)),
-            "diff " + " / JAX ".join(f"{s.metric - plain.metric:+.4f}" for s in (runner, jax) if s and plain),
+            *(metric_cell(s) if s else "" for s in (plain, *runners)),
+            "diff "
+            + " / ".join(f"{label}{s.metric - plain.metric:+.4f}" for label, s in zip(labels, runners) if s and plain),
         ]
     )
     return rows
@@ -460,6 +480,7 @@ def startup_rows(result: dict) -> list[list[str]]:
                 f"python -m runner {label}, median of {STARTUP_TIMES}",
                 "",
                 f"{values['seconds']:.2f} s",
+                "",
                 "",
                 f"imports {imported}; < 1 s, no TensorFlow: {verdict}",
             ]
@@ -482,6 +503,7 @@ def diagnostics_rows(result: dict) -> list[list[str]]:
                     "",
                     f"{extra:+.1f} s on {none_fit:.1f} s fit",
                     "",
+                    "",
                     f"{share:+.0%} of fit{verdict}",
                 ]
             )
@@ -497,6 +519,7 @@ def sweep_rows(result: list[dict]) -> list[list[str]]:
             "",
             f"{o['seconds']:.1f} s, {o['trials_per_hour']:.0f} trials/h ({o['finished']}/{o['trials']} done)",
             "",
+            "",
             f"{base / o['seconds']:.2f}x vs 1 job",
         ]
         for o in result
@@ -510,6 +533,7 @@ def limit_rows(result: dict, measured: dict[str, float | None]) -> list[list[str
             "MNIST MLP FLOPs per epoch (6 x MACs x 55,000 + 2 x MACs x 5,000)",
             "",
             f"{result['epoch_flops']:.3g}",
+            "",
             "",
             f"MACs per sample {mlp_macs(MNIST_LAYERS):,}",
         ]
@@ -529,6 +553,7 @@ def limit_rows(result: dict, measured: dict[str, float | None]) -> list[list[str
                 "",
                 cells.get("tensorflow", ""),
                 cells.get("jax", ""),
+                cells.get("torch", ""),
                 "; ".join(notes),
             ]
         )
@@ -547,13 +572,11 @@ def table(report: dict, epochs: dict[str, int], repeats: int) -> str:
         rows += sweep_rows(report["sweep"])
     if "limit" in report:
         mnist = report.get("summaries", {}).get("mnist_dropout", {})
-        measured = {
-            "tensorflow": getattr(mnist.get("runner"), "epoch", None),
-            "jax": getattr(mnist.get("runner-jax"), "epoch", None),
-        }
+        measured = {"tensorflow": getattr(mnist.get("runner"), "epoch", None)}
+        measured.update({b: getattr(mnist.get(f"runner-{b}"), "epoch", None) for b in OTHER_BACKENDS})
         rows += limit_rows(report["limit"], measured)
     for section, error in report.get("errors", {}).items():
-        rows.append([section, "FAILED", "", "", "", " ".join(error.replace("|", "/").split())[:200]])
+        rows.append([section, "FAILED", "", "", "", "", " ".join(error.replace("|", "/").split())[:200]])
     return markdown(HEADER, rows)
 
 
@@ -567,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 3, 1 with --quick)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
     parser.add_argument("--no-jax", action="store_true", help="leave out the runner under KERAS_BACKEND=jax")
+    parser.add_argument("--no-torch", action="store_true", help="leave out the runner under KERAS_BACKEND=torch")
     parser.add_argument("--output", type=Path, default=None, help="run folders (default: a temp folder)")
     args = parser.parse_args(argv)
     try:
@@ -577,9 +601,10 @@ def main(argv: list[str] | None = None) -> int:
     if repeats < 1:
         parser.error("--repeats must be at least 1")
     epochs = {name: quick if args.quick else default for name, (default, quick, _) in EXPERIMENTS.items()}
-    backends = ["tensorflow"] + ([] if args.no_jax or not importlib.util.find_spec("jax") else ["jax"])
+    left_out = {"jax": args.no_jax, "torch": args.no_torch}
+    backends = ["tensorflow"] + [b for b in OTHER_BACKENDS if not left_out[b] and importlib.util.find_spec(b)]
     sweep = SWEEP["quick" if args.quick else "default"]
-    estimate = estimate_seconds(sections, epochs, repeats, "jax" in backends, sweep, args.quick)
+    estimate = estimate_seconds(sections, epochs, repeats, "jax" in backends, sweep, args.quick, "torch" in backends)
     print(
         f"sections: {', '.join(sections)}; {repeats} repetition(s); estimated {estimate / 60:.0f} min on 2 idle cores",
         flush=True,

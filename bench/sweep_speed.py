@@ -3,6 +3,7 @@
     RUNNER_DATA_DIR=../shared/data python bench/sweep_speed.py            # 8 wine trials of 20 epochs
     python bench/sweep_speed.py --trials 4 --epochs 5                      # shorter
     python bench/sweep_speed.py --quick                                    # generated data, a smoke test
+    python bench/sweep_speed.py --search --trials 12 --epochs 27          # an Optuna search with pruning
 
 Each configuration is the command a user types (``python -m runner -m +experiment=wine_mlp
 optimizer.learning_rate=...``), in a fresh MLflow store under --output, so times include process start-up,
@@ -12,6 +13,12 @@ TensorFlow's import and MLflow logging. The configurations:
 - N jobs, limited: joblib with N worker processes, each job limited to cores // N threads (the default);
 - N jobs, unlimited: the same, but every job sized for the whole machine (``trainer.threads=<cores>``), as
   TensorFlow would be without the limits.
+
+``--search`` runs the wine search preset instead (``+sweep=wine_search``, TPE and successive halving from
+``--min-resource`` epochs) with --trials trials, once with one job at a time (Hydra's basic launcher, every
+core) and once with --jobs parallel jobs (``+launcher=joblib``, ``hydra.sweeper.n_jobs``); a trial counts when
+its run ended FINISHED or was pruned. ``short s`` is the time, between the first trial's run start and the last
+one's end, with fewer trial runs open than parallel jobs (a job's own start-up before its run opens counts too).
 
 A benchmark, not a test; results depend on what else runs on the machine.
 """
@@ -38,6 +45,7 @@ class Outcome:
     seconds: float
     finished: int
     trials: int
+    short_s: float = 0.0  # seconds of the trials' span with fewer runs open than jobs: workers without a trial
 
     @property
     def trials_per_hour(self) -> float:
@@ -50,6 +58,23 @@ def configurations(jobs: int, cores: int, skip_unlimited: bool) -> list[tuple[st
     if not skip_unlimited:
         chosen.append((f"{jobs} jobs, no thread limit", [*parallel, f"trainer.threads={cores}"]))
     return chosen
+
+
+def search_configurations(jobs: int) -> list[tuple[str, list[str]]]:
+    parallel = ["+launcher=joblib", f"hydra.launcher.n_jobs={jobs}", f"hydra.sweeper.n_jobs={jobs}"]
+    return [("search, 1 job", []), (f"search, {jobs} jobs", parallel)]
+
+
+def search_overrides(experiment: str, trials: int, epochs: int, min_resource: int) -> list[str]:
+    """The seeded wine search with successive halving, shortened to ``epochs`` epochs a trial."""
+    return [
+        f"+experiment={experiment}",
+        "+sweep=wine_search",
+        f"trainer.epochs={epochs}",
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.pruner.min_resource={min_resource}",
+        "hydra.sweeper.sampler.n_startup_trials=4",
+    ]
 
 
 def sweep_overrides(experiment: str, trials: int, epochs: int, synthetic: bool) -> list[str]:
@@ -86,13 +111,16 @@ def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trial
     seconds = time.perf_counter() - started
     if shown.returncode != 0:
         print(shown.stdout[-2000:], shown.stderr[-4000:], sep="\n", file=sys.stderr)
-    outcome = Outcome(label, seconds, count_finished(folder / "mlflow.db"), trials)
+    jobs = next((int(o.split("=")[1]) for o in extra if o.startswith("hydra.launcher.n_jobs=")), 1)
+    outcome = Outcome(
+        label, seconds, count_finished(folder / "mlflow.db"), trials, idle_seconds(folder / "mlflow.db", jobs)
+    )
     print(f"[{label}] {seconds:.1f} s, {outcome.finished}/{trials} trials finished", flush=True)
     return outcome
 
 
 def count_finished(database: Path) -> int:
-    """FINISHED child runs in the store: the trials that really ran to the end."""
+    """Child runs in the store that ran to the end (FINISHED) or were pruned on purpose (KILLED, tagged so)."""
     from mlflow import MlflowClient
 
     if not database.exists():
@@ -101,8 +129,30 @@ def count_finished(database: Path) -> int:
     experiment = client.get_experiment_by_name("sweep-speed")
     if experiment is None:
         return 0
-    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'", max_results=1000)
-    return sum("mlflow.parentRunId" in run.data.tags for run in runs)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return sum(
+        "mlflow.parentRunId" in run.data.tags
+        and (run.info.status == "FINISHED" or run.data.tags.get("runner.trial_state") == "PRUNED")
+        for run in runs
+    )
+
+
+def idle_seconds(database: Path, jobs: int) -> float:
+    """Seconds between the first trial run's start and the last one's end with fewer than ``jobs`` runs open."""
+    from mlflow import MlflowClient
+
+    if not database.exists():
+        return 0.0
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    experiment = client.get_experiment_by_name("sweep-speed")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
+    spans = [(r.info.start_time, r.info.end_time) for r in runs if "mlflow.parentRunId" in r.data.tags]
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end])
+    idle, running, last = 0.0, 0, events[0][0] if events else 0
+    for moment, change in events:
+        idle += (moment - last) / 1000 if running < jobs else 0.0
+        running, last = running + change, moment
+    return idle
 
 
 def report(outcomes: list[Outcome], cores: int) -> str:
@@ -110,12 +160,12 @@ def report(outcomes: list[Outcome], cores: int) -> str:
     lines = [
         f"\n{cores} core(s) available to this process",
         "",
-        f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9}",
+        f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9} {'short s':>8}",
     ]
     for outcome in outcomes:
         lines.append(
             f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
-            f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x"
+            f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x {outcome.short_s:>8.0f}"
         )
     return "\n".join(lines)
 
@@ -128,18 +178,22 @@ def main() -> int:
     parser.add_argument("--experiment", default="wine_mlp")
     parser.add_argument("--skip-unlimited", action="store_true", help="leave out the run without thread limits")
     parser.add_argument("--quick", action="store_true", help="generated data, 3 trials of 2 epochs")
+    parser.add_argument("--search", action="store_true", help="the wine Optuna search with pruning instead")
+    parser.add_argument("--min-resource", type=int, default=3, help="--search: epochs every trial runs")
     parser.add_argument("--output", type=Path, default=None, help="where the stores go (default: a temp folder)")
     args = parser.parse_args()
-    if not 1 <= args.trials <= len(LEARNING_RATES):
+    if not args.search and not 1 <= args.trials <= len(LEARNING_RATES):
         parser.error(f"--trials must be between 1 and {len(LEARNING_RATES)}")
     trials, epochs = (3, 2) if args.quick else (args.trials, args.epochs)
-    base = sweep_overrides(args.experiment, trials, epochs, synthetic=args.quick)
     cores = available_cores()
+    if args.search:
+        base = search_overrides(args.experiment, args.trials, args.epochs, args.min_resource)
+        chosen = search_configurations(args.jobs)
+    else:
+        base = sweep_overrides(args.experiment, trials, epochs, synthetic=args.quick)
+        chosen = configurations(args.jobs, cores, args.skip_unlimited)
     output = args.output or Path(tempfile.mkdtemp(prefix="sweep-speed-"))
-    outcomes = [
-        run_sweep(label, extra, base, output / f"run{i}", trials)
-        for i, (label, extra) in enumerate(configurations(args.jobs, cores, args.skip_unlimited))
-    ]
+    outcomes = [run_sweep(label, extra, base, output / f"run{i}", trials) for i, (label, extra) in enumerate(chosen)]
     print(report(outcomes, cores))
     print(f"\nstores and sweep folders: {output}")
     return 0 if all(o.finished == o.trials for o in outcomes) else 1

@@ -18,8 +18,8 @@ from .specs import HELD_OUT, SPLITS
 from .splitting import finalize
 from .tablecode import listing
 from .userdata import (
-    MULTILABEL_REFUSAL,
     cut_splits,
+    encode_labels,
     encode_target,
     file_digests,
     locate,
@@ -75,7 +75,7 @@ def parse_arrays(
         part = int(np.searchsorted(offsets, i, side="right")) - 1
         return f"{given[names[part]][2]}, row {i - offsets[part]}"
 
-    target = encode_target(ys, task, y_key if "all" in given else "y_train/y_val/y_test", where)
+    target = _encoded(ys, task, y_key if "all" in given else "y_train/y_val/y_test", where, y_key)
     y_of = {name: target.y[offsets[k] : offsets[k + 1]] for k, name in enumerate(names)}
     splits, notes, source = _splits(given, y_of, target, opts)
     splits, feature_scaling, more = finalize(splits, opts, stratify=target.task != "regression")
@@ -100,6 +100,13 @@ def parse_arrays(
         notes=target.notes + notes + more,
         preprocessing=preprocessing,
     )
+
+
+def _encoded(ys: np.ndarray, task: str, name: str, where, y_key: str):
+    """One target per row, or a 2-D y of 0/1 labels (multilabel): one label per column, named ``y_0``, ..."""
+    if ys.ndim == 1:
+        return encode_target(ys, task, name, where)
+    return encode_labels(list(ys.T), [f"{y_key}_{k}" for k in range(ys.shape[1])], task, where)
 
 
 def _splits(given: dict, y_of: dict, target, opts: CommonOptions) -> tuple[dict[str, Split], list[str], str]:
@@ -175,10 +182,14 @@ def _given_splits(path: Path, stored: dict) -> dict:
             given[split] = _checked(stored[x_key], stored[y_key], f"{path}[{x_key!r}]", f"{path}[{y_key!r}]")
     if "train" not in given:
         raise DataFormatError(f"{path}: given splits need x_train and y_train")
-    shape = given["train"][0].shape[1:]
-    for split, (x, _, origin) in given.items():
+    shape, labels = given["train"][0].shape[1:], given["train"][1].shape[1:]
+    for split, (x, y, origin) in given.items():
         if x.shape[1:] != shape:
             raise DataFormatError(f"{origin}: rows of shape {x.shape[1:]}, but x_train's are {shape}")
+        if y.shape[1:] != labels:
+            raise DataFormatError(
+                f"{path}['y_{split}']: targets of shape {y.shape[1:]} per row, y_train's are {labels}"
+            )
     return given
 
 
@@ -188,10 +199,10 @@ def _checked(x: np.ndarray, y: np.ndarray, x_origin: str, y_origin: str) -> tupl
     x = x.reshape(len(x), 1) if x.ndim == 1 else x
     if y.ndim > 1 and y.size == len(y):  # (N, 1) and the like
         y = y.reshape(len(y))
-    if y.ndim != 1:
+    if y.ndim > 2:
         raise DataFormatError(
-            f"{y_origin}: targets of shape {y.shape}; one value per row is expected (class indices or labels, "
-            f"not one-hot: np.argmax(y, axis=1)). Several targets per row: {MULTILABEL_REFUSAL}"
+            f"{y_origin}: targets of shape {y.shape}; expected one value per row (class indices or labels, "
+            "not one-hot: np.argmax(y, axis=1)), or one 0/1 column per label (rows x labels: multilabel)"
         )
     if len(x) != len(y):
         raise DataFormatError(f"{x_origin} has {len(x)} rows but {y_origin} has {len(y)}")
@@ -205,7 +216,7 @@ def _checked(x: np.ndarray, y: np.ndarray, x_origin: str, y_origin: str) -> tupl
                 f"{x_origin}: row {row}, position {column}: a NaN or infinite input ({len(bad)} in all)"
             )
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        row = int(np.flatnonzero(~np.isfinite(y))[0])
+        row = int(np.argwhere(~np.isfinite(y))[0][0])
         raise DataFormatError(f"{y_origin}: row {row}: a NaN or infinite target")
     return x, y, x_origin
 

@@ -17,11 +17,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import fields
+from importlib.metadata import version as _version  # not "import sklearn": 4 s to read a version string
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sklearn
 
 from .containers import Dataset, Split
 from .fetch import FoundFile, default_cache_dir, sha256_of
@@ -93,7 +93,7 @@ def key_data(name: str, options: dict, files: list[FoundFile]) -> dict:
         "options": {k: options[k] for k in sorted(options) if k not in NOT_IN_KEY},
         "files": [[str(f.path), f.sha256, f.checksum_ok] for f in files],
         "code": code_version(),
-        "versions": {"numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__},
+        "versions": {"numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": _version("scikit-learn")},
     }
     # Through JSON and back, so that it compares equal to the copy read from meta.json (tuples, numpy numbers).
     return json.loads(json.dumps(key, default=str))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .csv_rows import check_field_counts, gaps_or_implicit_index
 from .errors import DataFormatError
 
 _MAX_LISTED = 10
@@ -29,7 +30,11 @@ def read_csv(path: Path, sep: str | None = None) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataFormatError(f"{path}: the file has no header and no data") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, pd.errors.ParserError):
+            check_field_counts(path, sep)
         raise DataFormatError(f"{path}: could not parse as CSV (separator {sep!r}): {exc}") from None
+    if gaps_or_implicit_index(frame):  # a row with the wrong number of fields, not a missing value
+        check_field_counts(path, sep)
     if len(frame) == 0:
         raise DataFormatError(f"{path}: the file has a header but no data rows")
     return frame

@@ -48,21 +48,24 @@ def load_mnist(*, flatten: bool = True, val_size: int = 5000, scale: str = "none
 def parse_mnist(found: FoundFile, opts: CommonOptions, flatten: bool, val_size: int) -> Dataset:
     """Read and check the npz, cut the validation rows from the end of the training arrays, scale."""
     arrays = read_npz(found)
+    divisors = {
+        part: pixel_divisor(arrays[f"x_{part}"], f"{found.path}: array 'x_{part}'") for part in ("train", "test")
+    }
     n_train = len(arrays["x_train"])
     if not 1 <= val_size < n_train:
         raise ValueError(f"val_size={val_size}: expected 1 <= val_size < {n_train} (training images in {found.path})")
 
-    train_all = _as_split(arrays["x_train"], arrays["y_train"], flatten)
+    train_all = _as_split(arrays["x_train"], arrays["y_train"], flatten, divisors["train"])
     cut = n_train - val_size
     splits = {
         "train": train_all.take(np.arange(cut)),
         "val": train_all.take(np.arange(cut, n_train)),
-        "test": _as_split(arrays["x_test"], arrays["y_test"], flatten),
+        "test": _as_split(arrays["x_test"], arrays["y_test"], flatten, divisors["test"]),
     }
     splits, feature_scaling, notes = finalize(splits, opts, stratify=True)
     notes = [
         f"fixed split: train = first {cut} rows of x_train, val = last {val_size}, test = x_test; "
-        "pixels divided by 255; meta['index'] is the row in the npz array"
+        f"{pixel_note(arrays, divisors)}; meta['index'] is the row in the npz array"
     ] + notes
     return Dataset(
         name="mnist",
@@ -79,8 +82,8 @@ def parse_mnist(found: FoundFile, opts: CommonOptions, flatten: bool, val_size: 
     )
 
 
-def _as_split(images: np.ndarray, labels: np.ndarray, flatten: bool) -> Split:
-    x = images.astype(np.float32) / np.float32(255)
+def _as_split(images: np.ndarray, labels: np.ndarray, flatten: bool, divisor: float) -> Split:
+    x = images.astype(np.float32) / np.float32(divisor)
     if flatten:
         x = x.reshape(len(x), -1)
     return Split(x, labels.astype(np.int64), {"index": np.arange(len(x))})
@@ -111,9 +114,11 @@ def read_npz(found: FoundFile) -> dict[str, np.ndarray]:
 def check_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or x.dtype != np.uint8:
+        numeric = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+        if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE or not numeric:
             raise DataFormatError(
-                f"{path}: array 'x_{part}' has shape {x.shape} and dtype {x.dtype}; expected (n, 28, 28) uint8"
+                f"{path}: array 'x_{part}' has shape {x.shape} and dtype {x.dtype}; expected (n, 28, 28) of numbers "
+                "(uint8 in the Keras file)"
             )
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DataFormatError(
@@ -126,3 +131,34 @@ def check_arrays(arrays: dict[str, np.ndarray], path: str) -> None:
             raise DataFormatError(
                 f"{path}: 'y_{part}'[{bad[0]}] = {y[bad[0]]} is not a digit 0-9 ({len(bad)} bad labels in all)"
             )
+
+
+def pixel_divisor(images: np.ndarray, where: str) -> float:
+    """What the pixels are divided by to reach [0, 1]: 255 for values in [0, 255] (the Keras file's uint8, or
+    any numbers in that range), 1 for values already in [0, 1]; any other range is refused."""
+    if images.dtype == np.uint8 or images.size == 0:
+        return 255.0
+    low, high = float(np.min(images)), float(np.max(images))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise DataFormatError(f"{where} holds NaN or infinite pixel values; expected numbers in [0, 255] or [0, 1]")
+    if low < 0 or high > 255:
+        raise DataFormatError(
+            f"{where} has pixel values in [{low:g}, {high:g}]; expected [0, 255] (as the Keras file's uint8) or [0, 1]"
+        )
+    return 1.0 if high <= 1 else 255.0
+
+
+def pixel_note(arrays: dict[str, np.ndarray], divisors: dict[str, float]) -> str:
+    """How the pixels were scaled to [0, 1], saying so when the file is not the Keras file's uint8."""
+    parts = []
+    for part, divisor in divisors.items():
+        dtype = arrays[f"x_{part}"].dtype
+        if dtype == np.uint8:
+            parts.append(f"x_{part} pixels divided by 255")
+        elif divisor == 1:
+            parts.append(f"x_{part} pixels ({dtype}) already in [0, 1], kept as they are")
+        else:
+            parts.append(f"x_{part} pixels ({dtype}, in [0, 255]) divided by 255")
+    if all(arrays[f"x_{part}"].dtype == np.uint8 for part in divisors):
+        return "pixels divided by 255"
+    return "; ".join(parts)

@@ -32,8 +32,10 @@ class DatasetSpec:
 
     name: str
     loader: str  # "module:function" under datasets/, imported on first load
-    task: str | Callable[[Options], str | None]  # regression | binary | multiclass (None: unknown option)
-    n_classes: int | None | Callable[[Options], int | None] = None  # classes when classifying; None otherwise
+    # regression | binary | multiclass | multilabel (None: unknown until loaded, e.g. task=auto)
+    task: str | Callable[[Options], str | None]
+    # classes when classifying, labels of a multilabel task; None otherwise (or not known before loading)
+    n_classes: int | None | Callable[[Options], int | None] = None
     natural_slice: str | None = None  # the Split.meta column that diagnostics.slices=auto groups rows by
     # Final metrics beyond the task's own (runner/config/objective.py FINAL_METRICS), logged per split
     extra_final_metrics: tuple[str, ...] | Callable[[Options], tuple[str, ...]] = ()
@@ -58,18 +60,34 @@ def _synthetic_classes(options: Options) -> int | None:
     return options.get("n_classes") if task == "multiclass" else 2 if task == "binary" else None
 
 
-# The task option of a user's own data (table, arrays, sequence); auto is decided from the target on loading,
-# and multilabel is refused there (not supported yet), so neither is known before.
+# The task option of a user's own data (table, arrays, sequence); auto is decided from the target on loading.
 OWN_DATA_TASKS = ("auto", "regression", "binary", "multiclass", "multilabel")
+
+
+def _target_columns(options: Options) -> list | None:
+    target = options.get("target")
+    return list(target) if _is_sequence(target) else None
+
+
+def _is_sequence(value) -> bool:
+    # A composed config's list (OmegaConf ListConfig) is a sequence but no list
+    return not isinstance(value, (str, bytes, Mapping)) and hasattr(value, "__iter__") and hasattr(value, "__len__")
 
 
 def _own_task(options: Options) -> str | None:
     task = options.get("task", "auto")
-    return task if task in ("regression", "binary", "multiclass") else None
+    columns = _target_columns(options)
+    if task == "auto" and columns is not None and len(columns) > 1:
+        return "multilabel"  # several target columns can only be several labels (checked on loading)
+    return task if task in OWN_DATA_TASKS[1:] else None
 
 
 def _own_classes(options: Options) -> int | None:
-    return 2 if _own_task(options) == "binary" else None  # multiclass: counted on loading
+    task = _own_task(options)
+    if task == "multilabel":
+        columns = _target_columns(options)  # arrays: the labels are the columns of y, counted on loading
+        return len(columns) if columns is not None and len(columns) > 1 else None
+    return 2 if task == "binary" else None  # multiclass: counted on loading
 
 
 def _own_extra_metrics(options: Options) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .cache import cached
 from .containers import Dataset, Split
+from .csv_rows import check_field_counts, gaps_or_implicit_index
 from .errors import DataFormatError
 from .fetch import FoundFile
 from .options import CommonOptions
@@ -22,9 +23,9 @@ from .specs import SPLITS
 from .splitting import finalize
 from .tablecode import encode, fit_preprocessing, listing, transform
 from .userdata import (
-    MULTILABEL_REFUSAL,
     Target,
     cut_splits,
+    encode_labels,
     encode_target,
     file_digests,
     locate,
@@ -107,8 +108,8 @@ def parse_table(
     found: list[FoundFile], table: TableOptions, opts: CommonOptions, features: list | None, categorical: list | None
 ) -> Dataset:
     rows = read_rows(found, table)
-    target = target_column(rows, table)
-    chosen = feature_columns(rows, target, table, features)
+    targets = target_columns(rows, table)
+    chosen = feature_columns(rows, targets, table, features)
     declared = categorical is not None
     categorical = categorical if declared else detect_categorical(rows, chosen)
     for column in categorical:
@@ -117,7 +118,7 @@ def parse_table(
                 f"dataset.categorical names {column!r}, which is not a feature; the features are {listing(chosen)}"
             )
     notes = [] if declared else [f"categorical columns detected (non-numeric): {listing(categorical) or 'none'}"]
-    return frame_dataset("table", rows, found, target, chosen, list(categorical), table, opts, notes=notes)
+    return frame_dataset("table", rows, found, targets, chosen, list(categorical), table, opts, notes=notes)
 
 
 def _names(values) -> list[str] | None:
@@ -163,6 +164,13 @@ def read_file(path: Path, table: TableOptions) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, table: TableOptions) -> pd.DataFrame:
+    frame = _parsed_csv(path, table)
+    if gaps_or_implicit_index(frame):  # what a row with too few (or too many) fields leaves
+        check_field_counts(path, table.sep, table.encoding, "dataset.sep")
+    return frame
+
+
+def _parsed_csv(path: Path, table: TableOptions) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=table.sep, encoding=table.encoding, decimal=table.decimal)
     except pd.errors.EmptyDataError:
@@ -173,6 +181,8 @@ def _read_csv(path: Path, table: TableOptions) -> pd.DataFrame:
             "set dataset.encoding (e.g. dataset.encoding=latin-1)"
         ) from None
     except (pd.errors.ParserError, ValueError, LookupError) as exc:
+        if isinstance(exc, pd.errors.ParserError):
+            check_field_counts(path, table.sep, table.encoding, "dataset.sep")
         raise DataFormatError(
             f"{path}: could not parse as CSV (dataset.sep={table.sep!r}, dataset.encoding={table.encoding!r}): {exc}"
         ) from None
@@ -192,33 +202,43 @@ def _separator_hint(rows: Rows, table: TableOptions) -> str:
 
 
 def target_column(rows: Rows, table: TableOptions) -> str:
-    """The one target column; several would be a multi-label task, which is refused."""
+    """The one target column of a loader that takes a single target (sequence)."""
+    targets = target_columns(rows, table)
+    if len(targets) > 1:
+        raise DataFormatError(
+            f"dataset.target={targets!r}: this data set takes one target column; several 0/1 label columns "
+            "(a multi-label target) are read by dataset=table"
+        )
+    return targets[0]
+
+
+def target_columns(rows: Rows, table: TableOptions) -> list[str]:
+    """The target column, or the several label columns of a multi-label target, checked against the file."""
     target = table.target
-    if isinstance(target, (list, tuple)):
-        if len(target) != 1:
-            raise DataFormatError(f"dataset.target={list(target)!r}: {MULTILABEL_REFUSAL}")
-        target = target[0]
+    names = [str(t) for t in target] if isinstance(target, (list, tuple)) else [target]
     columns = list(rows.frame.columns)
     source = rows.files[0] if len(rows.files) == 1 else f"{len(rows.files)} files ({rows.files[0].name}, ...)"
-    if target is None:
+    if target is None or not names:
         raise DataFormatError(
             f"dataset.target is not set: name the column to predict; {source} has the columns {listing(columns)}"
         )
-    for key, column in (("dataset.target", str(target)), ("dataset.split_column", table.split_column)):
+    if len(set(names)) != len(names):
+        raise DataFormatError(f"dataset.target={names!r} names a column more than once")
+    for key, column in [*(("dataset.target", str(n)) for n in names), ("dataset.split_column", table.split_column)]:
         if column is not None and column not in columns:
             raise DataFormatError(
                 f"{source}: no column {column!r} ({key}); the columns are {listing(columns)}."
                 + _separator_hint(rows, table)
             )
-    if table.split_column == str(target):
-        raise DataFormatError(f"dataset.split_column and dataset.target both name {str(target)!r}")
-    return str(target)
+    if table.split_column in names:
+        raise DataFormatError(f"dataset.split_column and dataset.target both name {table.split_column!r}")
+    return [str(n) for n in names]
 
 
-def feature_columns(rows: Rows, target: str, table: TableOptions, features: list[str] | None) -> list[str]:
-    """The declared features, or every column but the target and the split column."""
+def feature_columns(rows: Rows, targets: list[str], table: TableOptions, features: list[str] | None) -> list[str]:
+    """The declared features, or every column but the target(s) and the split column."""
     columns = list(rows.frame.columns)
-    reserved = {target, table.split_column}
+    reserved = {*targets, table.split_column}
     if features is None:
         chosen = [c for c in columns if c not in reserved]
     else:
@@ -270,10 +290,10 @@ def _refuse_near_numbers(rows: Rows, column: str, present: pd.Series) -> None:
 # ---------------------------------------------------------------- missing values
 
 
-def handle_missing(rows: Rows, features: list[str], target: str, missing: str) -> tuple[Rows, list[str]]:
+def handle_missing(rows: Rows, features: list[str], targets: list[str], missing: str) -> tuple[Rows, list[str]]:
     """Apply the missing-value policy: refuse (naming columns and first rows), or drop those rows; impute drops
     only the rows without a target (features are filled later, with the training split's values)."""
-    columns = features + [target]
+    columns = features + targets
     gaps = {c: np.flatnonzero(rows.frame[c].isna().to_numpy()) for c in columns}
     gaps = {c: index for c, index in gaps.items() if len(index)}
     if not gaps:
@@ -288,7 +308,7 @@ def handle_missing(rows: Rows, features: list[str], target: str, missing: str) -
             "or dataset.missing=impute to fill features with the training split's median (numbers) or most "
             "frequent value (categories)"
         )
-    dropped_columns = list(gaps) if missing == "drop" else [c for c in gaps if c == target]
+    dropped_columns = list(gaps) if missing == "drop" else [c for c in gaps if c in targets]
     drop = np.zeros(len(rows.frame), dtype=bool)
     for column in dropped_columns:
         drop[gaps[column]] = True
@@ -298,7 +318,7 @@ def handle_missing(rows: Rows, features: list[str], target: str, missing: str) -
     notes = []
     if drop.any():
         notes.append(f"missing={missing}: dropped {int(drop.sum())} row(s) missing {listing(dropped_columns)}")
-    filled = [c for c in gaps if c != target] if missing == "impute" else []
+    filled = [c for c in gaps if c not in targets] if missing == "impute" else []
     if filled:
         notes.append(f"missing=impute: gaps in {listing(filled)} filled with the training split's median / mode")
     return kept, notes
@@ -328,11 +348,17 @@ def assign_splits(rows: Rows, target: Target, split_column: str | None, opts: Co
     return parts, f"splits given by column {split_column!r}", "fixed"
 
 
+def _encoded_target(rows: Rows, targets: list[str], task: str) -> Target:
+    if len(targets) == 1:
+        return encode_target(rows.frame[targets[0]].to_numpy(), task, targets[0], rows.where)
+    return encode_labels([rows.frame[t].to_numpy() for t in targets], targets, task, rows.where)
+
+
 def frame_dataset(
     name: str,
     rows: Rows,
     found: list[FoundFile],
-    target_name: str,
+    target_name: str | list[str],
     features: list[str],
     categorical: list[str],
     table: TableOptions,
@@ -340,9 +366,12 @@ def frame_dataset(
     shape: tuple[int, ...] | None = None,
     notes: list[str] | None = None,
 ) -> Dataset:
-    """Encode, split and scale a table's rows: the part the table and sequence loaders share."""
-    rows, missing_notes = handle_missing(rows, features, target_name, table.missing)
-    target = encode_target(rows.frame[target_name].to_numpy(), table.task, target_name, rows.where)
+    """Encode, split and scale a table's rows: the part the table and sequence loaders share. ``target_name``
+    is the target column, or the label columns of a multi-label target."""
+    targets = [target_name] if isinstance(target_name, str) else list(target_name)
+    rows, missing_notes = handle_missing(rows, features, targets, table.missing)
+    target = _encoded_target(rows, targets, table.task)
+    target_name = targets[0] if len(targets) == 1 else ",".join(targets)
     parts, split_note, split_source = assign_splits(rows, target, table.split_column, opts)
     prep = fit_preprocessing(rows.frame.iloc[parts["train"]], features, categorical, table.missing)
     x = encode(rows.frame, prep, rows.where)
@@ -360,7 +389,7 @@ def frame_dataset(
         splits, target_scaling = scale_target(splits)
     scaling = None if feature_scaling is None else {k: feature_scaling[k] for k in ("mean", "std")}
     prep.update(kind=name, shape=list(shape) if shape else None, scaling=scaling)
-    prep["target"] = target_record(target_name, target, target_scaling)
+    prep["target"] = target_record(targets[0] if len(targets) == 1 else targets, target, target_scaling)
     files_note = [f"{len(found)} files matched: {', '.join(str(f.path) for f in found)}"] if len(found) > 1 else []
     return Dataset(
         name=name,

@@ -18,10 +18,9 @@ from .splitting import _split_off, check_disjoint, quantile_bins
 
 # task=auto: whole numbers with at most this many distinct values are class labels, anything else a quantity.
 AUTO_MAX_CLASSES = 20
-MULTILABEL_REFUSAL = (
-    "multi-label targets are not supported yet: the runner's output heads, losses and metrics "
-    "(models/losses.py, runner/run/evaluation.py) cover one target column (regression, binary or multiclass). "
-    "Train one binary model per label column (dataset.target=<column> dataset.task=binary)."
+MULTILABEL_ONE_COLUMN = (
+    "dataset.task=multilabel needs two or more 0/1 label columns (dataset.target=[a,b,c], or a 2-D y); "
+    "one 0/1 column is dataset.task=binary"
 )
 _SHOWN_VALUES = 6
 
@@ -50,7 +49,8 @@ def file_digests(found: list[FoundFile]) -> dict[str, str]:
 
 @dataclass
 class Target:
-    """A target column encoded for its task: floats for regression, class indices (0..k-1) otherwise."""
+    """A target encoded for its task: floats for regression, a 0/1 float column per label for multilabel
+    (``classes`` then names the labels), class indices (0..k-1) otherwise."""
 
     task: str
     y: np.ndarray
@@ -73,7 +73,7 @@ def encode_target(values: np.ndarray, task: str, name: str, where) -> Target:
     ``where(i)`` names row i for messages (file and data row).
     """
     if task == "multilabel":
-        raise DataFormatError(f"dataset.task=multilabel: {MULTILABEL_REFUSAL}")
+        raise DataFormatError(MULTILABEL_ONE_COLUMN)
     if task not in OWN_DATA_TASKS:
         raise ValueError(f"task={task!r}: expected one of {OWN_DATA_TASKS}")
     numbers = _as_numbers(values)
@@ -107,6 +107,54 @@ def encode_target(values: np.ndarray, task: str, name: str, where) -> Target:
     if task == "binary":
         notes.append(f"target {name!r}: {classes[1]!r} is the positive class (1), {classes[0]!r} the negative (0)")
     return Target(task, index.astype(np.int64), classes, notes)
+
+
+def encode_labels(columns: list[np.ndarray], names: list[str], task: str, where) -> Target:
+    """Several target columns, each of 0/1 (or boolean) labels, so the task is multilabel; ``task`` is auto or
+    multilabel, any other task is refused. ``where(i)`` names row i for messages."""
+    if task not in ("auto", "multilabel"):
+        raise DataFormatError(
+            f"dataset.target holds {len(names)} columns ({_quoted(names)}), a multi-label target, but "
+            f"dataset.task={task}; set dataset.task=multilabel (or auto), or name one target column"
+        )
+    y = np.column_stack([_zero_one(values, name, where) for values, name in zip(columns, names)])
+    shares = y.mean(axis=0)
+    constant = [name for name, share in zip(names, shares) if share in (0.0, 1.0)]
+    if len(constant) == len(names):
+        raise DataFormatError(f"every label column ({_quoted(names)}) has one value in every row: nothing to learn")
+    notes = []
+    if task == "auto":
+        notes.append(
+            f"task=auto: the {len(names)} target columns {_quoted(names)} hold only 0/1 -> multilabel "
+            "(one sigmoid output per label); set dataset.task to choose another"
+        )
+    notes.append("labels' share of 1s: " + ", ".join(f"{n!r} {v:.2f}" for n, v in zip(names, shares)))
+    if constant:
+        notes.append(f"label(s) {_quoted(constant)} never change: the model learns nothing about them")
+    return Target("multilabel", y.astype(np.float32), list(names), notes)
+
+
+def _zero_one(values: np.ndarray, name: str, where) -> np.ndarray:
+    # A column of booleans with gaps (dropped since) reaches here as objects
+    booleans = values.dtype.kind == "b" or (
+        values.dtype.kind == "O" and all(isinstance(v, (bool, np.bool_)) for v in values)
+    )
+    numbers = values.astype(np.float64) if booleans else _as_numbers(values)
+    bad = np.ones(len(values), dtype=bool) if numbers is None else ~np.isin(numbers, (0.0, 1.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = values[row].item() if isinstance(values[row], np.generic) else values[row]  # 3, not np.int8(3)
+        raise DataFormatError(
+            f"{where(row)}: label column {name!r}: value {value!r} is not 0/1 ({int(bad.sum())} such row(s)); "
+            "a multi-label target holds one 0/1 (or true/false) column per label"
+        )
+    return numbers
+
+
+def _quoted(names) -> str:
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:_SHOWN_VALUES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _SHOWN_VALUES else "")
 
 
 def _as_numbers(values: np.ndarray) -> np.ndarray | None:
@@ -149,6 +197,8 @@ def _shown(distinct: np.ndarray) -> str:
 def strata_of(target: Target, smallest_split: int) -> np.ndarray:
     """What the seeded split stratifies on: the classes, or quantile bins of a regression target (no more bins
     than the smallest held-out split has rows, or stratifying cannot work)."""
+    if target.task == "multilabel":  # each combination of labels is a stratum
+        return np.unique(target.y, axis=0, return_inverse=True)[1].reshape(-1)
     if target.task != "regression":
         return target.y
     return quantile_bins(target.y, max(1, min(10, smallest_split)))

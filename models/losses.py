@@ -7,12 +7,14 @@ Loss names are Keras's snake_case names (what ``keras.losses.get`` accepts and t
 
 from __future__ import annotations
 
-TASK_OUTPUT = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax"}  # the output activation
+# The output activation; multilabel: one independent sigmoid per label (the labels do not compete).
+TASK_OUTPUT = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax", "multilabel": "sigmoid"}
 TASKS = tuple(TASK_OUTPUT)
 DEFAULT_LOSS = {
     "regression": "mean_absolute_error",  # the book's choice for the wine regression
     "binary": "binary_crossentropy",
     "multiclass": "sparse_categorical_crossentropy",
+    "multilabel": "binary_crossentropy",  # averaged over the labels, each a binary decision
 }
 
 # Loss families by what they expect of the output layer and of the targets.
@@ -60,8 +62,15 @@ def loss_task(name: str) -> str | None:
     return _TASK_BY_KEY.get(_key(name))
 
 
+def loss_suits(loss_task: str | None, task: str) -> bool:
+    """Whether a loss of ``loss_task`` (``loss_task``'s answer) suits ``task``: a binary loss also suits
+    multilabel, whose labels are each a binary decision. An unknown loss (None) is not judged."""
+    return loss_task is None or loss_task == task or (loss_task, task) == ("binary", "multilabel")
+
+
 def output_head(task: str, n_classes: int | None) -> tuple[int, str]:
-    """The conventional output layer for a task: (units, activation)."""
+    """The conventional output layer for a task: (units, activation); ``n_classes`` counts the classes
+    (multiclass) or the labels (multilabel)."""
     if task not in TASK_OUTPUT:
-        raise ValueError(f"unknown task {task!r}; expected regression, binary or multiclass")
-    return (n_classes if task == "multiclass" else 1), TASK_OUTPUT[task]
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return (n_classes if task in ("multiclass", "multilabel") else 1), TASK_OUTPUT[task]

@@ -6,6 +6,7 @@ Importing this module imports Hydra and the schemas only: TensorFlow is imported
 
 import os
 import re
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +20,7 @@ from runner.config.schema import register_configs
 from runner.config.spec import prepare
 from runner.errors import RunnerError
 from runner.runtime import compat, interrupts
+from runner.runtime.backend_choice import choose_backend
 from runner.runtime.console import apply_verbosity, native_log_filtered
 from runner.runtime.resources import job_share
 from runner.runtime.security import TargetNotAllowed, check_targets
@@ -36,6 +38,9 @@ def main() -> None:
     interrupts.install()  # SIGTERM unwinds like Ctrl-C: the run is marked KILLED, its checkpoint kept
     try:
         _hydra_entry()
+    except Refused as refusal:
+        print(f"Error: {refusal}", file=sys.stderr)
+        sys.exit(1)
     except interrupts.Interrupted as stop:
         print(f"\nStopped: {stop}", file=sys.stderr)
         sys.exit(stop.exit_code)
@@ -47,8 +52,15 @@ def main() -> None:
             sweep_record.end_open_sweeps()
 
 
+class Refused(BaseException):
+    """A refusal found while Hydra composes, before it writes anything. Not an Exception: Hydra prints any
+    Exception from its composition as a traceback (and swallows it while it guesses the run mode), and this
+    must reach main() as the one line it is."""
+
+
 def refuse_untrusted_targets() -> None:
-    """Check every config Hydra composes for `_target_`s outside our packages (runner/runtime/security.py).
+    """Check every config Hydra composes for `_target_`s outside our packages (runner/runtime/security.py),
+    for an output folder that cannot be written, and turn a YAML syntax error into one line.
 
     Hydra instantiates hydra.callbacks right after composing, before the task function runs, and offers no
     hook in between: wrapping its compose step (runner/runtime/compat.py) is the one place that sees the
@@ -61,8 +73,100 @@ def refuse_untrusted_targets() -> None:
             check_targets(config)
         except TargetNotAllowed as error:
             raise ConfigCompositionException(f"Error: {error}") from None  # Hydra prints just the message
+        refuse_unwritable_output(config)
 
     compat.after_hydra_compose(check)
+    compat.on_hydra_compose_error(refuse_unreadable_yaml)
+
+
+def refuse_unreadable_yaml(error: Exception) -> None:
+    """A config file PyYAML cannot parse: its place and text, instead of Hydra's 98-line traceback."""
+    marked = _yaml_error_in(error)
+    if marked is not None:
+        raise Refused(yaml_error_line(marked)) from None
+
+
+def _yaml_error_in(error: BaseException | None) -> yaml.MarkedYAMLError | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def yaml_error_line(error: yaml.MarkedYAMLError) -> str:
+    """``conf/experiment/bad.yaml line 5, column 10: mapping values are not allowed here: "  lr: 0.1: x"``
+    (line and column counted from 1, as PyYAML and editors do)."""
+    mark = error.problem_mark
+    where = _shown_path(mark.name)
+    text = _line_of(mark)
+    quoted = f': "{text}"' if text else ""
+    return f"{where} line {mark.line + 1}, column {mark.column + 1}: {error.problem or error.context}{quoted}"
+
+
+def _shown_path(name: str) -> str:
+    path = Path(name)
+    if not path.is_absolute():
+        return name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return name
+
+
+def _line_of(mark) -> str:
+    """The offending line: Hydra hands PyYAML an open file, whose mark keeps no text, so it is read again."""
+    if mark.buffer is not None:
+        lines = mark.buffer.rstrip("\0").splitlines()
+    else:
+        try:
+            lines = Path(mark.name).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+    return lines[mark.line].rstrip() if mark.line < len(lines) else ""
+
+
+def refuse_unwritable_output(config: DictConfig) -> None:
+    """Refuse an output folder this process could not create or write, before Hydra tries (it would fail with
+    a bare PermissionError, or "Unable to configure handler 'file'" for an existing read-only folder)."""
+    from hydra.types import RunMode
+
+    mode = OmegaConf.select(config, "hydra.mode")
+    if mode not in (RunMode.RUN, RunMode.MULTIRUN):
+        return  # --cfg, --info and Hydra's guess of the mode write nothing
+    key = "hydra.run.dir" if mode == RunMode.RUN else "hydra.sweep.dir"
+    # Resolved on this config: Hydra's ${now:} caches its value there, so Hydra later uses the same folder.
+    folder = OmegaConf.select(config, key, throw_on_resolution_failure=False)
+    if folder is None:
+        return  # it needs what only a job knows (${hydra:job...}): Hydra reports it when it gets there
+    path = Path(str(folder))
+    problem = unwritable_reason(path)
+    if not problem and not path.exists():
+        _made_by_hydra.add(path.resolve())
+    if problem:
+        raise Refused(
+            f"the output folder {folder} cannot be written: {problem}. Choose another with {key}=DIR "
+            f"(by default it is under outputs/ in the current folder: run from a folder you can write to)."
+        )
+
+
+# Run folders Hydra is about to create: only those may be removed again (discard_unused_folder), never a
+# folder that was there before (hydra.run.dir=. or a user's own).
+_made_by_hydra: set[Path] = set()
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why ``folder`` could not be created and written to, or None; found without creating anything."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -73,8 +177,8 @@ def _hydra_entry(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        spec = prepare(cfg)  # before TensorFlow is imported: a bad value fails in a fraction of a second
-        apply_verbosity(spec.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
+        spec = _checked_spec(cfg, hydra_cfg, in_sweep)
+        data = _data_before_tensorflow(spec, shout=not in_sweep)
         with native_log_filtered(spec.verbosity):  # TensorFlow loads here
             from runner.run.job import run_job
         from runner.sweep.child import child_link
@@ -84,14 +188,58 @@ def _hydra_entry(cfg: DictConfig):
         # Jobs launched side by side split the cores between them (runner/runtime/resources.py).
         share = job_share(OmegaConf.to_container(hydra_cfg.launcher) if in_sweep else None)
         result = run_job(
-            spec, output_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task), share=share, **link
+            spec,
+            output_dir=hydra_cfg.runtime.output_dir,
+            overrides=list(hydra_cfg.overrides.task),
+            share=share,
+            data=data,
+            **link,
         )
     except Exception as error:
         if in_sweep or not _is_user_error(error):
             raise  # a sweep records the failure and goes on; unexpected errors keep their traceback
-        print(f"\nError: {error}", file=sys.stderr)
+        if not getattr(error, "runner_shown", False):
+            print(f"\nError: {error}", file=sys.stderr)
         sys.exit(1)
     return result.objective
+
+
+def _checked_spec(cfg: DictConfig, hydra_cfg: DictConfig, in_sweep: bool):
+    """The typed spec, before TensorFlow is imported: a bad value fails in a fraction of a second."""
+    try:
+        spec = prepare(cfg)
+        choose_backend(spec.trainer.backend)  # Keras reads its backend once, when it is imported
+    except RunnerError:
+        if not in_sweep:  # nothing was recorded: the folder Hydra made for the run would stay empty
+            discard_unused_folder(Path(hydra_cfg.runtime.output_dir), f"{hydra_cfg.job.name}.log")
+        raise
+    apply_verbosity(spec.verbosity)  # also before TensorFlow: it reads its log level once, when it loads
+    return spec
+
+
+def _data_before_tensorflow(spec, shout: bool):
+    """The data set, located, read and checked before TensorFlow loads (a data error shows in seconds, not
+    after a minute of imports), or the DataError that loading raised: run_job records it as the run's failure
+    at the data step, as it would have met it there.
+    """
+    from datasets.errors import DataError
+    from runner.run.data import load_data
+
+    try:
+        return load_data(spec.dataset)
+    except DataError as error:
+        if shout:  # the failed run is recorded next, which takes TensorFlow's and MLflow's imports
+            print(f"\nError: {error}", file=sys.stderr, flush=True)
+            error.runner_shown = True
+        return error
+
+
+def discard_unused_folder(folder: Path, log_name: str) -> None:
+    """Remove a run folder that holds nothing but what Hydra wrote into it (.hydra/ and the log)."""
+    if folder.resolve() not in _made_by_hydra or not folder.is_dir():
+        return
+    if {entry.name for entry in folder.iterdir()} <= {".hydra", log_name}:
+        shutil.rmtree(folder)
 
 
 def prepare_completion() -> None:

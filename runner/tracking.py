@@ -9,6 +9,8 @@ set's splits as dataset inputs and the trained network as an MLflow Model. MLflo
 samples the machine into the run while it lasts (``RunRecord.monitor_system``, stopped when the run ends).
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
 import json
@@ -23,15 +25,12 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from datasets import SPLITS
 from runner.errors import TrackingError
+from runner.runtime import liveness
 from runner.runtime.security import redact_mapping, redact_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +40,7 @@ PACKAGES = (
     "keras",
     "jax",
     "jaxlib",
+    "torch",
     "jax-cuda12-plugin",
     "jax-cuda13-plugin",
     "mlflow",
@@ -57,7 +57,21 @@ BATCH = 100  # MLflow's limit of params (and a safe number of tags) per log_batc
 TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".json", ".csv", ".html"}
 MAX_REDACTED_BYTES = 50 << 20
 SYSTEM_METRICS_SECONDS = 2.0  # between samples: a short run still gets a curve (MLflow's default is 10 s)
+# The process that runs a run (runner/runtime/liveness.py), set whenever the run becomes RUNNING.
+PROCESS_TAGS = ("runner.process.host", "runner.process.pid", "runner.process.start")
+ORPHAN_REASON = "the process died without closing the run"
 log = logging.getLogger("runner")
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def _client(uri: str) -> MlflowClient:
+    # MLflow is imported on first use, not with this module: its import takes seconds, which a job spends
+    # while it trains (runner/run/late_record.py) rather than before its first step.
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
 
 
 @dataclass
@@ -88,7 +102,7 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
         check_server(uri)
     try:
         with _creation_lock(database):
-            client = MlflowClient(tracking_uri=uri)
+            client = _client(uri)
             found = client.get_experiment_by_name(experiment)
             if found is None:
                 experiment_id = client.create_experiment(experiment, artifact_location=artifact_location)
@@ -122,7 +136,7 @@ def attach(uri: str, parent_run_id: str) -> Tracker:
     """The store and experiment of an existing parent run (a sweep's): its children are recorded beside it."""
     if urlparse(uri).scheme in ("http", "https"):
         check_server(uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = _client(uri)
     try:
         parent = client.get_run(parent_run_id)
     except Exception as error:
@@ -134,7 +148,7 @@ def attach(uri: str, parent_run_id: str) -> Tracker:
 
 def store(uri: str, experiment_id: str) -> Tracker:
     """The store and experiment of runs that already exist (a sweep's parent and children), without checks."""
-    return Tracker(client=MlflowClient(tracking_uri=uri), experiment_id=experiment_id, uri=uri)
+    return Tracker(client=_client(uri), experiment_id=experiment_id, uri=uri)
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
@@ -215,6 +229,7 @@ class RunRecord:
         self.client = tracker.client
         if parent_run_id is not None:  # the tag MLflow's UI nests child runs by
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        tags = {**tags, **process_tags()}
         # Every param, tag and text artifact goes through redaction: secrets never reach the store.
         run = self.client.create_run(tracker.experiment_id, run_name=redact_text(run_name), tags=redact_mapping(tags))
         self.run_id = run.info.run_id
@@ -246,19 +261,20 @@ class RunRecord:
             raise TrackingError(f"run {run_id} has finished: there is nothing to resume")
         record = cls.existing(tracker, run_id, run.info.artifact_uri)
         record.experiment_id = run.info.experiment_id
-        for key in ("runner.error", "runner.error_type"):  # why it stopped no longer describes the run
-            if key in run.data.tags:
-                record.delete_tag(key)
         record.set_status("RUNNING")
         record.set_tags(tags)
         return record
 
     def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
         items = [Param(key, value) for key, value in redact_mapping(params).items()]
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
         items = [RunTag(key, value) for key, value in redact_mapping(tags).items()]
         for start in range(0, len(items), BATCH):
             self.client.log_batch(self.run_id, tags=items[start : start + BATCH])
@@ -268,6 +284,8 @@ class RunRecord:
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         now = self._metric_times[step] = int(time.time() * 1000)
+        from mlflow.entities import Metric
+
         items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
@@ -302,6 +320,10 @@ class RunRecord:
 
     def log_datasets(self, data) -> None:
         """Each split as a dataset input of the run (the UI's Dataset column), its context tag the split."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
         from runner.tracking_model import split_dataset
 
         inputs = []
@@ -359,7 +381,13 @@ class RunRecord:
             monitor.mlflow_logger.flush()
 
     def set_status(self, status: str) -> None:
-        """Change the status without ending the run (``RUNNING`` again for a resumed one)."""
+        """Change the status without ending the run. ``RUNNING`` again (a resumed run, a resumed search's
+        parent) makes this process its owner and drops the tags that said why it had stopped."""
+        if status == "RUNNING":
+            stale = self.client.get_run(self.run_id).data.tags.keys() & {"runner.error", "runner.error_type"}
+            for key in sorted(stale):
+                self.delete_tag(key)
+            self.set_tags(process_tags())
         self.client.update_run(self.run_id, status=status)
 
     def terminate(self, status: str) -> None:
@@ -386,3 +414,65 @@ def _needs_redaction(path: Path) -> bool:
         return False
     text = path.read_text(errors="replace")
     return redact_text(text) != text
+
+
+def process_tags() -> dict[str, str]:
+    """This process as a run's owner (``PROCESS_TAGS``)."""
+    here = liveness.current()
+    return dict(zip(PROCESS_TAGS, (here.host, str(here.pid), here.start), strict=True))
+
+
+def run_process(run) -> liveness.Process | None:
+    """The process that last made ``run`` (an MLflow ``Run``) RUNNING, when its tags record it."""
+    host, pid, start = (run.data.tags.get(key) for key in PROCESS_TAGS)
+    if not host or not (pid or "").isdigit():
+        return None
+    return liveness.Process(host, int(pid), start or "")
+
+
+def end_orphaned_runs(
+    client: MlflowClient, experiment_ids: list[str], reason: str = ORPHAN_REASON, keep=()
+) -> list[str]:
+    """End as KILLED every RUNNING run of ``experiment_ids`` whose process is known to have died, and return
+    their ids.
+
+    Any run qualifies (a job's, a sweep's parent or trial): what counts is its ``PROCESS_TAGS``, set when it
+    starts or becomes RUNNING again. A run is ended only when ``liveness.is_alive`` says False: a process of this
+    machine whose pid is free, a zombie or reused. Runs of live processes (a sweep's parallel workers), of other
+    machines or containers, runs without those tags, and the ids in ``keep`` (a run about to be resumed) stay as
+    they are. Each ended run gets ``runner.error`` = "<reason>: found RUNNING with no live process on <host> pid
+    <n>" and ``runner.error_type`` = ``ProcessDied``; ``trainer.resume`` of it clears both.
+    """
+    tracker = Tracker(client=client, experiment_id="", uri=client.tracking_uri)
+    ended = []
+    for run in _running_runs(client, experiment_ids):
+        owner = run_process(run)
+        if run.info.run_id in keep or owner is None or liveness.is_alive(owner) is not False:
+            continue
+        record = RunRecord.existing(tracker, run.info.run_id, run.info.artifact_uri)
+        record.experiment_id = run.info.experiment_id
+        message = f"{reason}: found RUNNING with no live process on {owner}"
+        record.set_tags({"runner.error": message, "runner.error_type": "ProcessDied"})
+        record.terminate("KILLED")
+        log.warning(
+            "run %s (%s) was left RUNNING by %s, which died: marked KILLED (trainer.resume=%s continues it if it "
+            "left a checkpoint)",
+            run.info.run_id,
+            run.info.run_name,
+            owner,
+            run.info.run_id,
+        )
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _running_runs(client: MlflowClient, experiment_ids: list[str]) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            list(experiment_ids), filter_string="attributes.status = 'RUNNING'", max_results=1000, page_token=token
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs

@@ -38,6 +38,7 @@ EXAMPLE_ROWS = 5
 BACKEND_PACKAGES = {
     "tensorflow": (("tensorflow", "tensorflow-cpu"),),
     "jax": (("jax",), ("jaxlib",)),
+    "torch": (("torch",),),
 }
 FINGERPRINT_ROWS = 64  # rows of a split hashed into its dataset digest, besides the files' SHA-256s
 SPLIT_PREFIXES = {"train_": "train", "val_": "val", "test_": "test"}

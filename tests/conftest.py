@@ -284,3 +284,20 @@ def mlflow_server(tmp_path):
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
+
+
+SMOKE_SWEEP = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
+
+
+def compose_sweep(tmp_path: Path, *overrides: str):
+    """The composed multirun config (with its hydra node) the sweeper receives, on a store under tmp_path."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.config.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=[*SMOKE_SWEEP, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", *overrides],
+        )

@@ -52,11 +52,22 @@ def test_experiment_rows_put_speed_ups_above_one_when_the_runner_is_faster():
         "runner": speed.summarise([run("runner", 20.0, [3, 0.1, 0.1], metric=0.95)], 4000),
     }
     rows = {row[1]: row for row in speed.experiment_rows("wine_mlp", 200, summaries, 1)}
-    assert rows["wall s (whole command)"][5] == "2.00x"
-    assert rows["epoch s (median, first left out)"][5] == "4.00x"
-    assert rows["samples/s"][2:4] == ["10,000", "40,000"] and rows["samples/s"][5] == "4.00x"
-    assert rows["test_mae"][5] == "diff +0.0500"
-    assert rows["test_mae"][4] == ""  # no JAX run
+    assert rows["wall s (whole command)"][-1] == "2.00x"
+    assert rows["epoch s (median, first left out)"][-1] == "4.00x"
+    assert rows["samples/s"][2:4] == ["10,000", "40,000"] and rows["samples/s"][-1] == "4.00x"
+    assert rows["test_mae"][-1] == "diff +0.0500"
+    assert rows["test_mae"][4:6] == ["", ""]  # no JAX run, no torch run
+
+
+def test_experiment_rows_name_each_other_backend_beside_its_ratio():
+    summaries = {
+        "plain": speed.summarise([run("plain", 40.0, [3, 0.4, 0.4], rows=4000)], 4000),
+        "runner": speed.summarise([run("runner", 20.0, [3, 0.1, 0.1])], 4000),
+        "runner-torch": speed.summarise([run("runner-torch", 80.0, [3, 0.8, 0.8])], 4000),
+    }
+    row = {row[1]: row for row in speed.experiment_rows("wine_mlp", 200, summaries, 1)}["wall s (whole command)"]
+    assert len(row) == len(speed.HEADER)
+    assert row[4:6] == ["", "80.0"] and row[-1] == "2.00x / torch: 0.50x"
 
 
 def test_markdown_table_lines_up():
@@ -74,8 +85,8 @@ def test_startup_rows_fail_on_tensorflow_or_a_slow_start():
             "slow": {"seconds": 1.5, "heavy_imports": []},
         }
     )
-    assert [row[5].endswith("pass") for row in rows] == [True, False, False]
-    assert "imports tensorflow" in rows[1][5]
+    assert [row[-1].endswith("pass") for row in rows] == [True, False, False]
+    assert "imports tensorflow" in rows[1][-1]
 
 
 def test_imported_packages_reads_importtime_output():

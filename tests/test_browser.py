@@ -28,7 +28,6 @@ GENERATED = [
     "dataset.task=regression",
     "dataset.n_samples=300",
     "trainer.verbose=0",
-    "tracking.log_model=false",
     f"tracking.experiment={EXPERIMENT}",
 ]
 EPOCHS = 10
@@ -116,7 +115,16 @@ def write_record(folder: Path, uri: str) -> None:
         "diagnostics.probe_samples=64",
         f"tracking.uri={uri}",
     )
-    run_runner(folder, "-m", "+experiment=wine_mlp", "+sweep=smoke", *GENERATED, f"tracking.uri={uri}")
+    # the single run logs its MLflow Model (the Models column); the trials do without, for time
+    run_runner(
+        folder,
+        "-m",
+        "+experiment=wine_mlp",
+        "+sweep=smoke",
+        *GENERATED,
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+    )
 
 
 def read_record(folder: Path, uri: str) -> Record:
@@ -387,3 +395,56 @@ def test_plots_and_the_diagnostics_report_open_in_the_artifact_viewer(page, ui, 
     for check in checks:
         assert check["check"] in shown and check["verdict"] in shown
     screenshot(page, record, "artifact_report")
+
+
+def row_cell(page, name: str, column: str):
+    """The cell of ``column`` in the row of run ``name``: the grid splits a row between its pinned and scrolling
+    parts, one element each, that share the row's index."""
+    return page.locator(f"[role=row][aria-rowindex='{row_index(page, name)}'] [col-id*='{column}']").first
+
+
+def test_the_runs_table_shows_each_runs_data_sets_and_model(page, ui, record):
+    run = MlflowClient(tracking_uri=record.uri).get_run(record.run_id)
+    expected = {
+        f"{item.dataset.name} ({item.dataset.digest})": next(tag.value for tag in item.tags)
+        for item in run.inputs.dataset_inputs
+    }
+    assert sorted(expected.values()) == ["test", "train", "val"]
+    [output] = run.outputs.model_outputs
+    open_runs(page, ui, record)
+
+    datasets = row_cell(page, record.run_name, "Dataset")
+    datasets.get_by_role("button", name=next(iter(expected))).wait_for(state="attached")
+    # the cell shows the first data set and a "+2" for the others, which are in it all the same
+    shown = [name for name in datasets.get_by_role("button").all_inner_texts() if name in expected]
+    contexts = [context.strip().lower() for context in datasets.get_by_role("status").all_inner_texts()]
+    assert dict(zip(shown, contexts, strict=True)) == expected, "each split's data set with its context"
+
+    model = row_cell(page, record.run_name, "Models").get_by_role("link", name="mlflow_model", exact=True)
+    assert model.get_attribute("href").endswith(f"/experiments/{record.experiment_id}/models/{output.model_id}")
+    screenshot(page, record, "runs_datasets_models", height=430)
+
+
+def test_a_runs_system_metrics_tab_draws_the_sampled_cpu_use(page, ui, record):
+    from playwright.sync_api import expect
+
+    client = MlflowClient(tracking_uri=record.uri)
+    system = sorted(key for key in client.get_run(record.run_id).data.metrics if key.startswith("system/"))
+    history = client.get_metric_history(record.run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 2, "the run lasted long enough for the monitor to sample it more than once"
+    page.goto(f"{ui}/#/experiments/{record.experiment_id}/runs/{record.run_id}/overview?workflowType=machine_learning")
+    close_assistant(page)
+    page.get_by_role("tab", name="System metrics").click()
+    page.wait_for_url("**/system-metrics**")
+    # the section counts its charts, one per metric (drawn as they scroll into view)
+    section = page.get_by_role("figure").filter(has_text="System metrics")
+    expect(section).to_contain_text(f"({len(system)})")
+    expect(page.get_by_role("heading", name="cpu_utilization_percentage", exact=True)).to_be_visible()
+
+    page.get_by_placeholder("Search metric charts").fill("cpu_utilization")
+    chart = page.locator(".js-plotly-plot")
+    expect(chart).to_have_count(1, timeout=WAIT_MS)
+    traces = chart.evaluate("element => element.data.map(trace => ({x: trace.x, y: trace.y}))")
+    assert traces and traces[0]["x"] == [point.timestamp for point in history], "one point per sample, at its time"
+    assert traces[0]["y"] == pytest.approx([point.value for point in history], abs=0.1)
+    screenshot(page, record, "run_system_metrics", height=630)

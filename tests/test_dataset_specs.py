@@ -41,11 +41,20 @@ def test_option_dependent_facts():
     assert spec_for("seizure").natural_slice == "original_class" and spec_for("wine").natural_slice == "quality"
     assert spec_for("mnist").n_classes == 10 and spec_for("nowhere") is None
     assert SPECS["synthetic"].resolved({"task": "no such task"}).task is None
+    # Several target columns can only be a multilabel target, one label per column; arrays count them on loading
+    labels = spec_for("table", {"target": ["a", "b", "c"]})
+    assert (labels.task, labels.n_classes) == ("multilabel", 3)
+    assert spec_for("table", {"target": ["a"]}).task is None  # task=auto with one column: decided on loading
+    assert (spec_for("arrays", {"task": "multilabel"}).task, spec_for("arrays", {"task": "multilabel"}).n_classes) == (
+        "multilabel",
+        None,
+    )
 
 
 def test_loss_rules_agree_with_each_other():
     for task, loss in losses.DEFAULT_LOSS.items():
-        assert losses.loss_task(loss) == task
+        assert losses.loss_suits(losses.loss_task(loss), task)
+        assert losses.loss_task(loss) == (task if task != "multilabel" else "binary")  # one binary loss per label
         assert output_head(task, 3)[1] == losses.TASK_OUTPUT[task]
     assert losses.loss_task("MAE") == losses.loss_task("MeanAbsoluteError") == "regression"
     assert losses.ONE_HOT_LOSSES <= {name for name, task in losses.LOSS_TASKS.items() if task == "multiclass"}

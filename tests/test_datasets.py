@@ -27,6 +27,7 @@ from datasets import (
     load_dataset,
     sources,
 )
+from datasets.csv_rows import FieldCountError
 
 SHARED_MNIST_SHA = "38727c8ccfdb9fde55b8ff2dbf6fba5f26e2366bf8305b4661be9161596ec5cb"
 KERAS_MNIST_SHA = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -395,13 +396,46 @@ def test_header_without_rows(fake_data):
         fake_data.load("wine", split="random")
 
 
-def test_unparseable_csv(fake_data):
+def test_rows_with_extra_fields_are_listed_with_their_counts(fake_data):
     path = fake_data.path(WINE_FULL)
     lines = path.read_text().splitlines()
     lines[4] += ";1;2"
+    lines[9] += ";3"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=r"winequality-white.csv: could not parse as CSV.*line 5"):
+    with pytest.raises(FieldCountError) as err:
         fake_data.load("wine", split="random")
+    message = str(err.value)
+    assert "winequality-white.csv: 2 of 200 data rows have another number of fields than the header (12)" in message
+    assert "data row 4 (line 5) has 14 fields, expected 12: an extra field" in message
+    assert "data row 9 (line 10) has 13 fields, expected 12" in message
+
+
+def _damage_lines(path: Path, damage) -> None:
+    lines = path.read_text().splitlines()
+    for index, change in damage.items():
+        lines[index] = change(lines[index])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_short_seizure_row_is_named_not_blamed_on_the_last_column(fake_data):
+    _damage_lines(fake_data.path(SEIZURE_UCI), {12: lambda line: line.rsplit(",", 1)[0]})
+    with pytest.raises(FieldCountError) as err:
+        fake_data.load("seizure", split="random")
+    message = str(err.value)
+    assert "epileptic_seizure_recognition.csv: 1 of 200 data rows" in message
+    assert "data row 12 (line 13) has 179 fields, expected 180: short: truncated, or fields left out" in message
+    assert "column 'y'" not in message
+
+
+def test_a_wine_row_with_another_separator_is_named_among_the_first_five(fake_data):
+    semicolons_to_commas = {index: lambda line: line.replace(";", ",") for index in (3, 5, 8, 20, 30, 40, 50)}
+    _damage_lines(fake_data.path(WINE_FULL), semicolons_to_commas)
+    with pytest.raises(FieldCountError) as err:
+        fake_data.load("wine", split="random")
+    message = str(err.value)
+    assert "7 of 200 data rows" in message and "and 2 more" in message
+    assert "data row 3 (line 4) has 1 field, expected 12: separated by ',' instead of ';'" in message
+    assert "data row 30 (line 31)" in message and "data row 40 (line 41)" not in message
 
 
 def test_missing_and_extra_columns_are_listed(fake_data):

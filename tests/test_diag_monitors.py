@@ -355,3 +355,22 @@ def test_dead_units_from_a_dominating_regulariser_warn_instead_of_fail():
     records.reg_loss = [11.0, 0.3]
     result = check_dead_units(Observed(records, watched=watched), DiagnosticOptions())
     assert result.verdict == WARN and "regulariser" in result.message
+
+
+def test_compiled_probe_functions_match_the_eager_gradients_and_follow_the_weights():
+    from runner.diagnostics.gradients import loss_and_gradients, probe_gradients_function, probe_outputs_function
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5)).astype("float32")
+    y = rng.standard_normal((64, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    gradients, outputs = probe_gradients_function(model, x, y), probe_outputs_function(model, x)
+    for _ in range(2):  # the second time after the weights changed: they must not be constants of the trace
+        loss, grads = gradients()
+        eager_loss, eager_grads = loss_and_gradients(model, x, y, training=False, include_regularization=False)
+        assert loss == pytest.approx(eager_loss, rel=1e-5)
+        for compiled, eager in zip(grads, eager_grads, strict=True):
+            np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(outputs()[0], keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)
+        model.set_weights([w + 0.5 for w in model.get_weights()])

@@ -68,6 +68,7 @@ def test_cli_refuses_bad_settings_before_tensorflow_and_before_any_run(tmp_path,
     assert message in result.stderr
     assert "TENSORFLOW_NOT_IMPORTED" in result.stdout
     assert not (tmp_path / "outputs").exists()  # the default store was never opened: no run
+    assert not (tmp_path / "run").exists()  # nor is the empty folder Hydra made for the run left behind
 
 
 @pytest.mark.parametrize(

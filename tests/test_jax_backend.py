@@ -1,5 +1,5 @@
 """The runner on Keras's JAX backend: the settings JAX takes only when it starts, float64 gradient checks,
-and a representative part of the suite run with KERAS_BACKEND=jax (the whole suite passes on JAX too:
+``trainer.backend=jax``, and a representative part of the suite run with KERAS_BACKEND=jax (the whole suite passes on JAX too:
 ``KERAS_BACKEND=jax python -m pytest -n 2``; CI runs it on TensorFlow plus this part on JAX)."""
 
 import importlib.util
@@ -114,6 +114,21 @@ def test_a_joblib_sweep_on_jax_records_the_backend_its_versions_and_threads(tmp_
         assert tags["runner.version.jax"] == jax.__version__ and tags["runner.version.jaxlib"] == jaxlib.__version__
         assert tags["runner.threads"] == str(max(1, available_cores() // 2))
         assert tags["runner.inter_op_threads"] == "0"
+
+
+@needs_jax
+def test_trainer_backend_jax_in_the_config_runs_the_job_on_jax(tmp_path):
+    store = f"sqlite:///{tmp_path}/store/mlflow.db"
+    command = [sys.executable, "-m", "runner", "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200"]
+    command += ["trainer.epochs=1", "evaluation.plots=false", "tracking.log_model=false", f"tracking.uri={store}"]
+    env = {k: v for k, v in jax_env().items() if k != "KERAS_BACKEND"}  # the key alone chooses JAX
+    shown = subprocess.run(
+        [*command, "trainer.backend=jax"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    client = MlflowClient(tracking_uri=store)
+    (run,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert run.data.params["trainer.backend"] == "jax" and run.data.tags["runner.keras_backend"] == "jax"
 
 
 @needs_jax

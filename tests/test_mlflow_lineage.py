@@ -25,6 +25,7 @@ from runner.tracking import RunRecord, connect
 keras = pytest.importorskip("keras")
 
 from runner import tracking_model  # noqa: E402
+from runner.run import architecture  # noqa: E402
 from runner.run.job import run_job  # noqa: E402
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
@@ -145,6 +146,60 @@ def test_the_run_has_system_metrics(full_run):
     metrics = client.get_run(result.run_id).data.metrics
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics)
     assert 0 < metrics["system/system_memory_usage_megabytes"]
+
+
+@pytest.mark.skipif(architecture.missing_tool() is not None, reason="no Graphviz or pydot: nothing is drawn")
+def test_the_run_draws_its_architecture_as_a_png_artifact(full_run, tmp_path):
+    result, client, _ = full_run
+    local = result.output_dir / "model" / "architecture.png"
+    picture = local.read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and picture[12:16] == b"IHDR"
+    width, height = int.from_bytes(picture[16:20], "big"), int.from_bytes(picture[20:24], "big")
+    assert width > 300 and height > 300, "a drawing at Keras's 200 dpi, not an empty graph"
+    uploaded = client.download_artifacts(result.run_id, "model/architecture.png", str(tmp_path))
+    assert Path(uploaded).read_bytes() == picture
+
+
+def test_without_graphviz_the_run_notes_it_and_keeps_the_text_summary(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no dot program on it (nor any other)
+    with caplog.at_level(logging.INFO, logger="runner"):
+        result = tiny_run(tmp_path, "tracking.log_model=false", "tracking.system_metrics=false", "trainer.epochs=1")
+    notes = [record.getMessage() for record in caplog.records if "architecture.png" in record.getMessage()]
+    assert notes == [
+        "architecture.png not drawn: Graphviz's dot program was not found; install graphviz (apt-get install "
+        "graphviz) — the text summary is in model_summary.txt"
+    ]
+    assert "Dense" in (result.output_dir / "reports" / "model_summary.txt").read_text()
+    assert not (result.output_dir / "model").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path}/store/mlflow.db")
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert not client.list_artifacts(result.run_id, "model")
+
+
+def test_without_pydot_the_note_names_the_package(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "pydot", None)  # its import fails
+    with caplog.at_level(logging.INFO, logger="runner"):
+        assert not architecture.draw(tiny_network(), tmp_path / "architecture.png")
+    assert [record.getMessage() for record in caplog.records] == [
+        "architecture.png not drawn: the Python package pydot is not installed; pip install pydot — the text "
+        "summary is in model_summary.txt"
+    ]
+    assert not (tmp_path / "architecture.png").exists()
+
+
+def test_a_model_not_built_before_training_is_noted_not_drawn(tmp_path, caplog):
+    class Unbuilt(keras.Model):  # a subclassed model gets its weights, and shapes, from its first batch
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    with caplog.at_level(logging.INFO, logger="runner"):
+        assert not architecture.draw(Unbuilt(), tmp_path / "model" / "architecture.png")
+    assert [record.getMessage() for record in caplog.records] == [architecture.NOT_DRAWN % architecture.UNBUILT]
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD, reason="the tensorboard package is not installed")

@@ -84,9 +84,9 @@ def test_a_given_task_must_fit_the_target(tmp_path):
         load_table(path, target="label", task="binary")
     with pytest.raises(DataFormatError, match=r"data row 1 \(line 2\): column 'label': target 'a' is not a number"):
         load_table(path, target="label", task="regression")
-    with pytest.raises(DataFormatError, match="multilabel: multi-label targets are not supported yet"):
+    with pytest.raises(DataFormatError, match="dataset.task=multilabel needs two or more 0/1 label columns"):
         load_table(path, target="label", task="multilabel")
-    with pytest.raises(DataFormatError, match="not supported yet"):
+    with pytest.raises(DataFormatError, match="label column 'label': value 'a' is not 0/1"):
         load_table(path, target=["label", "count"])
     assert load_table(path, target="count", task="regression").task == "regression"
 
@@ -183,6 +183,31 @@ def test_bad_files_and_options_are_named(tmp_path):
     assert load_table(path, target="label", sep=";", decimal=",").feature_names[0] == "size"
 
 
+def test_rows_with_the_wrong_number_of_fields_are_listed_with_the_likely_cause(tmp_path):
+    from datasets.csv_rows import FieldCountError
+
+    lines = table_frame(40).round(3).to_csv(index=False).splitlines()
+    lines[12] = lines[12].rsplit(",", 1)[0]  # the label left out
+    lines[20] = lines[20].replace(",", ";")
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FieldCountError) as err:
+        load_table(tmp_path / "bad.csv", target="label")
+    message = str(err.value)
+    assert f"{tmp_path / 'bad.csv'}: 2 of 40 data rows have another number of fields than the header (4)" in message
+    assert "data row 12 (line 13) has 3 fields, expected 4: short" in message and "column 'label'" not in message
+    assert "data row 20 (line 21) has 1 field, expected 4: separated by ';' instead of ','" in message
+    lines = table_frame(40).round(3).to_csv(index=False).splitlines()
+    lines[30] += ",7"  # pandas refuses it, naming this line only
+    (tmp_path / "extra.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FieldCountError, match=r"data row 30 \(line 31\) has 5 fields, expected 4: an extra field"):
+        load_table(tmp_path / "extra.csv", target="label")
+    lines = table_frame(12).round(3).to_csv(index=False).splitlines()
+    rows = [line.replace(",", ";") for line in lines[1:]]
+    (tmp_path / "header.csv").write_text("\n".join([lines[0], *rows]) + "\n")
+    with pytest.raises(FieldCountError, match=r"12 of 12 data rows .*; and 7 more\. No data row .*dataset.sep=','\?"):
+        load_table(tmp_path / "header.csv", target="label")
+
+
 def test_the_parse_is_cached_with_its_preprocessing(tmp_path):
     path = write_csv(tmp_path, table_frame())
     first = load_dataset("table", path=str(path), target="label")
@@ -247,8 +272,9 @@ def test_npy_pair_keeps_image_shaped_inputs_and_transform_reproduces_them(tmp_pa
     np.savez(tmp_path / "named.npz", inputs=images, y=np.zeros((60, 4)))
     with pytest.raises(DataFormatError, match=r"no array 'x' \(dataset.x_key\); the file holds 'inputs', 'y'"):
         load_dataset("arrays", path=str(tmp_path / "named.npz"), cache=False)
-    with pytest.raises(DataFormatError, match="targets of shape \\(60, 4\\).*not supported yet"):
-        load_dataset("arrays", path=str(tmp_path / "named.npz"), x_key="inputs", cache=False)
+    np.savez(tmp_path / "cube.npz", x=images, y=np.zeros((60, 4, 2)))
+    with pytest.raises(DataFormatError, match="targets of shape \\(60, 4, 2\\).*one 0/1 column per label"):
+        load_dataset("arrays", path=str(tmp_path / "cube.npz"), cache=False)
 
 
 # ---------------------------------------------------------------- sequence
@@ -362,3 +388,200 @@ def test_arrays_regression_run_reports_the_original_unit(tmp_path):
     expected = result.metrics["test_mae"] * data.target_scaling["std"]
     assert result.metrics["test_mae_original"] == pytest.approx(expected, rel=1e-6)
     assert (result.output_dir / "model" / "preprocessing.json").is_file()
+
+
+# ---------------------------------------------------------------- multilabel
+
+
+def labels_frame(n: int = 160, seed: int = 5) -> pd.DataFrame:
+    """Two numbers, a category, and three 0/1 labels that depend on them (one written as true/false)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.choice(["x", "y"], n)})
+    frame["sports"] = (frame["a"] > 0).astype(int)
+    frame["music"] = frame["b"] > 0.3
+    frame["travel"] = ((frame["a"] + frame["b"] > 0) | (frame["c"] == "x")).astype(int)
+    return frame
+
+
+LABELS = ["sports", "music", "travel"]
+
+
+def test_several_0_1_target_columns_are_detected_as_multilabel(tmp_path):
+    frame = labels_frame()
+    path = write_csv(tmp_path, frame)
+    data = load_table(path, target=LABELS)
+    assert data.task == "multilabel" and data.class_names == LABELS and data.n_classes == 3
+    assert data.feature_names == ["a", "b", "c=x", "c=y"]  # the label columns are no features
+    assert data.train.y.shape == (128, 3) and data.train.y.dtype == np.float32
+    rows = np.concatenate([data.train.meta["row_id"], data.val.meta["row_id"], data.test.meta["row_id"]])
+    y = np.concatenate([data.train.y, data.val.y, data.test.y])
+    expected = frame[LABELS].to_numpy(dtype=np.float32)[rows - 1]
+    np.testing.assert_array_equal(y, expected)  # each row keeps its own labels through the split
+    assert any("task=auto: the 3 target columns 'sports', 'music', 'travel' hold only 0/1 -> multilabel" in note
+               for note in data.notes)  # fmt: skip
+    assert data.preprocessing["target"] == {"name": LABELS, "task": "multilabel", "classes": LABELS, "scaling": None}
+    assert load_table(path, target=LABELS, task="multilabel").notes == [n for n in data.notes if "task=auto" not in n]
+
+
+def test_multilabel_targets_that_do_not_fit_are_refused(tmp_path):
+    frame = labels_frame()
+    frame.loc[7, "travel"] = 2
+    path = write_csv(tmp_path, frame)
+    with pytest.raises(DataFormatError, match=r"data row 8 \(line 9\): label column 'travel': value 2 is not 0/1"):
+        load_table(path, target=LABELS)
+    with pytest.raises(
+        DataFormatError, match="holds 2 columns .* but dataset.task=binary; set dataset.task=multilabel"
+    ):
+        load_table(path, target=["sports", "music"], task="binary")
+    frame = labels_frame()
+    frame["music"], frame["sports"] = False, 1
+    with pytest.raises(DataFormatError, match="every label column .* has one value in every row"):
+        load_table(write_csv(tmp_path, frame, "constant.csv"), target=["sports", "music"])
+    with pytest.raises(DataFormatError, match="names a column more than once"):
+        load_table(path, target=["sports", "sports"])
+    with pytest.raises(DataFormatError, match="several 0/1 label columns .* are read by dataset=table"):
+        load_dataset("sequence", path=str(path), target=["sports", "music"], first_column="a", steps=2, cache=False)
+    frame = labels_frame()
+    frame["music"] = frame["music"].astype(object)
+    frame.loc[3, "music"] = None
+    with pytest.raises(DataFormatError, match="missing values in 1 column.*'music'"):
+        load_table(write_csv(tmp_path, frame, "gap.csv"), target=LABELS)
+    dropped = load_table(tmp_path / "gap.csv", target=LABELS, missing="impute")  # rows without a target go
+    assert sum(len(s) for s in dropped.splits().values()) == len(frame) - 1
+
+
+def test_arrays_with_a_2d_0_1_target_are_multilabel(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 5))
+    y = np.column_stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 0] + x[:, 2] > 1]).astype(np.int8)
+    np.savez(tmp_path / "ml.npz", x=x, y=y)
+    data = load_dataset("arrays", path=str(tmp_path / "ml.npz"), cache=False)
+    assert data.task == "multilabel" and data.class_names == ["y_0", "y_1", "y_2"]
+    assert data.train.y.shape == (80, 3) and set(np.unique(data.train.y)) == {0.0, 1.0}
+    assert any("-> multilabel" in note for note in data.notes)
+    with pytest.raises(DataFormatError, match="holds 3 columns .* but dataset.task=multiclass"):
+        load_dataset("arrays", path=str(tmp_path / "ml.npz"), task="multiclass", cache=False)
+    np.savez(tmp_path / "counts.npz", x=x, y=y * 3)
+    with pytest.raises(DataFormatError, match="label column 'y_0': value 3 is not 0/1"):
+        load_dataset("arrays", path=str(tmp_path / "counts.npz"), cache=False)
+    np.savez(tmp_path / "given.npz", x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:, :2])
+    with pytest.raises(DataFormatError, match=r"\['y_test'\]: targets of shape \(2,\) per row, y_train's are \(3,\)"):
+        load_dataset("arrays", path=str(tmp_path / "given.npz"), cache=False)
+
+
+def test_a_multilabel_config_is_checked_before_loading():
+    from hydra import compose, initialize_config_dir
+
+    from runner.cli import CONF_DIR
+    from runner.config.validation import validate
+    from runner.errors import ConfigError
+
+    base = ["dataset=table", "dataset.path=x.csv", "dataset.target=[sports,music,travel]"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        validate(compose(config_name="config", overrides=[*base, "objective.metric=val_macro_f1"]))
+        for override, reason in [
+            ("model.output_units=1", "1 output units for 3 labels"),
+            ("model.output_activation=softmax", "a softmax output makes the labels compete"),
+            ("model.loss=sparse_categorical_crossentropy", "is a multiclass loss"),
+            ("objective.metric=val_f1", "objective.metric='val_f1' is not a metric of this run"),
+        ]:
+            with pytest.raises(ConfigError, match=reason):
+                validate(compose(config_name="config", overrides=[*base, override]))
+
+
+def test_multilabel_table_run_logs_its_metrics_predictions_and_model(tmp_path, monkeypatch):
+    pytest.importorskip("keras")
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    path = write_csv(tmp_path, labels_frame(200))
+    result = run(
+        tmp_path, "dataset=table", f"dataset.path={path}", "dataset.target=[sports,music,travel]", "model=mlp",
+        "trainer.epochs=3", "diagnostics=quick", "objective.metric=val_macro_f1",
+    )  # fmt: skip
+    status, tags = run_status(tmp_path, result)
+    assert status == "FINISHED" and tags["runner.data.task"] == "multilabel"
+    for name in ("accuracy", "subset_accuracy", "micro_f1", "macro_f1", "roc_auc"):
+        assert 0 <= result.metrics[f"test_{name}"] <= 1, name
+    assert result.metrics["test_subset_accuracy"] <= result.metrics["test_accuracy"]
+    assert result.objective == pytest.approx(result.metrics["val_macro_f1"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store/mlflow.db")
+    assert len(client.get_metric_history(result.run_id, "val_micro_f1")) == 4  # 3 epochs and the final value
+    saved = pd.read_csv(result.output_dir / "reports" / "test_predictions.csv")
+    assert list(saved.columns) == [f"y_true_{n}" for n in LABELS] + [f"output_{n}" for n in LABELS]
+    assert len(saved) == 20 and saved.filter(like="output_").stack().between(0, 1).all()
+    report = (result.output_dir / "reports" / "classification_report.txt").read_text()
+    assert all(name in report for name in LABELS) and "micro avg" in report
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"  # MLflow's loaders resolve runs:/ through the global URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/mlflow_model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert [spec.shape for spec in loaded.metadata.signature.outputs.inputs] == [(-1, 3)]
+    assert np.asarray(loaded.predict(np.zeros((2, 4), dtype=np.float32))).shape == (2, 3)
+    diagnostics = json.loads((result.output_dir / "diagnostics" / "report.json").read_text())
+    assert diagnostics and "Traceback" not in json.dumps(diagnostics)
+
+
+def test_multilabel_arrays_run_trains_one_sigmoid_per_label(tmp_path):
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(120, 4))
+    np.savez(tmp_path / "ml.npz", x=x, y=np.column_stack([x[:, 0] > 0, x[:, 1] > 0]))
+    result = run(
+        tmp_path, "dataset=arrays", f"dataset.path={tmp_path / 'ml.npz'}", "trainer.epochs=2", "diagnostics=none",
+        "evaluation.plots=false", "tracking.log_model=true",
+    )  # fmt: skip
+    assert run_status(tmp_path, result)[1]["runner.data.task"] == "multilabel"
+    model = keras.saving.load_model(result.output_dir / "model" / "model.keras")
+    assert model.output_shape == (None, 2) and model.layers[-1].get_config()["activation"] == "sigmoid"
+    assert np.isfinite(result.metrics["test_micro_f1"])
+
+
+# ---------------------------------------------------------------- task=auto: the metrics checked once the task is known
+
+
+def test_auto_task_metrics_are_checked_against_the_loaded_task():
+    from hydra import compose, initialize_config_dir
+
+    from runner.cli import CONF_DIR
+    from runner.config.spec import prepare
+    from runner.config.validation import check_loaded_task
+    from runner.errors import ConfigError
+
+    base = ["dataset=table", "dataset.path=x.csv", "dataset.target=y"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        spec = prepare(compose(config_name="config", overrides=[*base, "objective.metric=val_accuracy"]))
+        wine_like = prepare(compose(config_name="config", overrides=[*base, "objective.metric=test_mae_original"]))
+        stopping = prepare(
+            compose(
+                config_name="config",
+                overrides=[*base, "trainer.early_stopping.enabled=true", "trainer.early_stopping.monitor=val_mae"],
+            )
+        )
+    check_loaded_task(spec, "binary")
+    check_loaded_task(spec, "multilabel")
+    with pytest.raises(ConfigError, match=r"(?s)pose a regression task .*objective.metric='val_accuracy' .*val_mae"):
+        check_loaded_task(spec, "regression")
+    check_loaded_task(wine_like, "regression")  # a standardised regression target is also scored in its unit
+    with pytest.raises(ConfigError, match="objective.metric='test_mae_original' is not a metric"):
+        check_loaded_task(wine_like, "binary")
+    with pytest.raises(
+        ConfigError, match=r"(?s)multiclass task.*trainer.early_stopping.monitor='val_mae'.*val_accuracy"
+    ):
+        check_loaded_task(stopping, "multiclass")
+
+
+def test_a_run_whose_metric_does_not_fit_the_detected_task_fails_before_building_a_model(tmp_path):
+    from runner.errors import ConfigError
+
+    frame = table_frame(60)
+    frame["label"] = frame["size"] * 2.5  # a quantity: task=auto decides regression
+    path = write_csv(tmp_path, frame)
+    with pytest.raises(
+        ConfigError, match=r"(?s)regression task .*objective.metric='val_accuracy'.*choose one of: loss"
+    ):
+        run(tmp_path, "dataset=table", f"dataset.path={path}", "dataset.target=label", "objective.metric=val_accuracy")
+    assert not (tmp_path / "run" / "reports" / "model_summary.txt").exists()

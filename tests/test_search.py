@@ -4,13 +4,17 @@ the checks that refuse a bad objective or search key before any trial runs."""
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+from conftest import SMOKE_SWEEP as SMOKE
+from conftest import compose_sweep
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
@@ -25,20 +29,8 @@ from runner.cli import CONF_DIR
 from runner.config import objective
 from runner.config.schema import TrialLink
 from runner.errors import ConfigError
-from runner.runtime import compat
-from runner.sweep import search
-
-SMOKE = ["+experiment=wine_mlp", "+sweep=smoke", "trainer.verbose=0"]
-
-
-def compose_sweep(tmp_path: Path, *overrides: str):
-    """The composed multirun config (with its hydra node) the sweeper receives."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            config_name="config",
-            return_hydra_config=True,
-            overrides=[*SMOKE, f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db", *overrides],
-        )
+from runner.runtime import compat, liveness
+from runner.sweep import search, stale, workers
 
 
 def sweep(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -80,6 +72,7 @@ def test_objective_metric_names_agree_with_what_training_and_evaluation_log():
         "regression": evaluation.regression_metrics(rng.normal(size=50), rng.normal(size=50), {"std": 2.0}),
         "binary": evaluation.binary_metrics(y_binary, rng.random(50), 0.5)[0],
         "multiclass": evaluation.multiclass_metrics(y_multi, rng.random((50, 3)), 3)[0],
+        "multilabel": evaluation.multilabel_metrics(rng.integers(0, 2, (50, 3)), rng.random((50, 3)), 0.5),
     }
     for task, loss in training.DEFAULT_LOSS.items():
         compiled = training.task_metrics(task, loss, 0.5)
@@ -181,16 +174,83 @@ def test_same_command_gives_the_same_trials_and_another_seed_does_not(tmp_path):
     assert first_params(tmp_path / "c", "trainer.seed=7") != same[0]
 
 
+def process_mark(process: subprocess.Popen) -> dict:
+    """The ``runner.worker`` mark of another process of this machine (alive or not)."""
+    return {"host": socket.gethostname(), "pid": process.pid, "start": liveness._start_token(process.pid)}
+
+
 def test_interrupted_trials_are_failed_and_their_params_run_again(tmp_path):
     study = search.open_study(compose_sweep(tmp_path))
     dist = {"x": FloatDistribution(0, 1)}
     done, stopped = study.ask(dist), study.ask(dist)
     study.tell(done, 0.5)
+    dead = subprocess.Popen(["sleep", "0.1"])
+    mark = process_mark(dead)
+    stopped.set_user_attr(stale.WORKER, mark)
+    dead.wait()
     assert search.requeue_interrupted(study) == 1
     assert [t.number for t in search.counted_trials(study)] == [done.number]
     assert study.trials[stopped.number].state == TrialState.FAIL
-    assert study.ask(dist).params == stopped.params
-    assert search.requeue_interrupted(study) == 1  # that re-run was itself left running: once more
+    rerun = study.ask(dist)
+    assert rerun.params == stopped.params and rerun.user_attrs[stale.RERUN_OF] == stopped.number
+    assert search.requeue_interrupted(study) == 0, "an unmarked trial younger than the grace period may be live"
+    rerun.set_user_attr(stale.WORKER, mark)
+    assert search.requeue_interrupted(study) == 1  # that re-run's worker died too: once more
+
+
+def test_trials_of_live_workers_stay_running_and_silent_ones_of_other_machines_are_stale(tmp_path):
+    study = search.open_study(
+        compose_sweep(tmp_path, "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=1")
+    )
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        mine, elsewhere = study.ask({"x": FloatDistribution(0, 1)}), study.ask({"x": FloatDistribution(0, 1)})
+        mine.set_user_attr(stale.WORKER, process_mark(live))
+        elsewhere.set_user_attr(stale.WORKER, {"host": "another-machine", "pid": 1, "start": ""})
+        for trial in (mine, elsewhere):
+            compat.record_heartbeat(study, compat.trial_id(trial))
+        assert stale.stale_trials(study) == [], "fresh heartbeats, live process"
+        time.sleep(2.5)  # both heartbeats go silent; only the other machine's trial is judged by its heartbeat
+        assert [t.number for t in stale.stale_trials(study)] == [elsewhere.number]
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(t.number for t in stale.stale_trials(study)) == [mine.number, elsewhere.number]
+
+
+def test_a_trial_asked_beyond_n_trials_by_a_racing_worker_is_failed_as_surplus_and_not_counted(tmp_path):
+    study = search.open_study(compose_sweep(tmp_path))
+    dist = {"x": FloatDistribution(0, 1)}
+    other = subprocess.Popen(["sleep", "60"])
+    ask = study.ask
+
+    def racing_ask(distributions):  # another process asks between this worker's count and its ask
+        rival = ask(distributions)
+        rival.set_user_attr(stale.WORKER, process_mark(other))
+        return ask(distributions)
+
+    study.ask = racing_ask
+    job = workers.Search(
+        study=study,
+        distributions=dist,
+        n_trials=1,
+        run_trial=lambda trial: pytest.fail("a surplus trial must not run"),
+        counted=search.counted_of,
+        settle_stale=lambda held: 0,
+        check=lambda: None,
+    )
+    try:
+        assert workers.claim(job) == (None, False)
+        study.ask = ask
+        assert workers.claim(job) == (None, False), "the rival's trial fills n_trials: wait for it"
+        rival, surplus = study.trials
+        assert surplus.state == TrialState.FAIL and surplus.user_attrs[workers.SURPLUS]
+        assert job.held == set() and search.counted_trials(study) == []
+        study.tell(rival.number, 1.0)
+        assert workers.claim(job) == (None, True)
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_failure_rate_limit_names_the_failures():
@@ -328,7 +388,7 @@ def test_a_study_keeps_its_objective_unless_it_never_ran_a_trial(tmp_path):
     assert search.open_study(compose_sweep(tmp_path)).direction.name == "MINIMIZE"  # no trial yet: it may change
     study = search.open_study(compose_sweep(tmp_path))
     study.tell(study.ask({"x": FloatDistribution(0, 1)}), 1.0)
-    with pytest.raises(search.SweepError, match="optimises val_loss .* this sweep val_rmse"):
+    with pytest.raises(ConfigError, match=r"objective: val_loss \(minimize\) in the study, val_rmse \(minimize\)"):
         search.open_study(compose_sweep(tmp_path, "objective.metric=val_rmse"))
     assert search.open_study(compose_sweep(tmp_path)).user_attrs["runner.config.objective"] == "val_loss"
 

@@ -4,6 +4,7 @@ import csv
 import io
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from omegaconf import OmegaConf
 
 from runner.cli import CONF_DIR
 from runner.config.objective import epoch_metric_names, final_metric_names
-from runner.sweep.parent_run import job_identities, swept_keys
+from runner.sweep.parent_run import job_identities, swept_keys, typed_command
 from runner.sweep.report import (
     Objective,
     best_config_yaml,
@@ -206,6 +207,26 @@ def test_a_resumed_search_keeps_its_one_parent_run(tmp_path):
     best = client.get_run(parent.data.tags["runner.best_run_id"])
     assert study.trials[int(best.data.tags["runner.trial"])].value == pytest.approx(study.best_value)
     assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
+
+    # The parent records each command as typed, hydra.* overrides included: the note the first, the definition
+    # the latest.
+    def typed(n_trials):
+        store = f"tracking.uri=sqlite:///{tmp_path}/store/mlflow.db"
+        return shlex.join(["python", "-m", "runner", "-m", *search, f"hydra.sweeper.n_trials={n_trials}", store])
+
+    assert parent.data.tags["mlflow.note.content"] == f"Sweep: `{typed(1)}`"
+    definition = yaml.safe_load(artifact_text(client, parent.info.run_id, "sweep/definition.yaml", tmp_path))
+    assert definition["command"] == typed(2)
+
+
+def test_the_recorded_command_is_the_one_typed_quoted_for_the_shell():
+    module = ["/repo/runner/__main__.py", "-m", "+sweep=smoke", "hydra.sweeper.n_trials=4"]
+    assert typed_command(module) == "python -m runner -m +sweep=smoke hydra.sweeper.n_trials=4"
+    script = ["/venv/bin/runner", "-m", "+experiment=glob(mnist_*)", "tracking.run_name=a b"]
+    assert typed_command(script) == "runner -m '+experiment=glob(mnist_*)' 'tracking.run_name=a b'"
+    secrets = ["runner", "+dataset.api_token=two words", "hydra.sweeper.storage=postgresql://u:pw@db/optuna"]
+    hidden = "runner '+dataset.api_token=***' 'hydra.sweeper.storage=postgresql://u:***@db/optuna'"
+    assert typed_command(secrets) == hidden
 
 
 def test_jobs_of_a_glob_share_one_experiment_and_mixed_data_sets_are_detected():

@@ -93,7 +93,7 @@ class OwnDataset:
 
     name: str = MISSING
     path: str = required("my_data.csv")  # a file, or a glob of several (table, sequence); relative to the cwd
-    # auto: decided from the target's values (stated in the run's data notes); multilabel: refused, not supported yet
+    # auto: decided from the target's values (stated in the run's data notes); multilabel: several 0/1 labels per row
     task: str = one_of("auto", "auto", "regression", "binary", "multiclass", "multilabel")
     scale: str = one_of("standard", "standard", "none")  # inputs, fitted on the training split only
     scale_target: bool = True  # regression: standardise the target on train (metrics also in its own unit)
@@ -108,7 +108,7 @@ class OwnDataset:
 class OwnTable(OwnDataset):
     """What the CSV/Parquet options share (table, sequence)."""
 
-    target: Any = required("label")  # the column to predict (a list of several: multi-label, not supported yet)
+    target: Any = required("label")  # the column to predict, or a list of 0/1 label columns (multilabel; table only)
     missing: str = one_of("refuse", "refuse", "drop", "impute")  # impute: train median / most frequent value
     split_column: Optional[str] = None  # a column of train/val/test; None: a seeded split stratified on the target
     sep: str = ","

@@ -8,14 +8,22 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from datasets import SPLITS, spec_of
+from datasets import SPLITS, spec_for, spec_of
 from runner.errors import ConfigError
 
-EPOCH_METRICS = {"regression": ("mae", "rmse"), "binary": ("accuracy",), "multiclass": ("accuracy",)}
+# multilabel: accuracy is over every (row, label) decision, subset_accuracy over whole rows; roc_auc averages
+# the labels' AUCs (per epoch Keras's streaming estimate, finally scikit-learn's exact one).
+EPOCH_METRICS = {
+    "regression": ("mae", "rmse"),
+    "binary": ("accuracy",),
+    "multiclass": ("accuracy",),
+    "multilabel": ("accuracy", "micro_f1", "macro_f1", "roc_auc"),
+}
 FINAL_METRICS = {
     "regression": ("mae", "rmse"),
     "binary": ("accuracy", "roc_auc", "precision", "recall", "f1"),
     "multiclass": ("accuracy", "macro_f1"),
+    "multilabel": ("accuracy", "subset_accuracy", "micro_f1", "macro_f1", "roc_auc"),
 }
 RUN_METRICS = ("best_epoch", "epochs_run", "train_seconds", "first_step_seconds", "parameters")
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall")
@@ -27,26 +35,30 @@ def task_of(cfg) -> str | None:
     return None if spec is None else spec.task
 
 
-def epoch_metric_names(cfg) -> list[str]:
-    """What every epoch logs: the loss and the compiled metrics, their val_ twins, and the learning rate."""
-    task = task_of(cfg)
+def epoch_metric_names(cfg, task: str | None = None) -> list[str]:
+    """What every epoch logs: the loss and the compiled metrics, their val_ twins, and the learning rate.
+    ``task``: the task the loaded data posed (task=auto), else the config's."""
+    task = task or task_of(cfg)
     names = ["loss", *EPOCH_METRICS[task]]
     if task == "binary" and cfg.trainer.roc_auc_per_epoch:
         names.append("roc_auc")
     return names + [f"val_{name}" for name in names] + ["epoch_seconds", "learning_rate"]
 
 
-def final_metric_names(cfg) -> list[str]:
+def final_metric_names(cfg, task: str | None = None) -> list[str]:
     """What the final evaluation logs (with the kept epoch's weights), per split, plus the run's counters."""
-    task = task_of(cfg)
-    dataset = cfg.dataset
-    names = [*FINAL_METRICS[task], *spec_of(dataset).extra_final_metrics]  # e.g. wine's mae_original
+    spec = spec_of(cfg.dataset) if task is None else spec_for(cfg.dataset.name, {**_options(cfg.dataset), "task": task})
+    names = [*FINAL_METRICS[task or spec.task], *spec.extra_final_metrics]  # e.g. wine's mae_original
     return [f"{split}_{name}" for split in SPLITS for name in names] + list(RUN_METRICS)
 
 
-def metric_names(cfg) -> list[str]:
+def metric_names(cfg, task: str | None = None) -> list[str]:
     """Every metric a run of this config logs, per-epoch names first."""
-    return list(dict.fromkeys(epoch_metric_names(cfg) + final_metric_names(cfg)))
+    return list(dict.fromkeys(epoch_metric_names(cfg, task) + final_metric_names(cfg, task)))
+
+
+def _options(dataset) -> dict:
+    return dict(dataset.items()) if isinstance(dataset, Mapping) else dict(vars(dataset))
 
 
 def metric_direction(metric: str) -> str:

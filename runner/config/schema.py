@@ -132,6 +132,8 @@ class TrainerConfig:
     steps_per_execution: int = bounded(32, 1)
     jit_compile: Any = one_of("auto", "auto", True, False)
     pipeline: str = one_of("auto", "auto", "arrays", "tf_data")
+    # Keras's backend (runner/runtime/backend_choice.py); None: KERAS_BACKEND from the environment, else TensorFlow.
+    backend: Optional[str] = one_of(None, None, "tensorflow", "jax", "torch")
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     resume: Optional[str] = None  # an interrupted run to continue: its folder or MLflow run id (runner/run/resume.py)

@@ -34,8 +34,11 @@ class RunnerOptunaSweeperConf:
     _target_: str = SWEEPER_TARGET
     storage: Optional[str] = None  # None: sqlite optuna.db beside a local SQLite tracking store
     study_name: Optional[str] = None  # None: the experiment's name
+    study: str = "check"  # check | new | continue: when the study was created with other settings (sweep/definition.py)
     n_trials: int = 20  # finished trials (complete, pruned or failed) the study should hold
-    n_jobs: Optional[int] = None  # trials launched together; None: hydra.launcher.n_jobs if set, else 1
+    n_jobs: Optional[int] = None  # trials run at once; None: hydra.launcher.n_jobs if set, else 1
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats in the study's storage ...
+    grace_period: Optional[int] = None  # ... and without one before another worker re-runs it (None: 3x interval)
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)
     max_failure_rate: float = 0.5  # stop when a larger share of the finished trials failed ...

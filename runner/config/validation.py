@@ -88,11 +88,25 @@ def _record_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def _metric_problems(cfg: DictConfig) -> list[str]:
-    """Monitored metrics and the objective must be logged by the run: refused here, before any run exists."""
-    if objective.task_of(cfg) is None:
+def check_loaded_task(cfg, task: str) -> None:
+    """The checks of the monitored metrics and the objective that a task not known before loading (task=auto)
+    postponed, against the ``task`` the loaded data posed: refused before any model is built."""
+    if objective.task_of(cfg) is not None:
+        return  # known from the config, so validate() checked them
+    problems = _metric_problems(cfg, task)
+    if problems:
+        raise ConfigError(
+            f"the {cfg.dataset.name} data, once loaded, pose a {task} task (dataset.task=auto decides it from the "
+            "target), and these settings name metrics that task does not log:\n  " + "\n  ".join(problems)
+        )
+
+
+def _metric_problems(cfg, task: str | None = None) -> list[str]:
+    """Monitored metrics and the objective must be logged by the run: refused here, before any run exists.
+    ``task``: the loaded data's task when the config does not tell it (task=auto)."""
+    if task is None and objective.task_of(cfg) is None:
         return []
-    per_epoch = [name for name in objective.epoch_metric_names(cfg) if name != "learning_rate"]
+    per_epoch = [name for name in objective.epoch_metric_names(cfg, task) if name != "learning_rate"]
     trainer, schedule = cfg.trainer, cfg.optimizer.schedule
     monitors = {"trainer.checkpoint.monitor": trainer.checkpoint.monitor}
     if trainer.early_stopping.enabled:
@@ -104,7 +118,7 @@ def _metric_problems(cfg: DictConfig) -> list[str]:
         for key, monitor in monitors.items()
         if monitor not in per_epoch
     ]
-    metric, logged = cfg.objective.metric, objective.metric_names(cfg)
+    metric, logged = cfg.objective.metric, objective.metric_names(cfg, task)
     if metric not in logged and metric != trainer.checkpoint.monitor:  # else reported as the monitor above
         problems.append(f"objective.metric={metric!r} is not a metric of this run; choose one of: {', '.join(logged)}")
     return problems
@@ -126,16 +140,13 @@ def _output_problems(cfg: DictConfig) -> list[str]:
         reasons.append("softmax over one output unit always outputs 1.0")
     if task == "regression" and activation in ("sigmoid", "softmax"):
         reasons.append(f"a {activation} output cannot reach regression targets outside (0, 1)")
-    if loss_task is not None and loss_task != task:
+    if not losses.loss_suits(loss_task, task):
         reasons.append(f"{model.loss} is a {loss_task} loss")
     if loss_task in ("binary", "multiclass") and activation not in ("sigmoid", "softmax"):
         reasons.append(f"a {activation} output gives the cross-entropy loss no probabilities")
     if loss_task == "multiclass" and activation == "sigmoid":
         reasons.append("sigmoid outputs are no distribution over the classes, as the loss expects")
-    if task == "multiclass" and classes and units != classes:
-        reasons.append(f"{units} output units for {classes} classes")
-    if task != "multiclass" and units != 1:
-        reasons.append(f"{units} output units for one target")
+    reasons += _unit_problems(task, classes, units, activation)
     if not reasons:
         return []
     loss = f"loss {model.loss}" if model.loss else "the default loss"
@@ -143,6 +154,19 @@ def _output_problems(cfg: DictConfig) -> list[str]:
         f"model output {activation} x{units} with {loss} on a {task} task: "
         f"{'; '.join(reasons)}. Set model.allow_unusual_output=true to train it anyway."
     ]
+
+
+def _unit_problems(task: str, classes: int | None, units: int | None, activation: str) -> list[str]:
+    if task == "multilabel":
+        reasons = []
+        if classes and units != classes:  # the labels are counted before loading only for a list of columns
+            reasons.append(f"{units} output units for {classes} labels")
+        if activation == "softmax":
+            reasons.append("a softmax output makes the labels compete; each label needs its own sigmoid")
+        return reasons
+    if task == "multiclass":
+        return [f"{units} output units for {classes} classes"] if classes and units != classes else []
+    return [f"{units} output units for one target"] if units != 1 else []
 
 
 def _check_node(node: DictConfig, schema, path: str) -> list[str]:

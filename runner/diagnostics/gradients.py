@@ -1,7 +1,9 @@
 """Gradients for the diagnostics: the one place that knows which Keras backend is running.
 
 Everything else in ``runner.diagnostics`` works on NumPy arrays returned from here, so the checks run
-unchanged on the TensorFlow and JAX backends.
+unchanged on the TensorFlow, JAX and PyTorch backends. TensorFlow records a tape, JAX differentiates
+functions of the weights, PyTorch differentiates the tensors a call built (``torch.autograd.grad``, which
+leaves the weights' ``.grad`` to the trainer).
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ def float64_enabled():
     run between training steps, not beside them), and restores both on leaving, so training stays float32.
     Lifting it reaches into Keras (runner/diagnostics/compat.py): should a Keras release rename the mapping,
     nothing is lifted and ``computes_in_float64`` says so.
-    TensorFlow needs neither.
+    PyTorch computes in float64 natively and needs only the mapping lifted; TensorFlow needs neither.
     """
+    if backend() == "torch":
+        with compat.float64_promotion_kept():
+            yield
+        return
     if backend() != "jax":
         yield
         return
@@ -69,6 +75,8 @@ def loss_and_gradients(
     y = np.asarray(y)
     if backend() == "jax":
         return _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularization)
+    if backend() == "torch":
+        return _torch_loss_and_gradients(model, x, y, training, loss_fn, include_regularization)
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -78,6 +86,79 @@ def loss_and_gradients(
             loss = loss + keras.ops.sum(keras.ops.stack(model.losses))
     grads = tape.gradient(loss, model.trainable_weights)
     return float(loss), [_numpy_or_zeros(g, w) for g, w in zip(grads, model.trainable_weights)]
+
+
+def probe_gradients_function(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, *, include_regularization: bool = False
+) -> Callable[[], tuple[float, list[np.ndarray]]]:
+    """``loss_and_gradients(model, x, y, training=False)`` on one fixed batch, compiled once for many calls
+    (the training monitors measure the same probe rows after every epoch): run eagerly, each call re-runs the
+    model's ops one by one from Python, which cost more than a small model's training epoch."""
+    loss_fn = _compiled_loss(model)
+    x, y = np.asarray(x), np.asarray(y)
+    if backend() == "jax":
+        import jax
+
+        trainable, others = model.trainable_variables, model.non_trainable_variables
+        compute = _stateless_loss(model, x, y, False, loss_fn, include_regularization)
+        compiled = jax.jit(jax.value_and_grad(compute))
+
+        def jax_call():
+            loss, grads = compiled([v.value for v in trainable], [v.value for v in others])
+            return float(loss), [np.asarray(g) for g in grads]
+
+        return jax_call
+    if backend() != "tensorflow":
+        return lambda: loss_and_gradients(
+            model, x, y, training=False, loss_fn=loss_fn, include_regularization=include_regularization
+        )
+    import tensorflow as tf
+
+    inputs, targets = tf.constant(x), tf.constant(y)
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            predictions = model(inputs, training=False)
+            loss = keras.ops.mean(loss_fn(targets, predictions))
+            if include_regularization and model.losses:
+                loss = loss + keras.ops.sum(keras.ops.stack(model.losses))
+        return loss, tape.gradient(loss, model.trainable_weights)
+
+    def tf_call():
+        loss, grads = gradients()
+        return float(loss), [_numpy_or_zeros(g, w) for g, w in zip(grads, model.trainable_weights)]
+
+    return tf_call
+
+
+def probe_outputs_function(model: keras.Model, x: np.ndarray) -> Callable[[], list[np.ndarray]]:
+    """``model(x, training=False)`` on one fixed batch as a list of NumPy arrays, compiled once for many
+    calls (see ``probe_gradients_function``)."""
+    x = np.asarray(x)
+
+    def as_arrays(outputs):
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return [keras.ops.convert_to_numpy(output) for output in outputs]
+
+    if backend() == "jax":
+        import jax
+
+        trainable, others = model.trainable_variables, model.non_trainable_variables
+
+        def forward(trainable_values, other_values):
+            outputs, _ = model.stateless_call(trainable_values, other_values, x, training=False)
+            return outputs
+
+        compiled = jax.jit(forward)
+        return lambda: as_arrays(compiled([v.value for v in trainable], [v.value for v in others]))
+    if backend() != "tensorflow":
+        return lambda: as_arrays(model(x, training=False))
+    import tensorflow as tf
+
+    inputs = tf.constant(x)
+    compiled = tf.function(lambda: model(inputs, training=False))
+    return lambda: as_arrays(compiled())
 
 
 def input_gradients(model: keras.Model, x: np.ndarray, score_fn: Callable) -> np.ndarray:
@@ -92,6 +173,8 @@ def input_gradients(model: keras.Model, x: np.ndarray, score_fn: Callable) -> np
             return keras.ops.sum(score_fn(model(inputs, training=False)))
 
         return np.asarray(jax.grad(total)(x))
+    if backend() == "torch":
+        return _torch_input_gradients(model, x, score_fn)
     import tensorflow as tf
 
     inputs = tf.convert_to_tensor(x)
@@ -112,6 +195,8 @@ def input_gradient_function(model: keras.Model, score_fn: Callable) -> Callable[
 
         compiled = jax.jit(jax.grad(total))
         return lambda x: np.asarray(compiled(np.asarray(x, dtype="float32")))
+    if backend() == "torch":  # eager: each call runs the ops once, with no tracing to repeat
+        return lambda x: _torch_input_gradients(model, np.asarray(x, dtype="float32"), score_fn)
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -141,6 +226,8 @@ def activation_gradients(tap: keras.Model, x: np.ndarray, score_fn: Callable) ->
             return keras.ops.sum(score_fn(head(values, training=False)))
 
         return activations, np.asarray(jax.grad(total)(activations))
+    if backend() == "torch":
+        return _torch_activation_gradients(tap, x, score_fn)
     import tensorflow as tf
 
     inputs = tf.convert_to_tensor(x)
@@ -168,6 +255,10 @@ def regularization_loss_and_gradients(model: keras.Model) -> tuple[float, list[n
 
         loss, grads = jax.value_and_grad(penalty)([w.value for w in weights])
         return float(loss), [np.asarray(g) for g in grads]
+    if backend() == "torch":
+        with _torch_grad_enabled():
+            loss = keras.ops.sum(keras.ops.stack(model.losses))
+            return float(loss.detach()), _torch_gradients(loss, weights)
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -195,13 +286,23 @@ def _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularizati
     import jax
 
     trainable = model.trainable_variables
-    others = model.non_trainable_variables
-    fixed = [v.value for v in others]
+    fixed = [v.value for v in model.non_trainable_variables]
+    compute = _stateless_loss(model, x, y, training, loss_fn, include_regularization)
+    # Compiled as one program: run eagerly, JAX compiles every op it meets in a new dtype or shape on its own
+    # (the float64 gradient check met dozens, seconds each on a loaded machine).
+    loss, grads = jax.jit(jax.value_and_grad(compute))([v.value for v in trainable], fixed)
+    return float(loss), [np.asarray(g) for g in grads]
 
-    def compute(trainable_values):
+
+def _stateless_loss(model, x, y, training, loss_fn, include_regularization):
+    """The mean loss (plus the regularisation losses, if asked) as a pure function of the weights' values, which
+    JAX can differentiate and compile: ``compute(trainable_values, non_trainable_values)``."""
+    trainable, others = model.trainable_variables, model.non_trainable_variables
+
+    def compute(trainable_values, other_values):
         # model(...) rather than model.stateless_call(...): __call__ passes `training` only to a call()
         # that takes it, as the TensorFlow path does.
-        mapping = list(zip(trainable, trainable_values)) + list(zip(others, fixed))
+        mapping = list(zip(trainable, trainable_values)) + list(zip(others, other_values))
         with keras.StatelessScope(state_mapping=mapping, collect_losses=include_regularization):
             predictions = model(x, training=training)
             losses = model.losses if include_regularization else []
@@ -210,8 +311,52 @@ def _jax_loss_and_gradients(model, x, y, training, loss_fn, include_regularizati
             loss = loss + keras.ops.sum(keras.ops.stack(losses))
         return loss
 
-    loss, grads = jax.value_and_grad(compute)([v.value for v in trainable])
-    return float(loss), [np.asarray(g) for g in grads]
+    return compute
+
+
+@contextlib.contextmanager
+def _torch_grad_enabled():
+    # The diagnostics may run inside Keras's evaluation or prediction, which turn PyTorch's autograd off.
+    import torch
+
+    with torch.enable_grad():
+        yield
+
+
+def _torch_gradients(loss, weights) -> list[np.ndarray]:
+    import torch
+
+    grads = torch.autograd.grad(loss, [w.value for w in weights], allow_unused=True)
+    return [_numpy_or_zeros(g, w) for g, w in zip(grads, weights)]
+
+
+def _torch_loss_and_gradients(model, x, y, training, loss_fn, include_regularization):
+    with _torch_grad_enabled():
+        loss = keras.ops.mean(loss_fn(y, model(x, training=training)))
+        if include_regularization and model.losses:
+            loss = loss + keras.ops.sum(keras.ops.stack(model.losses))
+        return float(loss.detach()), _torch_gradients(loss, model.trainable_weights)
+
+
+def _torch_input_gradients(model, x: np.ndarray, score_fn: Callable) -> np.ndarray:
+    import torch
+
+    with _torch_grad_enabled():
+        inputs = keras.ops.convert_to_tensor(x).requires_grad_(True)
+        total = keras.ops.sum(score_fn(model(inputs, training=False)))
+        return keras.ops.convert_to_numpy(torch.autograd.grad(total, inputs)[0])
+
+
+def _torch_activation_gradients(tap, x: np.ndarray, score_fn: Callable) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    with _torch_grad_enabled():
+        # An input that needs a gradient records the activations even when the layers before them are frozen.
+        inputs = keras.ops.convert_to_tensor(x).requires_grad_(True)
+        activations, later = tap(inputs, training=False)
+        total = keras.ops.sum(score_fn(later))
+        grads = torch.autograd.grad(total, activations)[0]
+        return keras.ops.convert_to_numpy(activations), keras.ops.convert_to_numpy(grads)
 
 
 def forward_loss(model: keras.Model, loss_fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -230,4 +375,28 @@ def forward_loss(model: keras.Model, loss_fn: Callable) -> Callable[[np.ndarray,
 
         compiled = tf.function(compute, reduce_retracing=True)
         return lambda x, y: float(compiled(np.asarray(x), np.asarray(y)))
+    if backend() == "jax":
+        import jax
+
+        # The weights are arguments, not constants of the trace: the gradient check shifts them between calls.
+        # Run eagerly, every op of every call was dispatched on its own (tens of seconds on the MNIST MLP).
+        trainable, others = model.trainable_variables, model.non_trainable_variables
+
+        def stateless(trainable_values, other_values, x, y):
+            mapping = list(zip(trainable, trainable_values)) + list(zip(others, other_values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return compute(x, y)
+
+        jitted = jax.jit(stateless)
+        return lambda x, y: float(
+            jitted([v.value for v in trainable], [v.value for v in others], np.asarray(x), np.asarray(y))
+        )
+    if backend() == "torch":
+        import torch
+
+        def without_graph(x, y):
+            with torch.no_grad():  # no graph to record: nothing is differentiated here
+                return float(keras.ops.convert_to_numpy(compute(np.asarray(x), np.asarray(y))))
+
+        return without_graph
     return lambda x, y: float(keras.ops.convert_to_numpy(compute(np.asarray(x), np.asarray(y))))

@@ -237,7 +237,7 @@ def slice_column(data, slices: str | None) -> str | None:
         natural = SPECS[data.name].natural_slice if data.name in SPECS else None  # datasets/specs.py
         if natural in available:
             return natural
-        return "label" if data.task != "regression" else None
+        return "label" if data.task in ("binary", "multiclass") else None  # a multilabel row has several labels
     if slices == "label":
         if data.task == "regression":
             raise ConfigError("diagnostics.slices=label needs a classification task; this one is a regression")

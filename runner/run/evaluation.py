@@ -9,7 +9,12 @@ from datasets import SPLITS
 from runner.run.callbacks import positive_scores, roc_auc
 from runner.runtime import backend
 
-CURVE_METRICS = {"regression": ["mae"], "binary": ["accuracy", "roc_auc"], "multiclass": ["accuracy"]}
+CURVE_METRICS = {
+    "regression": ["mae"],
+    "binary": ["accuracy", "roc_auc"],
+    "multiclass": ["accuracy"],
+    "multilabel": ["macro_f1", "roc_auc"],
+}
 
 
 @dataclass
@@ -30,6 +35,8 @@ def evaluate(model, data, threshold: float = 0.5, batch_size: int = 2048) -> Eva
             split_metrics = regression_metrics(y, outputs[name][:, 0], data.target_scaling)
         elif data.task == "binary":
             split_metrics, evaluation.confusion[name] = binary_metrics(y, positive_scores(outputs[name]), threshold)
+        elif data.task == "multilabel":  # no confusion matrix: a row may hold any set of labels
+            split_metrics = multilabel_metrics(y, outputs[name], threshold)
         else:
             split_metrics, evaluation.confusion[name] = multiclass_metrics(y, outputs[name], data.n_classes)
         evaluation.metrics.update({f"{name}_{key}": value for key, value in split_metrics.items()})
@@ -72,7 +79,24 @@ def multiclass_metrics(y: np.ndarray, outputs: np.ndarray, n_classes: int) -> tu
     return result, skm.confusion_matrix(y, predicted, labels=labels)
 
 
+def multilabel_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Accuracy over every (row, label) decision, the share of rows with every label right, micro and macro F1,
+    and the mean ROC AUC of the labels that have both values in the split (NaN when none has)."""
+    predicted = (scores >= threshold).astype(int)
+    truth = np.asarray(y).astype(int)
+    aucs = [roc_auc(truth[:, k], scores[:, k]) for k in range(truth.shape[1]) if len(np.unique(truth[:, k])) == 2]
+    return {
+        "accuracy": float(np.mean(predicted == truth)),
+        "subset_accuracy": float(skm.accuracy_score(truth, predicted)),
+        "micro_f1": float(skm.f1_score(truth, predicted, average="micro", zero_division=0)),
+        "macro_f1": float(skm.f1_score(truth, predicted, average="macro", zero_division=0)),
+        "roc_auc": float(np.mean(aucs)) if aucs else float("nan"),
+    }
+
+
 def predicted_labels(task: str, outputs: np.ndarray, threshold: float) -> np.ndarray:
+    if task == "multilabel":
+        return (outputs >= threshold).astype(int)
     if task == "binary":
         return (positive_scores(outputs) >= threshold).astype(int)
     return outputs.argmax(axis=1)
@@ -85,6 +109,7 @@ def classification_reports(data, outputs: dict[str, np.ndarray], threshold: floa
     sections = []
     for split in SPLITS:
         y = data.splits()[split].y
+        y = y.astype(int) if data.task == "multilabel" else y  # a label indicator matrix
         report = skm.classification_report(
             y,
             predicted_labels(data.task, outputs[split], threshold),
@@ -93,6 +118,7 @@ def classification_reports(data, outputs: dict[str, np.ndarray], threshold: floa
             digits=4,
             zero_division=0,
         )
-        header = f"== {split} ({len(y)} rows" + (f", operating point {threshold}" if data.task == "binary" else "")
+        with_threshold = data.task in ("binary", "multilabel")
+        header = f"== {split} ({len(y)} rows" + (f", operating point {threshold}" if with_threshold else "")
         sections.append(f"{header}) ==\n{report}")
     return "\n".join(sections)

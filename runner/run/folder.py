@@ -31,6 +31,11 @@ class RunFolder:
         return self.root / "model" / "model.keras"
 
     @property
+    def architecture_image(self) -> Path:
+        """The network drawn by Keras's plot_model (runner/run/architecture.py), when Graphviz is installed."""
+        return self.root / "model" / "architecture.png"
+
+    @property
     def preprocessing(self) -> Path:
         """The fitted input preprocessing of a user's own table or arrays (datasets/tablecode.py describes it)."""
         return self.root / "model" / "preprocessing.json"
@@ -97,7 +102,11 @@ def history_table(history: dict[str, list[float]]) -> pd.DataFrame:
 
 def predictions_table(data, outputs: np.ndarray) -> pd.DataFrame:
     """One row per test example: the label and the raw model outputs (and the target in its own unit when the
-    data set standardised it)."""
+    data set standardised it); multilabel: ``y_true_<label>`` and ``output_<label>`` for each label."""
+    if data.task == "multilabel":
+        truth = {f"y_true_{name}": data.test.y[:, k] for k, name in enumerate(data.class_names)}
+        scores = {f"output_{name}": outputs[:, k] for k, name in enumerate(data.class_names)}
+        return pd.DataFrame({name: np.asarray(v, dtype="float64") for name, v in {**truth, **scores}.items()})
     columns = {"y_true": data.test.y}
     for index in range(outputs.shape[1]):
         columns[f"output_{index}"] = outputs[:, index]

@@ -7,31 +7,36 @@ Hydra's command line.
 import contextlib
 import logging
 import os
+import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from datasets import HELD_OUT, load_dataset
+from datasets import HELD_OUT, Dataset
 from runner.config.objective import Objective
-from runner.config.schema import DatasetFiles, RunConfig, SyntheticDataset, TrialLink
+from runner.config.schema import RunConfig, TrialLink
 from runner.config.spec import plain, prepare
+from runner.config.validation import check_loaded_task
 from runner.errors import ConfigError, TrainingError
-from runner.run import diagnostics_session, evaluation, faults, plots, resume, training
+from runner.run import architecture, diagnostics_session, evaluation, faults, plots, resume, training
+from runner.run.data import load_data
 from runner.run.folder import RunFolder, write_json, write_reports
-from runner.runtime import backend, placement, resources
+from runner.run.late_record import Deferred, LateRecord, OpenOnFirstStep
+from runner.runtime import backend, backend_choice, placement, resources
 from runner.runtime.console import print_summary
-from runner.sweep import pruning
 from runner.tracking import (
     RunRecord,
     Tracker,
     attach,
+    check_server,
     config_params,
     connect,
     data_tags,
+    end_orphaned_runs,
     environment_tags,
 )
 
@@ -58,6 +63,7 @@ def run_job(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     share: resources.JobShare | None = None,
+    data: Dataset | Exception | None = None,
 ) -> JobResult:
     """Validate, then train and record one experiment; a failure marks the MLflow run FAILED and re-raises.
 
@@ -67,62 +73,129 @@ def run_job(
     In a sweep, ``parent_run_id`` makes the run a child of the sweep's parent run (in the parent's experiment),
     ``run_name`` names it when ``tracking.run_name`` is not set, and ``tags`` are added to its tags.
     ``share`` is this job's part of the machine when jobs run side by side (None: all of it).
+    ``data`` is the data set when the caller loaded it already (the CLI does, before TensorFlow loads), or the
+    error loading it raised, which fails the run at its data step; None: loaded here.
     """
     spec = cfg if isinstance(cfg, RunConfig) else prepare(cfg)
+    backend_choice.choose_backend(spec.trainer.backend)  # Keras is loaded here: another backend is refused
     folder = RunFolder(Path(output_dir))
     folder.create()
     trainer, tracking = spec.trainer, spec.tracking
     # Thread pools are fixed when the backend's runtime starts: size them before anything runs.
     plan = placement.configure_job(trainer.threads, share, trainer.gpu_memory_growth, trainer.deterministic)
-    if parent_run_id is None:
-        tracker = connect(tracking.uri, tracking.experiment, tracking.artifact_location)
+    if tracking.uri.startswith(("http://", "https://")):
+        check_server(tracking.uri)  # an unreachable server fails the job now, before any training
+    opening = RunOpening(spec, folder, list(overrides), parent_run_id, run_name, {**plan.tags(), **(tags or {})})
+    if trainer.resume:  # the checkpoint to go on from is found through the store: it opens first
+        saved = opening.find_saved()
+        record = opening.create()
     else:
-        tracker = attach(tracking.uri, parent_run_id)
-    saved = _checkpoint_to_resume(spec, parent_run_id)
-    run_name = tracking.run_name or run_name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    tags = {
-        "runner.preset": spec.name,
-        "mlflow.note.content": spec.description,
-        "runner.output_dir": str(folder.root.resolve()),
-        **environment_tags(),
-        **_trial_tags(spec.trial),
-        **plan.tags(),
-        **(tags or {}),
-    }
-    if saved:  # the same MLflow run goes on: one training, one record, whatever stopped it on the way
-        record = RunRecord.reopen(
-            tracker, saved.run_id, {**tags, "runner.resumed": f"after epoch {saved.epoch} from {saved.folder}"}
-        )
-    else:
-        record = RunRecord(tracker, run_name, tags, parent_run_id=parent_run_id)
-    log.info("MLflow run %s (%s) in experiment %r", record.run_id, run_name, tracking.experiment)
+        saved, record = None, LateRecord(opening.create, opening.begin)
     try:
-        if tracking.system_metrics:  # sampled until the run ends, whichever way it ends
-            record.monitor_system(resume=bool(saved))
         if saved:
-            resume.log_missing_epoch(record, saved)
-        else:  # a resumed run has them from its start, and MLflow params cannot change
-            resolved = plain(spec)
-            record.log_params(config_params(resolved))
-            record.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
-            record.log_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))), "config/overrides.yaml")
-        result = _train_and_evaluate(spec, folder, record, tracker, saved)
+            opening.begin(record)
+        result = _train_and_evaluate(spec, folder, record, saved, data)
     except BaseException as error:
         with contextlib.suppress(Exception):  # the original error matters more than a failed upload
             _log_file_artifacts(record, folder)
-        if pruning.is_pruned(error):  # a search stopped it on purpose: not a failure
+        if _is_pruned(error):  # a search stopped it on purpose: not a failure
+            from runner.sweep import pruning
+
             pruning.mark_pruned(record, error)
+            _close(record)
             raise
         _tag_trial_state(record, spec.trial, "FAIL")
         record.fail(error)
-        if isinstance(error, KeyboardInterrupt) and (hint := resume.hint(folder.root, record.run_id)):
+        _close(record)
+        run_id = getattr(record, "run_id", None)  # None: the store could not be used, no run was opened
+        if isinstance(error, KeyboardInterrupt) and run_id and (hint := resume.hint(folder.root, run_id)):
             log.warning("%s: %s", error or "interrupted", hint)
         raise
     _log_file_artifacts(record, folder)
     _tag_trial_state(record, spec.trial, "COMPLETE")
     record.finish()
-    print_summary(spec, result, tracker.uri)
+    _close(record)
+    print_summary(spec, result, tracking.uri)
     return result
+
+
+class RunOpening:
+    """Opening a job's MLflow run, in two steps that a LateRecord makes on its worker thread: ``create`` (the
+    store, the experiment, the run and its tags) and ``begin`` (system metrics, params, config)."""
+
+    def __init__(self, spec: RunConfig, folder: RunFolder, overrides: list, parent_run_id, run_name, tags: dict):
+        self.spec, self.folder, self.overrides, self.parent_run_id = spec, folder, overrides, parent_run_id
+        self.run_name = spec.tracking.run_name or run_name or f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        self.extra_tags = tags
+        self.saved: resume.Saved | None = None
+        self._tracker: Tracker | None = None
+
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            tracking = self.spec.tracking
+            if self.parent_run_id is None:
+                self._tracker = connect(tracking.uri, tracking.experiment, tracking.artifact_location)
+            else:
+                self._tracker = attach(tracking.uri, self.parent_run_id)
+        return self._tracker
+
+    def find_saved(self) -> resume.Saved | None:
+        self.tracker()
+        self.saved = _checkpoint_to_resume(self.spec, self.parent_run_id)
+        return self.saved
+
+    def create(self) -> RunRecord:
+        tracker, saved, spec = self.tracker(), self.saved, self.spec
+        # A process killed without closing its run (SIGKILL, out of memory) left it RUNNING: it ends here.
+        end_orphaned_runs(tracker.client, [tracker.experiment_id], keep={saved.run_id} if saved else ())
+        tags = {
+            "runner.preset": spec.name,
+            "mlflow.note.content": spec.description,
+            "runner.output_dir": str(self.folder.root.resolve()),
+            **environment_tags(),
+            **_trial_tags(spec.trial),
+            **self.extra_tags,
+        }
+        if saved:  # the same MLflow run goes on: one training, one record, whatever stopped it on the way
+            resumed = {**tags, "runner.resumed": f"after epoch {saved.epoch} from {saved.folder}"}
+            record = RunRecord.reopen(tracker, saved.run_id, resumed)
+        else:
+            record = RunRecord(tracker, self.run_name, tags, parent_run_id=self.parent_run_id)
+        log.info("MLflow run %s (%s) in experiment %r", record.run_id, self.run_name, spec.tracking.experiment)
+        return record
+
+    def begin(self, record: RunRecord) -> None:
+        if self.spec.tracking.system_metrics:  # sampled until the run ends, whichever way it ends
+            record.monitor_system(resume=bool(self.saved))
+        if self.saved:
+            resume.log_missing_epoch(record, self.saved)
+        else:  # a resumed run has them from its start, and MLflow params cannot change
+            resolved = plain(self.spec)
+            record.log_params(config_params(resolved))
+            record.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
+            record.log_text(OmegaConf.to_yaml(OmegaConf.create(self.overrides)), "config/overrides.yaml")
+
+
+def _pruner(spec: RunConfig):
+    """The pruning callback of a trial. Optuna (a fraction of a second to import) is imported for trials only."""
+    if spec.trial.id is None:
+        return None
+    from runner.sweep import pruning
+
+    return pruning.callback_for(spec)
+
+
+def _is_pruned(error: BaseException) -> bool:
+    if "optuna" not in sys.modules:  # nothing can have raised Optuna's TrialPruned
+        return False
+    from runner.sweep import pruning
+
+    return pruning.is_pruned(error)
+
+
+def _close(record) -> None:
+    if isinstance(record, LateRecord):
+        record.close()
 
 
 def _checkpoint_to_resume(spec: RunConfig, parent_run_id: str | None) -> resume.Saved | None:
@@ -138,16 +211,18 @@ def _checkpoint_to_resume(spec: RunConfig, parent_run_id: str | None) -> resume.
     return saved
 
 
-def load_data(dataset: DatasetFiles | SyntheticDataset):
-    """The arrays a dataset spec names: its fields are the loader's options."""
-    options = {item.name: getattr(dataset, item.name) for item in fields(dataset)}
-    return load_dataset(options.pop("name"), **options)
-
-
 def _train_and_evaluate(
-    spec: RunConfig, folder: RunFolder, record: RunRecord, tracker: Tracker, saved: resume.Saved | None = None
+    spec: RunConfig,
+    folder: RunFolder,
+    record: RunRecord | LateRecord,
+    saved: resume.Saved | None = None,
+    loaded: Dataset | Exception | None = None,
 ) -> JobResult:
-    data = faults.inject(load_data(spec.dataset), spec.fault)  # a no-op unless a fault preset is used
+    if isinstance(loaded, Exception):
+        raise loaded
+    data = loaded if loaded is not None else load_data(spec.dataset)
+    data = faults.inject(data, spec.fault)  # a no-op unless a fault preset is used
+    check_loaded_task(spec, data.task)  # task=auto: the metrics could not be checked before loading
     record.set_tags(data_tags(data))
     record.log_datasets(data)
     log.info(
@@ -170,11 +245,15 @@ def _train_and_evaluate(
     if diagnostics:
         diagnostics.preflight(model)
     diagnostics_session.reseed(trainer.seed)  # whatever the suite, so that diagnostics never change the training
-    pruner = pruning.callback_for(spec)  # only when this job is a trial of an Optuna search
+    pruner = _pruner(spec)  # only when this job is a trial of an Optuna search
+    opener = [OpenOnFirstStep(record)] if isinstance(record, LateRecord) else []
     hooks = training.Hooks(
         log_epoch=record.log_metrics,
-        callbacks=([pruner] if pruner else []) + (diagnostics.callbacks() if diagnostics else []),
-        checkpoint_context={"run_id": record.run_id, "tracking_uri": tracker.uri, "config": plain(spec)},
+        callbacks=([pruner] if pruner else []) + (diagnostics.callbacks() if diagnostics else []) + opener,
+        # Read at the first checkpoint, once the run is open.
+        checkpoint_context=Deferred(
+            lambda: {"run_id": record.run_id, "tracking_uri": spec.tracking.uri, "config": plain(spec)}
+        ),
         saved=saved,
         label=f"trial {spec.trial.number}: " if spec.trial.number is not None else "",
         verbosity=spec.verbosity,
@@ -247,6 +326,7 @@ def _write_model_summary(model, folder: RunFolder) -> None:
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
     folder.reports.mkdir(parents=True, exist_ok=True)
     (folder.reports / "model_summary.txt").write_text("\n".join(lines) + "\n")
+    architecture.draw(model, folder.architecture_image)  # uploaded with model/ at the end of the run
 
 
 _jobs_started = 0
@@ -290,6 +370,8 @@ def _write_plots(folder: Path, data, result: evaluation.Evaluation, trained) -> 
         actual = data.test.y * scale["std"] + scale["mean"]
         predicted = result.predictions["test"][:, 0] * scale["std"] + scale["mean"]
         plots.predicted_vs_actual(actual, predicted, f"{data.target_name} ({unit})", folder / "predicted_vs_actual.png")
+        return
+    if data.task == "multilabel":  # no confusion matrix or single ROC curve: a row holds any set of labels
         return
     if data.task == "binary":
         labels = {split: data.splits()[split].y for split in HELD_OUT}

@@ -2,7 +2,8 @@
 
 After every epoch ``TrainingState`` writes into ``<run folder>/checkpoints/resume/``: the model's weights,
 the optimizer's variables (step count, moments, learning rate) and the layers' random-generator states
-(dropout masks) as plain arrays (``.npz``, read without pickle); a copy of the best epoch's weights; and
+(dropout masks) as plain arrays (``.npz``, read without pickle), with the backend's global generator where
+the data order depends on it (PyTorch); a copy of the best epoch's weights; and
 ``state.json``, which holds the epoch, the history so far, the checkpoint's, early stopping's and the
 learning-rate schedule's counters, NumPy's and Python's generator states, the resolved config and the
 MLflow run. ``state.json`` is replaced last, in one rename, so a checkpoint is whole or absent: it is the
@@ -27,6 +28,7 @@ from runner.config.schema import RunConfig
 from runner.config.spec import plain
 from runner.errors import ConfigError
 from runner.run.folder import RunFolder
+from runner.runtime import backend
 
 log = logging.getLogger("runner")
 
@@ -66,7 +68,39 @@ def load(target: str, tracking_uri: str) -> Saved:
             f"trainer.resume={target}: no checkpoint in {folder}. A run leaves one when it is "
             f"interrupted after at least one epoch; a run that finished has none."
         )
-    return Saved(folder, json.loads(state_file.read_text()))
+    saved = Saved(folder, json.loads(state_file.read_text()))
+    _refuse_live_run(saved, tracking_uri)
+    return saved
+
+
+def _refuse_live_run(saved: Saved, tracking_uri: str) -> None:
+    """Two processes must not train one run into one folder: a run still RUNNING in a live process is refused.
+    A run left RUNNING by a process that died (SIGKILL, out of memory) is what resume is for."""
+    from mlflow import MlflowClient
+
+    from runner.runtime import liveness
+    from runner.tracking import run_process
+
+    try:
+        run = MlflowClient(tracking_uri=tracking_uri).get_run(saved.run_id)
+    except Exception as error:
+        raise ConfigError(
+            f"trainer.resume: the checkpoint's MLflow run {saved.run_id} is not in the tracking store "
+            f"{tracking_uri} (tracking.uri): {error}"
+        ) from error
+    owner = run_process(run)
+    if run.info.status != "RUNNING" or owner is None:
+        return
+    alive = liveness.is_alive(owner)
+    if alive:
+        raise ConfigError(
+            f"trainer.resume: run {saved.run_id} is still RUNNING in {owner}; stop it (kill {owner.pid}) "
+            f"before continuing it"
+        )
+    if alive is None:
+        log.warning(
+            "run %s is RUNNING in %s, which this machine cannot see: make sure it has stopped", saved.run_id, owner
+        )
 
 
 def _run_folder(target: str, tracking_uri: str) -> Path:
@@ -99,6 +133,9 @@ def check_config(saved: Saved, spec: RunConfig) -> None:
         for key in sorted(set(before) | set(now))
         if key not in FREE_KEYS and before.get(key) != now.get(key)
     ]
+    started_on = saved.state.get("keras_backend", backend.name())  # absent from checkpoints before it was kept
+    if started_on != backend.name():
+        changed.append(f"Keras backend: {started_on} in the checkpoint, {backend.name()} now (trainer.backend)")
     if changed:
         raise ConfigError(
             "trainer.resume continues a run with the config it started with; these settings "
@@ -190,6 +227,7 @@ class TrainingState(keras.callbacks.Callback):
             "callbacks": [_callback_state(c) for c in self.stateful],
             "numpy_random": _numpy_state(),
             "python_random": random.getstate(),
+            "keras_backend": backend.name(),
             **self.context,
         }
         _replace(self.folder / STATE_FILE, lambda file: file.write(json.dumps(state).encode()))
@@ -205,7 +243,7 @@ class TrainingState(keras.callbacks.Callback):
         arrays = {f"model_{i}": value for i, value in enumerate(self.model.get_weights())}
         arrays |= {f"optimizer_{i}": _numpy(v) for i, v in enumerate(self.model.optimizer.variables)}
         arrays |= {f"random_{i}": _numpy(v) for i, v in enumerate(random_variables(self.model))}
-        return arrays
+        return arrays | backend.random_state()
 
     def _restore(self, saved: Saved) -> None:
         with np.load(saved.folder / saved.state["weights"], allow_pickle=False) as arrays:
@@ -216,6 +254,7 @@ class TrainingState(keras.callbacks.Callback):
             optimizer.set_weights([arrays[f"optimizer_{i}"] for i in range(len(optimizer.variables))])
             for i, variable in enumerate(random_variables(self.model)):
                 variable.assign(arrays[f"random_{i}"])
+            backend.set_random_state(arrays)
         for callback, values in zip(self.stateful, saved.state["callbacks"], strict=True):
             for name, value in values.items():
                 if name != "type":

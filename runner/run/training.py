@@ -71,13 +71,12 @@ def build(data, model: ModelBase, optimizer: OptimizerBase, trainer: TrainerConf
     metrics = task_metrics(data.task, loss, threshold)
     network = build_network(model, data)
     keras_optimizer, callbacks = build_optimizer(optimizer)
-    # Several steps per call amortise Keras's per-step overhead.
+    # Several steps per call amortise Keras's per-step overhead (where the backend allows it).
     network.compile(
         optimizer=keras_optimizer,
         loss=loss,
         metrics=metrics,
-        steps_per_execution=trainer.steps_per_execution,
-        jit_compile=trainer.jit_compile,
+        **backend.compile_settings(trainer.steps_per_execution, trainer.jit_compile),
     )
     names = logged_metric_names(metrics, data.task, trainer.roc_auc_per_epoch)
     return Compiled(network, loss, names, optimizer.learning_rate, callbacks)
@@ -136,9 +135,22 @@ def task_metrics(task: str, loss: str, threshold: float) -> list:
         return [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
     if task == "binary":
         return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)]
+    if task == "multilabel":
+        return multilabel_metrics(threshold)
     if loss in ONE_HOT_LOSSES:
         return [keras.metrics.CategoricalAccuracy(name="accuracy")]
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def multilabel_metrics(threshold: float) -> list:
+    """Every (row, label) decision's accuracy, F1 pooled over the labels (micro) and averaged per label (macro),
+    and the labels' mean ROC AUC; the names are those of objective.EPOCH_METRICS."""
+    return [
+        keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold),
+        keras.metrics.F1Score(average="micro", threshold=threshold, name="micro_f1"),
+        keras.metrics.F1Score(average="macro", threshold=threshold, name="macro_f1"),
+        keras.metrics.AUC(multi_label=True, name="roc_auc"),
+    ]
 
 
 def training_targets(y: np.ndarray, task: str, loss: str, n_classes: int) -> np.ndarray:

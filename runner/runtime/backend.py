@@ -5,13 +5,18 @@ Input pipeline. Given NumPy arrays, Keras's TensorFlow backend builds a new tf.d
 arrays for every ``fit`` epoch and every validation pass: on a small model that costs more than the
 arithmetic (wine: 35 ms of a 78 ms epoch went to the validation pass of 490 rows). ``fit_inputs`` builds
 the pipelines once: the arrays become tensors once, each epoch shuffles only an index vector (seeded, so
-runs repeat) and gathers one batch at a time. The JAX backend iterates NumPy arrays cheaply, so it gets
-the arrays as they are.
+runs repeat) and gathers one batch at a time. The JAX and PyTorch backends iterate NumPy arrays cheaply, so
+they get the arrays as they are. PyTorch's loader shuffles them with torch's global generator, which a
+checkpoint saves and restores (``random_state``) so that a resumed fit sees the data in the same order.
+
+Compilation. Keras's PyTorch trainer runs one step per call (it refuses ``steps_per_execution`` above 1) and
+eagerly unless ``jit_compile=True`` asks for ``torch.compile``; ``compile_settings`` adapts the trainer's.
 
 Runtime settings. Thread pools, GPU memory and deterministic GPU kernels are fixed when the backend's
 runtime starts, and each backend takes them differently: TensorFlow through ``tf.config`` until its runtime
 starts; JAX (XLA) from the environment it finds at its first computation: ``NPROC`` sizes XLA's CPU thread
-pool, ``XLA_PYTHON_CLIENT_PREALLOCATE`` and ``XLA_FLAGS`` the GPU side. Importing Keras or JAX starts
+pool, ``XLA_PYTHON_CLIENT_PREALLOCATE`` and ``XLA_FLAGS`` the GPU side; PyTorch through ``torch.set_num_threads``
+at any time, but its inter-op pool only before its first parallel work. Importing Keras or JAX starts
 nothing, so a fresh process gets every setting; a process that already computed (a reused joblib worker, a
 test session) keeps what it started with, and the functions here return what is in force.
 """
@@ -30,6 +35,8 @@ from runner.runtime.resources import available_cores
 
 log = logging.getLogger("runner")
 JAX_DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+# cuBLAS repeats its results only with a fixed workspace, read when CUDA starts (PyTorch's reproducibility notes).
+CUBLAS_WORKSPACE = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def name() -> str:
@@ -85,6 +92,34 @@ def fit_inputs(
     )
 
 
+def compile_settings(steps_per_execution: int, jit_compile) -> dict:
+    """``model.compile``'s execution settings from the trainer's, as this backend takes them: Keras's
+    PyTorch trainer refuses more than one step per call, so it gets one."""
+    if name() == "torch" and steps_per_execution > 1:
+        log.debug("trainer.steps_per_execution=%d: the PyTorch backend runs 1 step per call", steps_per_execution)
+        steps_per_execution = 1
+    return {"steps_per_execution": steps_per_execution, "jit_compile": jit_compile}
+
+
+def random_state() -> dict[str, np.ndarray]:
+    """The backend's global generator state that the data order depends on, for a checkpoint: PyTorch's
+    loader draws every epoch's shuffle (and each loader's base seed) from torch's global generator. Empty
+    elsewhere (TensorFlow's pipeline is seeded per run, JAX's order comes from NumPy's generator)."""
+    if name() != "torch":
+        return {}
+    import torch
+
+    return {"torch_random": torch.get_rng_state().numpy().copy()}
+
+
+def set_random_state(arrays) -> None:
+    """Put back what ``random_state`` saved (``arrays``: a mapping that may hold more)."""
+    if name() == "torch" and "torch_random" in arrays:
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(np.asarray(arrays["torch_random"], dtype=np.uint8)))
+
+
 # Keras's TensorFlow trainer opens two iterators over the training data per epoch (the one it trains on, and
 # one it opens when the epoch's batches run out and then drops); each draws the next shuffle order.
 TF_ITERATORS_PER_EPOCH = 2
@@ -92,9 +127,9 @@ TF_ITERATORS_PER_EPOCH = 2
 
 def skip_epochs(inputs: FitInputs, epochs: int) -> bool:
     """Draw the shuffle orders of ``epochs`` epochs, so that a fit resumed after them sees the data in the
-    order the uninterrupted fit saw it. Arrays need nothing where Keras shuffles them with NumPy's global
-    generator (JAX), whose state the checkpoint restores; False for Keras's TensorFlow pipeline over shuffled
-    arrays, whose order cannot be promised."""
+    order the uninterrupted fit saw it. Arrays need nothing where Keras shuffles them with a global generator
+    whose state the checkpoint restores (NumPy's on JAX, torch's on PyTorch: ``random_state``); False for
+    Keras's TensorFlow pipeline over shuffled arrays, whose order cannot be promised."""
     if isinstance(inputs.x, np.ndarray):
         return not inputs.shuffle or name() != "tensorflow"
     for _ in range(TF_ITERATORS_PER_EPOCH * epochs):
@@ -156,6 +191,8 @@ def limit_threads(intra: int, inter: int) -> tuple[int, int]:
         return _limit_tensorflow_threads(intra, inter)
     if name() == "jax":
         return _limit_jax_threads(intra), 0
+    if name() == "torch":
+        return _limit_torch_threads(intra, inter)
     return intra, inter
 
 
@@ -163,12 +200,15 @@ def prepare_gpus(*, memory_growth: bool, shared: bool, deterministic: bool) -> i
     """GPU settings for one job, then the number of GPUs it sees (0 without any).
 
     ``memory_growth``: TensorFlow takes GPU memory as it needs it; JAX, when ``shared`` (other jobs on this
-    machine), stops preallocating 75% of it per process. ``deterministic``: JAX asks XLA for deterministic
-    GPU kernels (TensorFlow's switch, ``seed``'s, can be thrown at any time). On JAX this starts the runtime:
+    machine), stops preallocating 75% of it per process; PyTorch's caching allocator always grows as needed.
+    ``deterministic``: JAX asks XLA for deterministic GPU kernels, PyTorch fixes cuBLAS's workspace before CUDA
+    starts (TensorFlow's switch, ``seed``'s, can be thrown at any time). On JAX this starts the runtime:
     call it after ``limit_threads``.
     """
     if name() == "tensorflow":
         return _tensorflow_gpus(memory_growth)
+    if name() == "torch":
+        return _torch_gpus(deterministic)
     if name() != "jax":
         return 0
     if memory_growth and shared and not compat.jax_backends_started():
@@ -179,8 +219,9 @@ def prepare_gpus(*, memory_growth: bool, shared: bool, deterministic: bool) -> i
 
 
 def seed(value: int, deterministic: bool) -> None:
-    """A fresh Keras session with Python, NumPy and backend generators seeded, and deterministic kernels on
-    request (on CPU both backends repeat a run bit for bit without them; on a GPU they need them)."""
+    """A fresh Keras session with Python, NumPy and backend generators seeded (torch's global one too), and
+    deterministic kernels on request (on CPU every backend repeats a run bit for bit without them; on a GPU
+    they need them)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(value))
     if not deterministic:
@@ -191,6 +232,8 @@ def seed(value: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
     elif name() == "jax":
         _ask_jax_for_determinism()
+    elif name() == "torch":
+        _ask_torch_for_determinism()
 
 
 def _limit_tensorflow_threads(intra: int, inter: int) -> tuple[int, int]:
@@ -226,6 +269,38 @@ def _tensorflow_gpus(memory_growth: bool) -> int:
             except RuntimeError:  # already initialised: the setting it started with stays
                 pass
     return len(gpus)
+
+
+def _limit_torch_threads(intra: int, inter: int) -> tuple[int, int]:
+    import torch
+
+    torch.set_num_threads(intra)
+    try:
+        torch.set_num_interop_threads(inter)
+    except RuntimeError:  # its inter-op pool is fixed once PyTorch ran parallel work in this process
+        if torch.get_num_interop_threads() != inter:
+            log.info(
+                "PyTorch already started its inter-op pool in this process with %d thread(s); keeping them (wanted %d)",
+                torch.get_num_interop_threads(),
+                inter,
+            )
+    return torch.get_num_threads(), torch.get_num_interop_threads()
+
+
+def _torch_gpus(deterministic: bool) -> int:
+    import torch
+
+    if deterministic:
+        os.environ.setdefault(*CUBLAS_WORKSPACE)  # read when CUDA starts: before the first GPU tensor
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _ask_torch_for_determinism() -> None:
+    import torch
+
+    # warn_only: an op without a deterministic kernel warns (naming itself) instead of stopping the run.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def _limit_jax_threads(n: int) -> int:

@@ -39,6 +39,32 @@ def after_hydra_compose(check: Callable) -> None:
     Hydra.compose_config = compose_and_check
 
 
+def on_hydra_compose_error(handle: Callable[[Exception], None]) -> None:
+    """Call ``handle(error)`` on an exception Hydra's composition raises, before Hydra reports it: ``handle``
+    may raise another exception in its place (else the original goes on).
+
+    hydra-core 1.3.8: wraps the private ``hydra._internal.hydra.Hydra.compose_config``, as
+    ``after_hydra_compose`` does. No public API: Hydra prints any composition error itself, as a traceback
+    unless it is one of its own. Idempotent.
+    """
+    from hydra._internal.hydra import Hydra
+
+    compose = Hydra.compose_config
+    if getattr(compose, "runner_on_error", None) is not None:
+        return
+
+    @functools.wraps(compose)
+    def compose_or_handle(self, *args, **kwargs):
+        try:
+            return compose(self, *args, **kwargs)
+        except Exception as error:
+            handle(error)
+            raise
+
+    compose_or_handle.runner_on_error = handle
+    Hydra.compose_config = compose_or_handle
+
+
 def filter_completions(keep: Callable[[str], bool]) -> None:
     """Offer only the shell-completion words for which ``keep(word)`` holds.
 
@@ -135,6 +161,52 @@ def mark_trial_attr(study, trial, key: str, value) -> None:
     ``Trial`` the process that asked for it holds; a ``FrozenTrial``'s setter changes the copy only.
     """
     study._storage.set_trial_user_attr(trial_id(trial), key, value)
+
+
+def set_trial_state(study, trial, state, values) -> bool:
+    """End a stored trial this process does not run; False (or UpdateFinishedTrialError) if it already ended.
+
+    optuna 5.1.0: ``Study._storage.set_trial_state_values``, atomic in an RDB storage, so of several workers
+    settling one dead worker's trial exactly one wins. Public: ``study.tell``, which does not say who won.
+    """
+    return study._storage.set_trial_state_values(trial_id(trial), state=state, values=values)
+
+
+def stale_trial_ids(study) -> list[int]:
+    """Storage ids of the study's RUNNING trials whose heartbeat is older than the storage's grace period.
+
+    optuna 5.1.0: ``BaseHeartbeat._get_stale_trial_ids``. Public: ``optuna.storages.fail_stale_trials``, which
+    fails them at once, before the caller can look at what their jobs recorded.
+    """
+    storage = _rdb_storage(study)
+    if getattr(storage, "heartbeat_interval", None) is None:
+        return []
+    return storage._get_stale_trial_ids(study._study_id)
+
+
+def heartbeat_grace_s(study) -> float:
+    """The storage's grace period in seconds (optuna's default: twice the interval); 0 without heartbeats."""
+    storage = _rdb_storage(study)
+    interval = getattr(storage, "heartbeat_interval", None)
+    if interval is None:
+        return 0.0
+    return float(storage.grace_period or 2 * interval)
+
+
+def record_heartbeat(study, trial_id: int) -> None:
+    """Mark a running trial alive now (nothing without heartbeats).
+
+    optuna 5.1.0: ``RDBStorage.record_heartbeat``, public on the storage, which a study keeps in ``_storage``;
+    ``study.optimize`` records heartbeats itself, ``study.ask`` does not.
+    """
+    storage = _rdb_storage(study)
+    if getattr(storage, "heartbeat_interval", None) is not None:
+        storage.record_heartbeat(trial_id)
+
+
+def _rdb_storage(study):
+    """The study's storage under optuna's cache (optuna 5.1.0: ``_CachedStorage._backend``)."""
+    return getattr(study._storage, "_backend", study._storage)
 
 
 # ---------------------------------------------------------------- JAX

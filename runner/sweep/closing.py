@@ -185,7 +185,9 @@ def print_summary(
     unrecorded: int = 0,
     trial_config: str | None = None,
 ) -> None:
-    counts = ", ".join(f"{report.count(state)} {state.lower()}" for state in ("FINISHED", "FAILED", "PRUNED"))
+    killed = ("KILLED",) if report.count("KILLED") else ()  # runs of jobs that died (a killed sweep, re-run)
+    shown = ("FINISHED", "FAILED", "PRUNED", *killed)
+    counts = ", ".join(f"{report.count(state)} {state.lower()}" for state in shown)
     lines = ["", f"== sweep {parent.sweep_name} {status.lower()}: {len(report.table)} trials ({counts}) =="]
     if unrecorded > 0:  # e.g. an out-of-range value: refused before its run was created
         lines.append(f"  {unrecorded} job(s) of this sweep failed before their MLflow run existed: see the log above")

@@ -16,6 +16,8 @@ import itertools
 import json
 import logging
 import math
+import shlex
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -161,9 +163,9 @@ def optuna_study(config: DictConfig):
     if config.hydra.runtime.choices.get("hydra/sweeper") != "runner_optuna":
         return None
     try:
-        from runner.sweep.search import open_study  # Optuna: only for a search
+        from runner.sweep.study import open_study  # Optuna: only for a search
     except ImportError as error:
-        log.warning("runner.sweep.search is not importable (%s): a resumed search will get a new parent run", error)
+        log.warning("runner.sweep.study is not importable (%s): a resumed search will get a new parent run", error)
         return None
 
     return open_study(config)
@@ -188,7 +190,7 @@ def parent_tags(config: DictConfig, overrides: list[str], preset: str, sweep_dir
     from runner.tracking import environment_tags
 
     choices = config.hydra.runtime.choices
-    command = "python -m runner -m " + " ".join(overrides)
+    command = typed_command()
     return {
         "runner.sweep": "true",
         "runner.sweeper": str(choices.get("hydra/sweeper")),
@@ -223,7 +225,7 @@ def sweep_definition(
 ) -> dict:
     objective = sweep_objective(config)
     return {
-        "command": "python -m runner -m " + " ".join(overrides),
+        "command": typed_command(),
         "overrides": overrides,
         "swept": swept_keys(config, overrides),
         "presets": presets,
@@ -239,6 +241,21 @@ def sweep_definition(
         },
         "sweep_dir": str(sweep_dir),
     }
+
+
+def typed_command(argv: list[str] | None = None) -> str:
+    """The command as typed, shell-quoted: Hydra's task overrides leave out ``hydra.*`` ones and ``-m``."""
+    argv = list(sys.argv if argv is None else argv) or ["runner"]
+    program = ["python", "-m", "runner"] if Path(argv[0]).name == "__main__.py" else [Path(argv[0]).name]
+    return shlex.join(program + [_hidden(arg) for arg in argv[1:]])
+
+
+def _hidden(arg: str) -> str:
+    """An argument with its secret hidden; a whole ``key=value`` one, as quoting defeats finding its value's end."""
+    from runner.runtime.security import REDACTED, is_secret_name, redact_text
+
+    key, sep, _ = arg.partition("=")
+    return f"{key}={REDACTED}" if sep and is_secret_name(key.lstrip("+~")) else redact_text(arg)
 
 
 def hydra_section(config: DictConfig, key: str) -> dict:

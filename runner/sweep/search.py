@@ -1,6 +1,7 @@
-"""Optuna search behind the ``runner_optuna`` Hydra sweeper: the trial loop that asks the study for trials,
-launches them as jobs through Hydra's launcher and tells it their results (the study itself is opened in
-``study.py``, the search space parsed in ``space.py``; both modules' API is importable from here too).
+"""Optuna search behind the ``runner_optuna`` Hydra sweeper: it asks the study for trials, launches each as a
+job through Hydra's launcher and tells the study its result, with ``n_jobs`` workers that each take the next trial
+as soon as theirs ends (``workers.py``; dead workers' trials: ``stale.py``). The study itself is opened in
+``study.py``, the search space parsed in ``space.py``; both modules' API is importable from here too.
 
 Optuna and Hydra are imported inside functions: Hydra imports the plugin on every start, and ``--help`` must
 stay fast.
@@ -10,6 +11,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +27,7 @@ from runner.sweep.space import (  # noqa: F401 - parse_space, override_text: thi
     override_text,
     parse_space,
 )
+from runner.sweep.stale import INTERRUPTED, end_dead_runs, settle_stale, stale_trials, worker_mark  # noqa: F401 - API here too
 from runner.sweep.study import (  # noqa: F401 - the study's API, importable from here as before
     SweepError,
     build_pruner,
@@ -34,10 +37,10 @@ from runner.sweep.study import (  # noqa: F401 - the study's API, importable fro
     study_name,
     study_storage,
 )
+from runner.sweep.workers import SURPLUS, Search, run_workers
 
 log = logging.getLogger("runner.sweep.search")
 
-INTERRUPTED = "runner.interrupted"  # user attribute of a trial a stopped sweep left running
 ERROR = "runner.error"
 
 
@@ -45,24 +48,25 @@ ERROR = "runner.error"
 
 
 def counted_trials(study) -> list:
-    """Finished trials that count towards n_trials: those a stopped sweep left running are re-run instead."""
+    """Finished trials that count towards n_trials: not those whose worker died (re-run instead), nor surplus."""
+    return counted_of(study.get_trials(deepcopy=False))
+
+
+def counted_of(trials: list) -> list:
     from optuna.trial import TrialState
 
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get(INTERRUPTED)]
+    return [
+        t for t in trials if t.state in states and not t.user_attrs.get(INTERRUPTED) and not t.user_attrs.get(SURPLUS)
+    ]
 
 
-def requeue_interrupted(study) -> int:
-    """Trials left running by a stopped sweep: mark them failed and queue their params to run once more."""
-    from optuna.trial import TrialState
+def requeue_interrupted(study, tracking_uri: str = "", objective=None) -> int:
+    """Trials whose worker died: settled from their MLflow run, or failed and queued to run once more.
 
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        compat.mark_trial_attr(study, trial, INTERRUPTED, True)
-        _tell(study, trial.number, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"runner.rerun_of": trial.number})
-        log.info("trial %d was interrupted: it runs again with the same params", trial.number)
-    return len(stale)
+    Trials of live workers (other sweep processes on the same study) are left running (``runner.sweep.stale``).
+    """
+    return settle_stale(study, tracking_uri, objective)
 
 
 def link_overrides(study, trial, storage: str) -> list[str]:
@@ -173,10 +177,11 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
     validate_space(config, space, compose)
     study = open_study(config, space)
     storage = study_storage(sweeper, config.tracking.uri)
-    requeue_interrupted(study)
     Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, Path(config.hydra.sweep.dir) / "multirun.yaml")
-    n_trials, size = int(sweeper.n_trials), batch_size(config)
+    n_trials, size = int(sweeper.n_trials), worker_count(config, launcher)
+    _own_draws_if_shared(study)
+    end_dead_runs(study, str(config.tracking.uri))
     log.info(
         "study %r in %s: %d of %d trials finished, %d at a time",
         study.study_name,
@@ -186,27 +191,82 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
         size,
     )
     returns = []
-    while (remaining := n_trials - len(counted_trials(study))) > 0:
-        check_failure_rate(counted_trials(study), sweeper.max_failure_rate, sweeper.min_trials_for_failure_rate)
-        trials = [study.ask(space.distributions()) for _ in range(min(size, remaining))]
-        batch = [space.overrides(trial.params) + link_overrides(study, trial, storage) for trial in trials]
-        if validate_batch is not None:
-            _validate_or_fail(study, trials, batch, validate_batch)
-        results = launcher.launch(batch, initial_job_idx=trials[0].number)
-        for trial, result in zip(trials, results):
-            state = tell_result(study, trial, result)
-            if config.get("verbosity") != "quiet":
-                print(progress_line(study, trial, state, result, n_trials), flush=True)
-        returns.append(results)
-        if grid_exhausted(study):
-            log.info("the grid is exhausted: every point ran")
-            break
+    search = _search(
+        config, study, space, n_trials, _trial_runner(config, study, space, launcher, validate_batch, returns)
+    )
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    run_workers(search, size, heartbeat_s=float(sweeper.get("heartbeat_interval", 10)))
     finished = counted_trials(study)
     # Below min_trials_for_failure_rate the limit does not apply, but a sweep without one good trial failed.
     floor = len(finished) if _none_complete(finished) else sweeper.min_trials_for_failure_rate
     check_failure_rate(finished, sweeper.max_failure_rate, floor)
     log_summary(study)
     return returns
+
+
+def _own_draws_if_shared(study) -> None:
+    """Another process already works on this study: draw with its own randomness, not the same seeded draws."""
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    stale_numbers = {t.number for t in stale_trials(study)}
+    if any(t.number not in stale_numbers for t in running):
+        study.sampler.reseed_rng()
+        log.info("other workers are running trials of this study: this process joins them with unseeded draws")
+
+
+def worker_count(config: DictConfig, launcher) -> int:
+    """Workers of this process: ``n_jobs``, or one where the launcher runs jobs in this process (Hydra's basic
+    launcher changes the working folder and global state for each job, so two at once would collide)."""
+    size = batch_size(config)
+    if size > 1 and type(launcher).__name__ == "BasicLauncher":
+        log.warning("hydra.sweeper.n_jobs=%d with Hydra's basic launcher: one trial at a time (+launcher=joblib)", size)
+        return 1
+    return size
+
+
+def _search(config: DictConfig, study, space: SearchSpace, n_trials: int, run_trial) -> Search:
+    from runner.config.objective import Objective
+
+    sweeper, uri, objective = config.hydra.sweeper, str(config.tracking.uri), Objective.of(config)
+
+    def check() -> None:
+        check_failure_rate(counted_trials(study), sweeper.max_failure_rate, sweeper.min_trials_for_failure_rate)
+
+    def finished() -> bool:
+        if grid_exhausted(study):
+            log.info("the grid is exhausted: every point ran")
+            return True
+        return False
+
+    return Search(
+        study=study,
+        distributions=space.distributions(),
+        n_trials=n_trials,
+        run_trial=run_trial,
+        counted=counted_of,
+        settle_stale=lambda held: settle_stale(study, uri, objective, held),
+        check=check,
+        finished=finished,
+    )
+
+
+def _trial_runner(config: DictConfig, study, space: SearchSpace, launcher, validate_batch, returns: list):
+    """One trial as a batch of one job through the launcher; its result told to the study."""
+    storage = study_storage(config.hydra.sweeper, config.tracking.uri)
+    n_trials = int(config.hydra.sweeper.n_trials)
+
+    def run_trial(trial) -> None:
+        batch = [space.overrides(trial.params) + link_overrides(study, trial, storage)]
+        if validate_batch is not None:
+            _validate_or_fail(study, [trial], batch, validate_batch)
+        results = launcher.launch(batch, initial_job_idx=trial.number)
+        state = tell_result(study, trial, results[0])
+        if config.get("verbosity") != "quiet":
+            print(progress_line(study, trial, state, results[0], n_trials), flush=True)
+        returns.append(results)
+
+    return run_trial
 
 
 def progress_line(study, trial, state: str, job_return, n_trials: int) -> str:

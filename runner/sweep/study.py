@@ -7,6 +7,7 @@ every start, and ``--help`` must stay fast.
 """
 
 import logging
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,9 +16,14 @@ from runner.config import objective
 from runner.config.sweeper import PRUNERS, SAMPLERS
 from runner.errors import ConfigError, RunnerError
 from runner.runtime import compat
+from runner.sweep import definition
 from runner.sweep.space import SearchSpace, grid_of, parse_space
 
 log = logging.getLogger("runner.sweep.study")
+
+# SQLite lets one writer in at a time: parallel workers and jobs wait this long for the lock instead of failing
+# with "database is locked" after SQLite's default 5 s.
+SQLITE_TIMEOUT_S = 120
 
 
 class SweepError(RunnerError):
@@ -39,6 +45,26 @@ def study_storage(sweeper: DictConfig, tracking_uri: str) -> str:
             f"SQLite file; set it, e.g. hydra.sweeper.storage=sqlite:///optuna.db or a database URL"
         )
     return f"sqlite:///{(database.parent.resolve() / 'optuna.db')}"
+
+
+def storage_of(url: str, sweeper: DictConfig | None = None):
+    """The study's storage at ``url``; with ``sweeper``, with heartbeats, so that workers find dead workers' trials.
+
+    A worker records a heartbeat for each trial it runs every ``heartbeat_interval`` seconds; a running trial
+    without one for ``grace_period`` seconds is stale (``runner.sweep.stale``).
+    """
+    import optuna
+
+    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else None
+    if sweeper is None:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    interval = int(OmegaConf.select(sweeper, "heartbeat_interval", default=10))
+    grace = OmegaConf.select(sweeper, "grace_period", default=None)
+    with warnings.catch_warnings():  # heartbeats have been "experimental" since optuna 2.9; the API is stable
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=interval, grace_period=int(grace or 3 * interval)
+        )
 
 
 def study_name(config: DictConfig) -> str:
@@ -100,12 +126,14 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
     if sampler_cfg["name"] == "grid" and pruner_cfg["name"] != "none":
         log.info("grid sampler: pruning is off (a grid runs every point to the end)")
         pruner_cfg = {**pruner_cfg, "name": "none"}
-    storage = study_storage(sweeper, config.tracking.uri)
-    if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    url = study_storage(sweeper, config.tracking.uri)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    storage = storage_of(url, sweeper)
     name = study_name(config)
     metric, wanted = config.objective.metric, objective.Objective.of(config).direction
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = definition.settle(config, space, storage, name)  # refuses a study created with other settings
 
     def create():
         return optuna.create_study(
@@ -127,7 +155,7 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
         study.set_user_attr("runner.config.objective", metric)
     elif recorded != metric or study.direction.name.lower() != wanted:
         raise SweepError(
-            f"study {name!r} in {storage} optimises {recorded} ({study.direction.name.lower()}), "
+            f"study {name!r} in {url} optimises {recorded} ({study.direction.name.lower()}), "
             f"this sweep {metric} ({wanted}); choose another hydra.sweeper.study_name"
         )
     study.set_user_attr("runner.pruner", pruner_cfg)
@@ -153,7 +181,7 @@ def load_trial(link):
 
     number, trial_id, name, storage = link.number, link.id, link.study, link.storage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler())
+    study = optuna.load_study(study_name=name, storage=storage_of(storage), sampler=optuna.samplers.RandomSampler())
     study.pruner = build_pruner(study.user_attrs.get("runner.pruner", {"name": "none"}))
     state = compat.trial_state(study, trial_id)
     if state != optuna.trial.TrialState.RUNNING:

@@ -95,6 +95,8 @@ def slices(model: keras.Model, data: DiagnosticData, options: DiagnosticOptions)
     if groups is None:
         return _skip(NAME, f"no slices given for the {split} split")
     groups = np.asarray(groups)
+    if groups.ndim != 1:  # diagnostics.slices=label on a multilabel task: a row belongs to several labels
+        return _skip(NAME, f"the {split} slices hold {groups.shape[1:]} values per row; slicing needs one per row")
     if len(groups) != len(x):
         raise ValueError(f"data.slices[{split!r}] has {len(groups)} entries for {len(x)} {split} rows")
     errors = row_errors(model, data, split, x, y)

@@ -14,7 +14,8 @@ import numpy as np
 from runner.diagnostics import registry
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.gradients import (
-    loss_and_gradients,
+    probe_gradients_function,
+    probe_outputs_function,
     regularization_loss_and_gradients,
 )
 from runner.diagnostics.introspect import (
@@ -79,6 +80,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._probe = None
         self._extractor = None
         self._extractor_error: str | None = None
+        self._probe_gradients = None
+        self._probe_activations = None
         self._watched: dict[str, str] = {}
         self._snapshot = None
         self._batch_losses: list[float] = []
@@ -93,6 +96,11 @@ class TrainingMonitor(keras.callbacks.Callback):
             self._probe = x, match_output_rank(self.model, x, y)
             self._watched = watched_layers(self.model)
             self._extractor, self._extractor_error = feature_extractor(self.model, list(self._watched), x)
+            # Compiled once for the run: the same probe rows are measured after every epoch.
+            self._probe_gradients = probe_gradients_function(self.model, *self._probe)
+            self._probe_activations = (
+                probe_outputs_function(self._extractor, x) if self._extractor is not None else None
+            )
         self._measure(0)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -146,17 +154,17 @@ class TrainingMonitor(keras.callbacks.Callback):
         self._snapshot = None
 
     def _measure(self, epoch: int):
-        records, (x, y) = self.records, self._probe
+        records = self.records
         records.epochs.append(epoch)
         with _timer(records, "gradients"):
-            self._measure_gradients(x, y)
-        if self._extractor is not None:
+            self._measure_gradients()
+        if self._probe_activations is not None:
             with _timer(records, "activations"):
-                self._measure_activations(x)
+                self._measure_activations()
 
-    def _measure_gradients(self, x, y):
+    def _measure_gradients(self):
         records, model = self.records, self.model
-        loss, grads = loss_and_gradients(model, x, y, training=False, include_regularization=False)
+        loss, grads = self._probe_gradients()
         reg_loss, reg_grads = regularization_loss_and_gradients(model)
         records.data_loss.append(loss)
         records.reg_loss.append(reg_loss)
@@ -170,11 +178,8 @@ class TrainingMonitor(keras.callbacks.Callback):
             _add_histogram(records, "gradients", name, layer_grads)
             _add_histogram(records, "weights", name, [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights])
 
-    def _measure_activations(self, x):
-        outputs = self._extractor(x, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for (name, kind), output in zip(self._watched.items(), outputs):
-            values = keras.ops.convert_to_numpy(output)
+    def _measure_activations(self):
+        for (name, kind), values in zip(self._watched.items(), self._probe_activations()):
             _add_histogram(self.records, "activations", name, [values])
             if kind == "relu":
                 self.records.dead.setdefault(name, []).append(dead_share(values))

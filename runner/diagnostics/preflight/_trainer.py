@@ -31,6 +31,18 @@ OVERFIT_ACCURACY, OVERFIT_RELATIVE_ERROR = 0.95, 0.05
 EAGER_STEPS = 20
 
 
+def compiled_steps() -> bool:
+    """``jit_compile`` for the probes' short trainings: XLA's compile time would exceed a few hundred small
+    steps on TensorFlow (whose graph mode needs no XLA), and torch.compile more so; on JAX, jit is the only
+    compiled mode (without it every op runs on its own: 30 ms a step against 2 ms)."""
+    return keras.backend.backend() == "jax"
+
+
+def multi_step_execution() -> bool:
+    """Whether ``steps_per_execution`` above 1 may be asked for (Keras's torch backend refuses it)."""
+    return keras.backend.backend() != "torch"
+
+
 class FreshClone:
     """A regularisation-free clone of the model with a fresh optimiser of the same configuration, reset to
     the model's own weights (and the optimiser to its initial state) before each run; the model itself is
@@ -81,8 +93,11 @@ class OneBatchTrainer(FreshClone):
         self.classify = data.task != "regression"
         self.multilabel = data.task == "multilabel"
         self.eager = None
-        # An eager recurrent layer runs its time loop step by step in Python: compile it from the start.
-        self.eager_steps = 0 if any(is_recurrent(layer) for layer in leaf_layers(model)) else EAGER_STEPS
+        # An eager recurrent layer runs its time loop step by step in Python: compile it from the start. So on
+        # JAX, whose eager mode compiles each op on its own the first time it meets it: one jit of the whole
+        # step costs less than that.
+        recurrent = any(is_recurrent(layer) for layer in leaf_layers(model))
+        self.eager_steps = 0 if recurrent or keras.backend.backend() == "jax" else EAGER_STEPS
         if self.classify:
             self.criterion, self.higher_is_better = "accuracy", True
             self.target = options.threshold(f"{STAGE}.overfit_batch", OVERFIT_ACCURACY)
@@ -124,8 +139,12 @@ class OneBatchTrainer(FreshClone):
         metrics = [self._accuracy()] if self.classify else []
         # The optimiser instance carries over, so switching modes keeps its state.
         self.clone.compile(
-            optimizer=self.optimizer, loss=self.loss.fn, metrics=metrics, run_eagerly=eager, jit_compile=False
-        )  # XLA compilation would cost more than the steps
+            optimizer=self.optimizer,
+            loss=self.loss.fn,
+            metrics=metrics,
+            run_eagerly=eager,
+            jit_compile=compiled_steps(),
+        )
         self.eager = eager
 
     def _accuracy(self):

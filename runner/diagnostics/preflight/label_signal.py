@@ -19,7 +19,7 @@ from runner.diagnostics.preflight._shared import (
     result,
     unusable_inputs,
 )
-from runner.diagnostics.preflight._trainer import FreshClone, Probes
+from runner.diagnostics.preflight._trainer import FreshClone, Probes, compiled_steps, multi_step_execution
 from runner.diagnostics.preflight.overfit_batch import NAME as OVERFIT
 from runner.diagnostics.registry import check
 from runner.diagnostics.result import FAIL, PASS, SKIP, CheckResult
@@ -222,19 +222,32 @@ class StepTrainer(FreshClone):
     def __init__(self, model: keras.Model, rng: np.random.Generator):
         self.rng = rng
         super().__init__(model)
-        self.clone.compile(optimizer=self.optimizer, loss=compiled_loss(model).fn, jit_compile=False)
+        # All SIGNAL_STEPS steps in one compiled call (TensorFlow: a graph loop, JAX: device-side state), not
+        # one train_on_batch each: that costs 3 ms of Python a step on TensorFlow. The same train_step runs on
+        # the same batches in the same order, so the weights are those of the step-by-step loop.
+        self.clone.compile(
+            optimizer=self.optimizer,
+            loss=compiled_loss(model).fn,
+            jit_compile=compiled_steps(),
+            steps_per_execution=SIGNAL_STEPS if multi_step_execution() else 1,
+        )
 
     def train_and_predict(self, x: np.ndarray, y: np.ndarray, x_held: np.ndarray) -> np.ndarray:
         self.reset()
-        self.before = np.asarray(self.clone.predict_on_batch(x_held), dtype=np.float64).reshape(len(x_held), -1)
+        # One input shape for every prediction (the training rows, then the held-out ones), so the predict
+        # function is traced once, not once per shape.
+        both = np.concatenate([x, x_held])
+        self.before = self._predict(both)[len(x) :]
         batch = min(SIGNAL_BATCH, len(x))
         order = np.concatenate([self.rng.permutation(len(x)) for _ in range(math.ceil(SIGNAL_STEPS * batch / len(x)))])
-        for step in range(SIGNAL_STEPS):
-            rows = order[step * batch : (step + 1) * batch]
-            self.clone.train_on_batch(x[rows], y[rows])
-        self.fitted = np.asarray(self.clone.predict_on_batch(x), dtype=np.float64).reshape(len(x), -1)
-        predictions = np.asarray(self.clone.predict_on_batch(x_held), dtype=np.float64)
-        return predictions.reshape(len(x_held), -1)
+        rows = order[: SIGNAL_STEPS * batch]
+        self.clone.fit(x[rows], y[rows], batch_size=batch, epochs=1, shuffle=False, verbose=0)
+        after = self._predict(both)
+        self.fitted = after[: len(x)]
+        return after[len(x) :]
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.clone.predict_on_batch(x), dtype=np.float64).reshape(len(x), -1)
 
 
 # ------------------------------------------------------------------------------------ rank statistics
@@ -268,7 +281,15 @@ def _skill_and_spread(
     targets are shuffled (its spread when the predictions carry no information)."""
     score_ranks = _ranks(predictions)
     skill = _skill(task, score_ranks, target)
-    shuffled = [_skill(task, score_ranks, target[rng.permutation(len(target))]) for _ in range(SIGNAL_PERMUTATIONS)]
+    if task == "regression":
+        # Ranking a shuffled target gives the shuffled ranks: rank once, not once per shuffle (400 rankings
+        # took most of this check's time on the wine data).
+        target_ranks = _ranks(np.asarray(target, dtype=np.float64).reshape(len(target), -1))
+        shuffled = [
+            _spearman(score_ranks, target_ranks[rng.permutation(len(target))]) for _ in range(SIGNAL_PERMUTATIONS)
+        ]
+    else:
+        shuffled = [_skill(task, score_ranks, target[rng.permutation(len(target))]) for _ in range(SIGNAL_PERMUTATIONS)]
     return skill, float(np.std(shuffled))
 
 
@@ -276,9 +297,7 @@ def _skill(task: str, score_ranks: np.ndarray, target: np.ndarray) -> float:
     """Regression: mean Spearman correlation over outputs.  Classification: mean one-vs-rest ROC AUC over the
     classes present (multilabel: over the labels that vary)."""
     if task == "regression":
-        target = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
-        columns = min(target.shape[1], score_ranks.shape[1])
-        return float(np.nanmean([_rank_correlation(score_ranks[:, j], target[:, j]) for j in range(columns)]))
+        return _spearman(score_ranks, _ranks(np.asarray(target, dtype=np.float64).reshape(len(target), -1)))
     if task == "multilabel":
         target = np.asarray(target).reshape(len(target), -1) > 0.5
         pairs = [(score_ranks[:, j], target[:, j]) for j in range(min(target.shape[1], score_ranks.shape[1]))]
@@ -290,8 +309,17 @@ def _skill(task: str, score_ranks: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else 0.5
 
 
+def _spearman(score_ranks: np.ndarray, target_ranks: np.ndarray) -> float:
+    """Mean Spearman correlation over the outputs, from the ranks of the predictions and of the targets."""
+    columns = min(target_ranks.shape[1], score_ranks.shape[1])
+    return float(np.nanmean([_ranked_correlation(score_ranks[:, j], target_ranks[:, j]) for j in range(columns)]))
+
+
 def _rank_correlation(score_ranks: np.ndarray, target: np.ndarray) -> float:
-    target_ranks = _ranks(target)
+    return _ranked_correlation(score_ranks, _ranks(target))
+
+
+def _ranked_correlation(score_ranks: np.ndarray, target_ranks: np.ndarray) -> float:
     if score_ranks.std() == 0 or target_ranks.std() == 0:
         return 0.0
     return float(np.corrcoef(score_ranks, target_ranks)[0, 1])
