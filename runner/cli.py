@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.config.paths import CONF_DIR, GROUPS
 from runner.config.schema import register_configs
 from runner.config.spec import prepare
-from runner.errors import RunnerError
+from runner.errors import Refused, RunnerError
 from runner.runtime import compat, interrupts
 from runner.runtime.backend_choice import choose_backend
 from runner.runtime.console import apply_verbosity, native_log_filtered
@@ -50,12 +50,6 @@ def main() -> None:
         sweep_record = sys.modules.get("runner.sweep.record")
         if sweep_record is not None:
             sweep_record.end_open_sweeps()
-
-
-class Refused(BaseException):
-    """A refusal found while Hydra composes, before it writes anything. Not an Exception: Hydra prints any
-    Exception from its composition as a traceback (and swallows it while it guesses the run mode), and this
-    must reach main() as the one line it is."""
 
 
 def refuse_untrusted_targets() -> None:

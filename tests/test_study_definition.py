@@ -188,6 +188,9 @@ def test_a_sweep_with_other_epochs_is_refused_before_any_run_and_study_new_gets_
     assert refused.returncode != 0
     assert "trainer.epochs: 2 in the study, 3 now" in refused.stderr, refused.stderr[-3000:]
     assert "hydra.sweeper.study=new" in refused.stderr
+    # One message, not Hydra's traceback, and not first as a warning from the sweep-record callback.
+    assert "Traceback" not in refused.stderr and "UserWarning" not in refused.stderr, refused.stderr[-3000:]
+    assert refused.stderr.count("was created with other settings") == 1, refused.stderr[-3000:]
     assert len(optuna.load_study(study_name="smoke", storage=storage(tmp_path)).trials) == 1
     assert {run.info.run_id for run in all_runs(tmp_path)} == runs, "no MLflow run was opened"
 

@@ -38,4 +38,9 @@ class RunnerOptunaSweeper(Sweeper):
         def compose(overrides):
             return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
-        return run_sweep(self.config, self.launcher, compose, list(arguments), self.validate_batch_is_legal)
+        from runner.errors import ConfigError, Refused
+
+        try:
+            return run_sweep(self.config, self.launcher, compose, list(arguments), self.validate_batch_is_legal)
+        except ConfigError as error:  # a setting, refused before any trial: one line, not Hydra's traceback
+            raise Refused(str(error)) from None

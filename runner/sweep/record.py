@@ -17,6 +17,7 @@ import atexit
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from runner.errors import ConfigError, Refused
 from runner.runtime.console import apply_verbosity
 from runner.sweep.child import job_progress
 from runner.sweep.closing import close_safely, end_abandoned
@@ -35,7 +36,10 @@ class SweepRecord(Callback):
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         apply_verbosity(OmegaConf.select(config, "verbosity", default="normal"))  # before MLflow, Optuna load
-        self.parent = open_sweep(config, config_name, self.best_config_dir, self.mixed_experiment)
+        try:
+            self.parent = open_sweep(config, config_name, self.best_config_dir, self.mixed_experiment)
+        except ConfigError as error:  # Hydra would turn it into a warning and go on to sweep
+            raise Refused(str(error)) from None
         OPEN_PARENTS.append(self.parent)
         atexit.register(end_abandoned, self.parent)  # a last resort when the program is not run by runner.cli
 
