@@ -275,7 +275,7 @@ def mlflow_server(tmp_path):
             )
         servers.append(server)
         uri = f"http://127.0.0.1:{port}"
-        wait_for_http(uri + "/health", server, "mlflow server", log)
+        wait_for_http(uri + "/health", server, "mlflow server", log, timeout=180)  # 60+ s on 2 busy cores
         return uri
 
     try:
