@@ -86,6 +86,7 @@ def check_study_and_runs(tmp_path: Path, n_trials: int, storage: str | None = No
     return study, children
 
 
+@pytest.mark.extended  # open bug: once in CI the second process hit UNIQUE constraint alembic_version (a store race)
 def test_two_worker_processes_drive_one_sqlite_study_to_exactly_n_trials(tmp_path):
     two_workers_on_one_study(tmp_path, None)
 
