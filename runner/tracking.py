@@ -12,7 +12,6 @@ samples the machine into the run while it lasts (``RunRecord.monitor_system``, s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import platform
@@ -32,6 +31,7 @@ from datasets import SPLITS
 from runner.errors import TrackingError
 from runner.runtime import liveness
 from runner.runtime.security import redact_mapping, redact_text
+from runner.runtime.sqlite_files import creation_lock, sqlite_path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (
@@ -81,13 +81,6 @@ class Tracker:
     uri: str
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative to the working directory when not absolute)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///") :])
-
-
 def connect(uri: str, experiment: str, artifact_location: str | None = None) -> Tracker:
     """Open the store and the experiment, or fail with a message that says what to fix, before training."""
     database = sqlite_path(uri)
@@ -101,7 +94,7 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
     elif urlparse(uri).scheme in ("http", "https"):
         check_server(uri)
     try:
-        with _creation_lock(database):
+        with creation_lock(database):
             client = _client(uri)
             found = client.get_experiment_by_name(experiment)
             if found is None:
@@ -118,18 +111,6 @@ def connect(uri: str, experiment: str, artifact_location: str | None = None) -> 
     except Exception as error:
         raise TrackingError(redact_text(f"cannot use the tracking store {uri} (tracking.uri): {error}")) from error
     return Tracker(client=client, experiment_id=experiment_id, uri=uri)
-
-
-@contextlib.contextmanager
-def _creation_lock(database: Path | None):
-    """Processes opening one SQLite store at once take turns: MLflow's table creation (its migrations) and
-    the experiment's creation are not safe against each other, and all but one would fail on a new store."""
-    if database is None:
-        yield
-        return
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 def attach(uri: str, parent_run_id: str) -> Tracker:

@@ -8,6 +8,7 @@ import pytest
 
 from runner.diagnostics import preflight
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
+from runner.diagnostics.preflight._trainer import CHUNK_STEPS
 from runner.diagnostics.report import FAIL, PASS, SKIP, WARN
 
 OPTIONS = DiagnosticOptions(seed=0)
@@ -322,6 +323,28 @@ def test_shuffled_labels_can_still_be_memorised_so_zeroed_inputs_is_skipped():
     report = preflight.run(mlp(6), data, DiagnosticOptions(seed=0, disabled={"preflight.gradient_check"}))
     assert report["preflight.overfit_batch"].verdict == PASS
     assert report["preflight.zeroed_inputs"].verdict == SKIP
+
+
+@pytest.mark.parametrize(
+    "task, units, activation, loss, optimizer",
+    [
+        ("regression", 1, "linear", "mean_squared_error", lambda: keras.optimizers.SGD(1e-2)),
+        ("multiclass", 3, "softmax", "sparse_categorical_crossentropy", lambda: keras.optimizers.Adam(1e-3)),
+    ],
+)
+def test_several_steps_per_call_memorise_exactly_as_one_step_per_call(task, units, activation, loss, optimizer):
+    # TensorFlow runs the compiled steps in chunks and drops the steps after the target: the same steps,
+    # losses and scores as one train_on_batch per step, on a memorisation that takes some hundred steps.
+    data = learnable(task)
+    model = mlp(6, units, activation, loss, optimizer=optimizer(), hidden=(8,))
+    outcomes = []
+    for chunked in (False, True):
+        trainer = preflight.OneBatchTrainer(model, data, OPTIONS)
+        trainer.chunked = chunked
+        runs = [trainer.memorise(trainer.x), trainer.memorise(np.zeros_like(trainer.x), max_steps=45)]
+        outcomes.append([(r.reached, r.steps, r.score, r.loss_before, r.loss_after, r.score_first) for r in runs])
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0][1] > 2 * CHUNK_STEPS  # several chunks, ending inside one
 
 
 def test_a_tiny_learning_rate_fails_overfit_and_zeroed_inputs_cannot_judge():

@@ -425,3 +425,23 @@ def test_prune_on_cause_prunes_trials_whose_preflight_diagnosis_fails(tmp_path):
         assert "diagnosis bad_init (FAIL) before training" in run.data.tags["runner.pruned"]
         assert run.data.tags["diag.cause"] == "bad_init"
         assert "val_loss" not in run.data.metrics  # nothing was trained
+
+
+def test_a_trial_its_launcher_cannot_launch_fails_with_the_error_instead_of_staying_running(tmp_path):
+    # The launcher composes the job before it runs (the sweeper no longer composes it a second time first):
+    # a launch that raises fails the trial, names the error, and stops the sweep with it.
+    config = compose_sweep(tmp_path)
+    study = search.open_study(config)
+    space = search.parse_space(OmegaConf.to_container(config.hydra.sweeper.params), [])
+
+    class Unlaunchable:
+        def launch(self, batch, initial_job_idx):
+            raise ValueError("Could not override 'model.hidden_units'")
+
+    run_trial = search._trial_runner(config, study, space, Unlaunchable(), [])
+    trial = study.ask(space.distributions())
+    with pytest.raises(ValueError, match="Could not override"):
+        run_trial(trial)
+    (failed,) = study.trials
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[search.ERROR] == "ValueError: Could not override 'model.hidden_units'"

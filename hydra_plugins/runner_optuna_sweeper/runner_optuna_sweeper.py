@@ -41,6 +41,6 @@ class RunnerOptunaSweeper(Sweeper):
         from runner.errors import ConfigError, Refused
 
         try:
-            return run_sweep(self.config, self.launcher, compose, list(arguments), self.validate_batch_is_legal)
+            return run_sweep(self.config, self.launcher, compose, list(arguments))
         except ConfigError as error:  # a setting, refused before any trial: one line, not Hydra's traceback
             raise Refused(str(error)) from None

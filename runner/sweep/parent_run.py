@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from runner.config.objective import Objective
+from runner.runtime.sqlite_files import sqlite_path
 
 log = logging.getLogger("runner")
 
@@ -283,8 +284,6 @@ def swept_keys(config: DictConfig, overrides: list[str]) -> list[str]:
 
 def default_best_config_dir(uri: str) -> Path:
     """conf/experiment/best/ beside a local SQLite store (outputs/ by default), else under outputs/."""
-    from runner.tracking import sqlite_path
-
     database = sqlite_path(uri)
     root = database.parent if database is not None else Path("outputs")
     return (root / "conf" / "experiment" / "best").resolve()

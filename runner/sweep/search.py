@@ -160,7 +160,7 @@ def validate_space(config: DictConfig, space: SearchSpace, compose) -> None:
         validate(job_cfg)  # the objective's metric too (runner/config/validation.py)
 
 
-def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], validate_batch=None) -> list:
+def run_sweep(config: DictConfig, launcher, compose, arguments: list[str]) -> list:
     """The whole search: validate, open (or resume) the study, then ask, launch and tell until it is done.
 
     ``compose(overrides)`` returns a job's config and ``launcher.launch(batch, initial_job_idx)`` runs a batch;
@@ -191,9 +191,7 @@ def run_sweep(config: DictConfig, launcher, compose, arguments: list[str], valid
         size,
     )
     returns = []
-    search = _search(
-        config, study, space, n_trials, _trial_runner(config, study, space, launcher, validate_batch, returns)
-    )
+    search = _search(config, study, space, n_trials, _trial_runner(config, study, space, launcher, returns))
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     run_workers(search, size, heartbeat_s=float(sweeper.get("heartbeat_interval", 10)))
     finished = counted_trials(study)
@@ -251,16 +249,21 @@ def _search(config: DictConfig, study, space: SearchSpace, n_trials: int, run_tr
     )
 
 
-def _trial_runner(config: DictConfig, study, space: SearchSpace, launcher, validate_batch, returns: list):
+def _trial_runner(config: DictConfig, study, space: SearchSpace, launcher, returns: list):
     """One trial as a batch of one job through the launcher; its result told to the study."""
     storage = study_storage(config.hydra.sweeper, config.tracking.uri)
     n_trials = int(config.hydra.sweeper.n_trials)
 
     def run_trial(trial) -> None:
         batch = [space.overrides(trial.params) + link_overrides(study, trial, storage)]
-        if validate_batch is not None:
-            _validate_or_fail(study, [trial], batch, validate_batch)
-        results = launcher.launch(batch, initial_job_idx=trial.number)
+        try:
+            results = launcher.launch(batch, initial_job_idx=trial.number)
+        except Exception as error:
+            # Launchers compose the job's config before it runs (Hydra's validate_batch_is_legal would compose
+            # it once more, 0.2 s of this process's time a trial): a trial that cannot be launched fails rather
+            # than stays running. Its job's own errors come back in its JobReturn.
+            _fail_trial(study, trial, error)
+            raise
         state = tell_result(study, trial, results[0])
         if config.get("verbosity") != "quiet":
             print(progress_line(study, trial, state, results[0], n_trials), flush=True)
@@ -299,17 +302,11 @@ def _none_complete(trials: list) -> bool:
     return bool(trials) and all(t.state != TrialState.COMPLETE for t in trials)
 
 
-def _validate_or_fail(study, trials: list, batch: list, validate_batch) -> None:
-    """Hydra composes every job before launching; trials it cannot compose fail rather than stay running."""
+def _fail_trial(study, trial, error: Exception) -> None:
     from optuna.trial import TrialState
 
-    try:
-        validate_batch(batch)
-    except Exception as error:
-        for trial in trials:
-            trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}"[:2000])
-            _tell(study, trial, state=TrialState.FAIL)
-        raise
+    trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}"[:2000])
+    _tell(study, trial, state=TrialState.FAIL)
 
 
 def log_summary(study) -> None:

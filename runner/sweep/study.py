@@ -8,7 +8,6 @@ every start, and ``--help`` must stay fast.
 
 import logging
 import warnings
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -16,6 +15,7 @@ from runner.config import objective
 from runner.config.sweeper import PRUNERS, SAMPLERS
 from runner.errors import ConfigError, RunnerError
 from runner.runtime import compat
+from runner.runtime.sqlite_files import creation_lock, sqlite_path
 from runner.sweep import definition
 from runner.sweep.space import SearchSpace, grid_of, parse_space
 
@@ -32,10 +32,6 @@ class SweepError(RunnerError):
 
 def study_storage(sweeper: DictConfig, tracking_uri: str) -> str:
     """The study's storage URL: as configured, else ``optuna.db`` beside a local SQLite tracking store."""
-    from runner.tracking import (
-        sqlite_path,  # MLflow's import is slow; Hydra imports this plugin on every start
-    )
-
     if sweeper.storage:
         return str(sweeper.storage)
     database = sqlite_path(tracking_uri)
@@ -56,15 +52,17 @@ def storage_of(url: str, sweeper: DictConfig | None = None):
     import optuna
 
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else None
-    if sweeper is None:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-    interval = int(OmegaConf.select(sweeper, "heartbeat_interval", default=10))
-    grace = OmegaConf.select(sweeper, "grace_period", default=None)
-    with warnings.catch_warnings():  # heartbeats have been "experimental" since optuna 2.9; the API is stable
+    heartbeats = {}
+    if sweeper is not None:
+        interval = int(OmegaConf.select(sweeper, "heartbeat_interval", default=10))
+        grace = OmegaConf.select(sweeper, "grace_period", default=None)
+        heartbeats = {"heartbeat_interval": interval, "grace_period": int(grace or 3 * interval)}
+    # Opening a new SQLite file creates Optuna's tables and stamps its alembic version: two processes doing it at
+    # once (two workers' first start, a job's load_trial) collide on the one alembic_version row.
+    with creation_lock(sqlite_path(url)), warnings.catch_warnings():
+        # heartbeats have been "experimental" since optuna 2.9; the API is stable
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=interval, grace_period=int(grace or 3 * interval)
-        )
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeats)
 
 
 def study_name(config: DictConfig) -> str:
@@ -127,8 +125,6 @@ def open_study(config: DictConfig, space: SearchSpace | None = None):
         log.info("grid sampler: pruning is off (a grid runs every point to the end)")
         pruner_cfg = {**pruner_cfg, "name": "none"}
     url = study_storage(sweeper, config.tracking.uri)
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     storage = storage_of(url, sweeper)
     name = study_name(config)
     metric, wanted = config.objective.metric, objective.Objective.of(config).direction
