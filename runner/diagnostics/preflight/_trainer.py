@@ -26,8 +26,9 @@ OVERFIT_ROWS, OVERFIT_MAX_STEPS = 16, 500
 # What "memorised" means (preflight.overfit_batch's threshold; the trainer stops once it holds): 95% accuracy
 # on the batch, or a regression loss down to 5% of the loss of predicting the batch mean.
 OVERFIT_ACCURACY, OVERFIT_RELATIVE_ERROR = 0.95, 0.05
-# Below this many steps eager training costs less than tracing a compiled step (measured on the seizure
-# MLP: 50 ms CPU per eager step; 1.0 s to trace, then 3 ms per compiled step).
+# Below this many steps eager training costs less than tracing a compiled step (wine MLP on 2 quiet cores,
+# TensorFlow: 17 ms per eager step; 0.2 s to trace the 32-step graph, then 0.2 ms a step; 20 before issue 16,
+# when each compiled step was a call of its own).
 EAGER_STEPS = 10
 # Compiled steps per call on TensorFlow (see _tensorflow_steps); steps past the one that reaches the target are
 # thrown away, so this changes the cost only.
@@ -82,10 +83,10 @@ class OneBatchTrainer(FreshClone):
     """A regularisation-free clone of the model, trained from the original weights with a fresh optimizer
     (same configuration) on one batch of ``OVERFIT_ROWS`` training rows; reusable for several runs.
 
-    Steps run through ``train_on_batch``, whose loss and accuracy are per batch and in training mode (so a
-    batch-norm model is judged as it trains).  The first ``EAGER_STEPS`` run eagerly, the rest compiled:
-    healthy classifiers memorise the batch within a few steps (MNIST MLP: 2, seizure MLP: 10), where
-    tracing a compiled step would cost more than the steps themselves.
+    Steps run as ``train_on_batch`` runs them, whose loss and accuracy are per batch and in training mode (so
+    a batch-norm model is judged as it trains).  The first ``EAGER_STEPS`` run eagerly, the rest compiled
+    (on TensorFlow, ``CHUNK_STEPS`` to a call): healthy classifiers memorise the batch within a few steps
+    (MNIST MLP: 2, seizure MLP: 10), where tracing a compiled step would cost more than the steps themselves.
     """
 
     def __init__(self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions):
