@@ -523,6 +523,11 @@ def startup_rows(result: dict) -> list[list[str]]:
     return rows
 
 
+def backend_row(section: str, measure: str, cells: dict[str, str], note: str) -> list[str]:
+    """A table row with a cell per backend (runner columns) and nothing under plain Keras."""
+    return [section, measure, "", cells.get("tensorflow", ""), cells.get("jax", ""), cells.get("torch", ""), note]
+
+
 def diagnostics_rows(result: dict) -> list[list[str]]:
     """A row per setting, experiment and suite; TensorFlow in the runner column, JAX in its own."""
     rows = []
@@ -546,17 +551,9 @@ def diagnostics_rows(result: dict) -> list[list[str]]:
                     if book
                     else f"target < {diagnostics_overhead.FIXED_COST_TARGET_S:g} s"
                 )
-                rows.append(
-                    [
-                        "diagnostics",
-                        f"{name} {suite}, {values['epochs']} ep. ({'book, ' if book else ''}{values['repeats']} rep.)",
-                        "",
-                        cells.get("tensorflow", ""),
-                        cells.get("jax", ""),
-                        "",
-                        f"{target}: {', '.join(verdicts)}" if verdicts else "",
-                    ]
-                )
+                measure = f"{name} {suite}, {values['epochs']} ep. ({'book, ' if book else ''}{values['repeats']} rep.)"
+                note = f"{target}: {', '.join(verdicts)}" if verdicts else ""
+                rows.append(backend_row("diagnostics", measure, cells, note))
     return rows
 
 
@@ -603,17 +600,7 @@ def limit_rows(result: dict, measured: dict[str, float | None]) -> list[list[str
             epoch = measured.get(backend)
             if epoch:
                 notes.append(f"{backend}: measured epoch {epoch:.2f} s = {epoch / limit:.1f}x the limit")
-        rows.append(
-            [
-                "limit",
-                f"matmul {shape}: throughput -> epoch at that rate",
-                "",
-                cells.get("tensorflow", ""),
-                cells.get("jax", ""),
-                cells.get("torch", ""),
-                "; ".join(notes),
-            ]
-        )
+        rows.append(backend_row("limit", f"matmul {shape}: throughput -> epoch at that rate", cells, "; ".join(notes)))
     return rows
 
 
