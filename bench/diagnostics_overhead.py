@@ -82,6 +82,25 @@ def measure(experiment: str, suites: list[str], repeats: int, common: list[str],
     }
 
 
+def jax_cache(work: Path, cold: bool) -> str | None:
+    """On JAX: the compilation cache the jobs use (``trainer.compile_cache``), emptied first if ``cold``; a line
+    saying what it held before the first job (a warm cache makes the diagnostics' probes cheaper: they load
+    programs that earlier runs compiled)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    from runner.runtime.backend import keep_compiled_programs
+
+    if cold:
+        jax.config.update("jax_compilation_cache_dir", str(work / "jax-cache"))
+    folder = keep_compiled_programs(True)
+    held = len(list(folder.iterdir())) if folder.is_dir() else 0
+    return f"JAX compilation cache: {folder}, {held} programs before the first job ({'cold' if cold else 'as found'})"
+
+
 def extra_seconds(medians: dict, suite: str) -> float:
     return medians[suite][0] - medians["none"][0]
 
@@ -105,6 +124,9 @@ def main() -> int:
     parser.add_argument("--only", default=None, help="run only experiments whose name contains this")
     parser.add_argument("--suites", default=",".join(SUITES), help="comma-separated subset of " + ",".join(SUITES))
     parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
+    parser.add_argument(
+        "--cold-cache", action="store_true", help="JAX: an empty compilation cache, not the runner's (earlier runs')"
+    )
     args = parser.parse_args()
     book = args.epochs == "book"
     if not book and not args.epochs.isdigit():
@@ -115,6 +137,7 @@ def main() -> int:
         parser.error(f"--suites must include none and may hold only {', '.join(SUITES)} (got {args.suites})")
 
     work = Path(tempfile.mkdtemp(prefix="diag-overhead-"))
+    cache_line = jax_cache(work, args.cold_cache)
     rows = []
     for experiment in (e for e in EXPERIMENTS if not args.only or args.only in e):
         epochs = BOOK_EPOCHS[experiment] if book else int(args.epochs)
@@ -123,6 +146,8 @@ def main() -> int:
         args.json.write_text(json.dumps(dict(rows)))
 
     print(f"\n{args.epochs} epochs, median of {args.repeats}; seconds = whole job (fit)")
+    if cache_line:
+        print(cache_line)
     print(f"{'experiment':<16}" + "".join(f"{suite:>22}" for suite in suites))
     for experiment, medians in rows:
         cells = []

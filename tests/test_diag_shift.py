@@ -291,3 +291,33 @@ def test_label_signal_skips_with_its_reason(case, reason):
     }[case]
     result = check_label_signal(mlp(6), data, OPTIONS)
     assert result.verdict == SKIP and reason in result.message
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_shared_tensorflow_graph_trains_exactly_as_keras_fit(task, monkeypatch):
+    # On TensorFlow label_signal trains on overfit_batch's trainer through its multi-step graph; the weights,
+    # and so the predictions, must be those of Keras's own fit over the same batches (the other backends' path).
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the shared graph is TensorFlow's")
+    from runner.diagnostics.preflight import label_signal
+    from runner.diagnostics.preflight._trainer import Probes
+
+    x, y = noisy_xor(300, 4)
+    if task == "regression":
+        y = (x[:, 0] + np.sin(x[:, 1])).astype("float32")
+        model = mlp(6, activation=None, loss="mse", dropout=0.2)
+    else:
+        model = mlp(6, dropout=0.2)
+    data = DiagnosticData(task, x, y)
+    probes = Probes()
+    overfit = probes.one_batch_trainer(model, data, OPTIONS)
+    overfit.memorise(overfit.x)  # overfit_batch first, as in the preflight: the reset must undo it
+    shared = label_signal.StepTrainer(model, data, OPTIONS, probes, np.random.default_rng(0))
+    assert shared.clone is overfit.clone
+    monkeypatch.setattr(label_signal, "shares_overfit_graph", lambda: False)  # the other backends' path
+    fitted = label_signal.StepTrainer(model, data, OPTIONS, Probes(), np.random.default_rng(0))
+    assert fitted.shared is None
+    outputs = [[t.train_and_predict(x[:200], y[:200], x[200:]) for _ in range(2)] for t in (shared, fitted)]
+    for through_graph, through_fit in zip(*outputs):
+        np.testing.assert_allclose(through_graph, through_fit, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(outputs[0][0], outputs[0][1])  # each run took other batches: a real comparison

@@ -121,7 +121,8 @@ def test_trainer_backend_jax_in_the_config_runs_the_job_on_jax(tmp_path):
     store = f"sqlite:///{tmp_path}/store/mlflow.db"
     command = [sys.executable, "-m", "runner", "dataset=synthetic", "dataset.task=regression", "dataset.n_samples=200"]
     command += ["trainer.epochs=1", "evaluation.plots=false", "tracking.log_model=false", f"tracking.uri={store}"]
-    env = {k: v for k, v in jax_env().items() if k != "KERAS_BACKEND"}  # the key alone chooses JAX
+    env = {k: v for k, v in jax_env().items() if k not in ("KERAS_BACKEND", "JAX_COMPILATION_CACHE_DIR")}
+    env["RUNNER_CACHE_DIR"] = str(tmp_path / "cache")  # the key alone chooses JAX; its programs are kept here
     shown = subprocess.run(
         [*command, "trainer.backend=jax"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
     )
@@ -129,6 +130,8 @@ def test_trainer_backend_jax_in_the_config_runs_the_job_on_jax(tmp_path):
     client = MlflowClient(tracking_uri=store)
     (run,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
     assert run.data.params["trainer.backend"] == "jax" and run.data.tags["runner.keras_backend"] == "jax"
+    kept = list((tmp_path / "cache" / "jax").iterdir())  # trainer.compile_cache=true: for the next run
+    assert len(kept) >= 3, kept  # the training step, the evaluation and prediction at least
 
 
 @needs_jax

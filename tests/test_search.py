@@ -300,6 +300,46 @@ def test_bad_search_space_is_refused_before_any_trial(tmp_path, override, messag
             )
 
 
+def test_corner_points_that_change_plain_values_are_checked_without_composing_again(tmp_path, monkeypatch):
+    # A value set on the first point's composed config must be the config Hydra composes for that point.
+    config = compose_sweep(tmp_path)
+    searched = ["trainer.batch_size=choice(16,64)", "model.dropout=interval(0.0,0.4)", "optimizer=choice(adam,sgd)"]
+    space = search.parse_space(OmegaConf.to_container(config.hydra.sweeper.params), [*SMOKE, *searched])
+    checked, composed = [], []
+    monkeypatch.setattr(search, "validate", checked.append)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+
+        def compose_job(overrides):
+            composed.append(list(overrides))
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+        search.validate_space(config, space, compose_job)
+        points = search.corner_points(space)
+        assert len(checked) == len(points) == 6
+        # The first point, the other list of hidden_units (a choice written as override text) and the optimizer
+        # group's other choice; learning rate, batch size and dropout are set on the first point's config.
+        assert len(composed) == 3
+        for point, job_cfg in zip(points, checked):
+            expected = compose_job(space.overrides(point))
+            assert OmegaConf.to_container(job_cfg)["trainer"] == OmegaConf.to_container(expected)["trainer"]
+            for key in ("model", "optimizer", "dataset"):
+                assert OmegaConf.to_container(job_cfg[key]) == OmegaConf.to_container(expected[key]), (point, key)
+
+
+def test_an_out_of_range_plain_value_is_refused_without_composing_it(tmp_path):
+    config = compose_sweep(tmp_path)
+    space = search.parse_space(
+        OmegaConf.to_container(config.hydra.sweeper.params), [*SMOKE, "model.dropout=interval(0.5,1.0)"]
+    )
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with pytest.raises(ConfigError, match=re.escape("model.dropout=1.0 is out of range")):
+            search.validate_space(
+                config,
+                space,
+                lambda overrides: compose(config_name="config", overrides=list(overrides), return_hydra_config=True),
+            )
+
+
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     first = sweep(tmp_path, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]

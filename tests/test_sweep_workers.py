@@ -157,3 +157,48 @@ def test_processes_opening_one_new_sqlite_study_storage_at_once_all_succeed(tmp_
     outcomes = [process.communicate(timeout=300) for process in processes]
     assert [process.returncode for process in processes] == [0] * 4, [err[-2000:] for _, err in outcomes]
     assert optuna.get_all_study_names(storage=url) == []
+
+
+def _job_modules_imported() -> bool:
+    return "runner.run.job" in sys.modules
+
+
+def test_warmed_joblib_workers_run_the_jobs_with_the_job_modules_already_imported():
+    # The warm-up must reach the very processes the launcher's own Parallel calls then use, or it only adds work.
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    from joblib import Parallel, delayed
+    from omegaconf import OmegaConf
+
+    from runner.runtime import compat
+    from runner.sweep import warm_up
+
+    launcher = {"n_jobs": 2, "pre_dispatch": "2*n_jobs", "batch_size": "auto", "prefer": "processes"}
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "runtime": {"choices": {"hydra/launcher": "joblib"}},
+                "launcher": {
+                    "_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                    **launcher,
+                },
+                "sweeper": {"n_jobs": None, "params": None},
+                "overrides": {"task": ["+experiment=wine_mlp", "optimizer.learning_rate=1e-3,1e-2"]},
+            },
+            "trainer": {"backend": None},
+        }
+    )
+    for other in (
+        {"hydra.runtime.choices": {"hydra/launcher": "basic"}},
+        {"hydra.sweeper.n_jobs": 1},
+        {"hydra.overrides.task": ["trainer.backend=tensorflow,jax"]},
+    ):
+        changed = config.copy()
+        for key, value in other.items():
+            OmegaConf.update(changed, key, value, merge=False)
+        assert warm_up.warm_up(changed) is None, other  # nothing to overlap, or workers that must stay cold
+    warming = warm_up.warm_up(config)
+    warming.join(timeout=240)
+    assert not warming.is_alive()
+    settings = compat.joblib_parallel_settings(JoblibLauncher(**launcher).joblib)
+    warmed = Parallel(**settings)(delayed(_job_modules_imported)() for _ in range(4))
+    assert warmed == [True] * 4

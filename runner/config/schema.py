@@ -132,6 +132,8 @@ class TrainerConfig:
     steps_per_execution: int = bounded(32, 1)
     jit_compile: Any = one_of("auto", "auto", True, False)
     pipeline: str = one_of("auto", "auto", "arrays", "tf_data")
+    # JAX: compiled XLA programs kept on disk for later runs of the same programs (runner/runtime/backend.py).
+    compile_cache: bool = True
     # Keras's backend (runner/runtime/backend_choice.py); None: KERAS_BACKEND from the environment, else TensorFlow.
     backend: Optional[str] = one_of(None, None, "tensorflow", "jax", "torch")
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

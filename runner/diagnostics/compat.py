@@ -26,3 +26,14 @@ def float64_promotion_kept():
     mapping = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
     with mock.patch.dict(mapping, {"float64": "float64"} if mapping else {}):
         yield
+
+
+def build_for_training(model, x, y) -> None:
+    """Build the model's compiled loss and metrics for batches like ``(x, y)``, as Keras does before its first
+    training step, so that a training loop traced in a graph of our own finds them built (a metric built while
+    the loop body is traced is reset nowhere in that body, and its value accumulates over the steps).
+
+    keras 3.15.1: calls ``Trainer._symbolic_build(data_batch=...)``, as ``train_on_batch`` and ``fit`` do. No
+    public API builds the compiled metrics without running a step. Idempotent.
+    """
+    model._symbolic_build(data_batch=(x, y))

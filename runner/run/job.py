@@ -83,6 +83,7 @@ def run_job(
     trainer, tracking = spec.trainer, spec.tracking
     # Thread pools are fixed when the backend's runtime starts: size them before anything runs.
     plan = placement.configure_job(trainer.threads, share, trainer.gpu_memory_growth, trainer.deterministic)
+    backend.keep_compiled_programs(trainer.compile_cache)  # JAX: programs compiled by earlier runs are reused
     if tracking.uri.startswith(("http://", "https://")):
         check_server(tracking.uri)  # an unreachable server fails the job now, before any training
     opening = RunOpening(spec, folder, list(overrides), parent_run_id, run_name, {**plan.tags(), **(tags or {})})

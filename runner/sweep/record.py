@@ -18,10 +18,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError, Refused
+from runner.runtime import compat
 from runner.runtime.console import apply_verbosity
 from runner.sweep.child import job_progress
 from runner.sweep.closing import close_safely, end_abandoned
 from runner.sweep.parent_run import ParentRun, open_sweep
+from runner.sweep.warm_up import warm_up
 
 OPEN_PARENTS: list[ParentRun] = []  # sweeps of this process whose parent run is not ended yet
 
@@ -36,6 +38,7 @@ class SweepRecord(Callback):
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs) -> None:
         apply_verbosity(OmegaConf.select(config, "verbosity", default="normal"))  # before MLflow, Optuna load
+        warm_up(config)  # the joblib workers import while this process opens the parent run
         try:
             self.parent = open_sweep(config, config_name, self.best_config_dir, self.mixed_experiment)
         except ConfigError as error:  # Hydra would turn it into a warning and go on to sweep
@@ -44,6 +47,8 @@ class SweepRecord(Callback):
         atexit.register(end_abandoned, self.parent)  # a last resort when the program is not run by runner.cli
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if config.hydra.runtime.choices.get("hydra/launcher") == "joblib":  # every job has returned
+            compat.stop_joblib_workers()
         if self.parent is not None:
             close_safely(self.parent)
 

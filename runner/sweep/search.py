@@ -7,6 +7,7 @@ Optuna and Hydra are imported inside functions: Hydra imports the plugin on ever
 stay fast.
 """
 
+import copy
 import json
 import logging
 import math
@@ -153,11 +154,32 @@ def check_settings(sweeper: DictConfig) -> None:
 
 
 def validate_space(config: DictConfig, space: SearchSpace, compose) -> None:
-    """Compose the config at corner points of the space and check it as a job would, before any trial."""
+    """Check the job's config at corner points of the space as a job would, before any trial.
+
+    The first point is composed; a point that differs from it in a plain value (no config group, no Hydra
+    key, no added or deleted key) is that composed config with the value set, which is what Hydra's override
+    does, without composing again (0.3-0.4 s a point on 2 cores, 10 points for the wine search)."""
     check_keys(config, space)
-    for point in corner_points(space):
-        job_cfg = compose(space.overrides(point))
-        validate(job_cfg)  # the objective's metric too (runner/config/validation.py)
+    first, *others = corner_points(space)
+    composed = compose(space.overrides(first))
+    validate(composed)  # the objective's metric too (runner/config/validation.py)
+    choices = OmegaConf.select(composed, "hydra.runtime.choices", default=None)  # None: a config without hydra
+    groups = set(choices) if choices is not None else None
+    for point in others:
+        changed = [space.dimensions[name] for name in point if point[name] != first[name]]
+        if all(_plain_value(dim, groups) for dim in changed):
+            job_cfg = copy.deepcopy(composed)
+            for dim in changed:
+                OmegaConf.update(job_cfg, dim.name, point[dim.name], merge=False)
+        else:
+            job_cfg = compose(space.overrides(point))
+        validate(job_cfg)
+
+
+def _plain_value(dim, groups: set[str] | None) -> bool:
+    if groups is None:  # which keys are config groups is unknown: compose every point
+        return False
+    return not (dim.raw_text or dim.name in groups or dim.name.startswith("hydra.") or dim.override_key != dim.name)
 
 
 def run_sweep(config: DictConfig, launcher, compose, arguments: list[str]) -> list:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from runner.diagnostics.compat import build_for_training
 from runner.diagnostics.context import DiagnosticData, DiagnosticOptions
 from runner.diagnostics.introspect import (
     compiled_loss,
@@ -26,11 +27,11 @@ OVERFIT_ROWS, OVERFIT_MAX_STEPS = 16, 500
 # What "memorised" means (preflight.overfit_batch's threshold; the trainer stops once it holds): 95% accuracy
 # on the batch, or a regression loss down to 5% of the loss of predicting the batch mean.
 OVERFIT_ACCURACY, OVERFIT_RELATIVE_ERROR = 0.95, 0.05
-# Below this many steps eager training costs less than tracing a compiled step (wine MLP on 2 quiet cores,
-# TensorFlow: 17 ms per eager step; 0.2 s to trace the 32-step graph, then 0.2 ms a step; 20 before issue 16,
-# when each compiled step was a call of its own).
+# PyTorch: below this many steps eager training costs less than compiling a step. (TensorFlow, before
+# label_signal shared the trainer's graph: 17 ms per eager step on the wine MLP against 0.2 s to trace the
+# 32-step graph, then 0.2 ms a step.)
 EAGER_STEPS = 10
-# Compiled steps per call on TensorFlow (see _tensorflow_steps); steps past the one that reaches the target are
+# Compiled steps per call on TensorFlow (see tensorflow_steps); steps past the one that reaches the target are
 # thrown away, so this changes the cost only.
 CHUNK_STEPS = 32
 
@@ -84,9 +85,9 @@ class OneBatchTrainer(FreshClone):
     (same configuration) on one batch of ``OVERFIT_ROWS`` training rows; reusable for several runs.
 
     Steps run as ``train_on_batch`` runs them, whose loss and accuracy are per batch and in training mode (so
-    a batch-norm model is judged as it trains).  The first ``EAGER_STEPS`` run eagerly, the rest compiled
-    (on TensorFlow, ``CHUNK_STEPS`` to a call): healthy classifiers memorise the batch within a few steps
-    (MNIST MLP: 2, seizure MLP: 10), where tracing a compiled step would cost more than the steps themselves.
+    a batch-norm model is judged as it trains).  Compiled steps (on TensorFlow, ``CHUNK_STEPS`` to a call,
+    through the graph that label_signal reuses); on PyTorch the first ``EAGER_STEPS`` run eagerly: healthy
+    classifiers memorise the batch within a few steps (MNIST MLP: 2, seizure MLP: 10).
     """
 
     def __init__(self, model: keras.Model, data: DiagnosticData, options: DiagnosticOptions):
@@ -99,11 +100,12 @@ class OneBatchTrainer(FreshClone):
         self.eager = None
         self._steps_function = None  # TensorFlow's multi-step graph, traced on first use
         self.chunked = keras.backend.backend() == "tensorflow"  # several compiled steps per call
-        # An eager recurrent layer runs its time loop step by step in Python: compile it from the start. So on
-        # JAX, whose eager mode compiles each op on its own the first time it meets it: one jit of the whole
-        # step costs less than that.
+        # PyTorch only. On TensorFlow the multi-step graph is traced anyway, for label_signal, which runs on
+        # this trainer after overfit_batch: eager steps before it were pure cost (seizure MLP: 7 steps, 1.7 s).
+        # On JAX, eager mode compiles each op on its own the first time it meets it: one jit of the whole step
+        # costs less. An eager recurrent layer runs its time loop step by step in Python.
         recurrent = any(is_recurrent(layer) for layer in leaf_layers(model))
-        self.eager_steps = 0 if recurrent or keras.backend.backend() == "jax" else EAGER_STEPS
+        self.eager_steps = EAGER_STEPS if keras.backend.backend() == "torch" and not recurrent else 0
         if self.classify:
             self.criterion, self.higher_is_better = "accuracy", True
             self.target = options.threshold(f"{STAGE}.overfit_batch", OVERFIT_ACCURACY)
@@ -137,42 +139,52 @@ class OneBatchTrainer(FreshClone):
         caller stops at the first step that reaches the target, so steps run past it change no result."""
         step = self.steps_taken
         if step >= self.eager_steps and self.chunked:
-            # Traces train_step itself, so the clone stays compiled as it was (recompiling would replace the
-            # metrics that the traced graph updates).
             count = min(CHUNK_STEPS, left)
             self.steps_taken += count
-            return self._tensorflow_steps(x, count)
+            losses, accuracies = self.tensorflow_steps(x[None], self.y[None], count)
+            accuracies = accuracies if self.classify else [math.nan] * count
+            return [(float(loss), float(accuracy)) for loss, accuracy in zip(losses, accuracies)]
         if step == self.eager_steps:
             self._compile(eager=False)
         self.steps_taken += 1
         logs = self.clone.train_on_batch(x, self.y, return_dict=True)
         return [(float(logs["loss"]), float(logs["accuracy"]) if self.classify else math.nan)]
 
-    def _tensorflow_steps(self, x: np.ndarray, count: int) -> list[tuple[float, float]]:
-        """``count`` training steps in one graph call, each as ``train_on_batch`` runs it (metrics reset, then
-        Keras's own ``train_step``), with every step's loss and accuracy: one call per step cost 3.6 ms on the
-        wine MLP, nearly all of it the call itself."""
+    def tensorflow_steps(self, xs: np.ndarray, ys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``count`` training steps in one graph call (TensorFlow only), step i on batch ``(xs[i % len(xs)],
+        ys[i % len(ys)])`` and each as ``train_on_batch`` runs it (metrics reset, then Keras's own
+        ``train_step``); every step's loss and accuracy (the loss again for regression).  One call per step
+        cost 3.6 ms on the wine MLP, nearly all of it the call itself.
+
+        Traced once per trainer for any number and size of batches, so overfit_batch (one batch of
+        OVERFIT_ROWS) and label_signal (SIGNAL_STEPS batches of 32) share one trace: tracing a train step
+        is most of what these checks cost on TensorFlow.  It traces train_step itself, so the clone stays
+        compiled as it was (recompiling would replace the metrics that the traced graph updates)."""
         import tensorflow as tf
 
         if self._steps_function is None:
             model, classify = self.clone, self.classify
+            build_for_training(model, xs[0], ys[0])
 
-            @tf.function(reduce_retracing=True)
-            def steps(x, y, count):
+            def stacked(array: np.ndarray) -> tf.TensorSpec:
+                return tf.TensorSpec((None, None, *array.shape[2:]), tf.as_dtype(array.dtype))
+
+            @tf.function(input_signature=[stacked(xs), stacked(ys), tf.TensorSpec((), tf.int32)])
+            def steps(xs, ys, count):
                 losses = tf.TensorArray(tf.float32, size=count)
                 accuracies = tf.TensorArray(tf.float32, size=count)
+                batches = tf.shape(xs)[0]
                 for i in tf.range(count):
                     model.reset_metrics()
-                    logs = model.train_step((x, y))
+                    logs = model.train_step((xs[i % batches], ys[i % batches]))
                     losses = losses.write(i, tf.cast(logs["loss"], tf.float32))
                     accuracy = logs["accuracy"] if classify else logs["loss"]
                     accuracies = accuracies.write(i, tf.cast(accuracy, tf.float32))
                 return losses.stack(), accuracies.stack()
 
             self._steps_function = steps
-        losses, accuracies = self._steps_function(x, self.y, tf.constant(count))
-        accuracies = accuracies.numpy() if self.classify else [math.nan] * count
-        return [(float(loss), float(accuracy)) for loss, accuracy in zip(losses.numpy(), accuracies)]
+        losses, accuracies = self._steps_function(xs, ys, tf.constant(count, tf.int32))
+        return losses.numpy(), accuracies.numpy()
 
     def reached(self, score: float) -> bool:
         return score >= self.target if self.higher_is_better else score <= self.target
