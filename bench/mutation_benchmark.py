@@ -283,7 +283,9 @@ def main(argv=None) -> None:
     by_name = {spec.name: spec for spec in CORPUS}
     healthy = {
         (o["setup"], o["seed"]): o
-        for o in map_jobs(plain_run, [(by_name[name], seed) for name, seed in parents], args.jobs)
+        for o in map_jobs(
+            plain_run, [(by_name[name], seed) for name, seed in parents], args.jobs, on_result=_baseline_progress
+        )
     }
     entries = [(operator, parent, mutant, seed) for operator, parent, mutant in chosen for seed in args.seeds]
     runs = map_jobs(diagnose_run, [(mutant, seed) for _, _, mutant, seed in entries], args.jobs, on_result=_progress)
@@ -295,6 +297,12 @@ def main(argv=None) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"hurt_margin": HURT_MARGIN, "mutants": rows}, indent=1, default=str))
+
+
+def _baseline_progress(run: dict) -> None:
+    # Printed so that a run stopped part-way can still be scored from its log.
+    score = "n/a" if run["score"] is None else f"{run['score']:.3f}"
+    print(f"  healthy {run['setup']:32s} seed {run['seed']} score {score} {run['error'][:80]}", flush=True)
 
 
 def _progress(run: dict) -> None:
