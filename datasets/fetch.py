@@ -34,12 +34,20 @@ class FoundFile:
     checksum_ok: bool | None
 
 
-def default_cache_dir() -> Path:
-    """Where downloads go: $RUNNER_CACHE_DIR, else $XDG_CACHE_HOME/keras-runner/data, else ~/.cache/..."""
+def user_cache_root() -> Path:
+    """The runner's own cache folder: $RUNNER_CACHE_DIR, else $XDG_CACHE_HOME/keras-runner, else
+    ~/.cache/keras-runner.  Data go in it (``default_cache_dir``), and so do the JAX programs the runner keeps
+    (runner/runtime/backend.py)."""
     if os.environ.get("RUNNER_CACHE_DIR"):
         return Path(os.environ["RUNNER_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "keras-runner" / "data"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "keras-runner"
+
+
+def default_cache_dir() -> Path:
+    """Where downloads go: $RUNNER_CACHE_DIR itself, else the ``data`` folder of ``user_cache_root``."""
+    if os.environ.get("RUNNER_CACHE_DIR"):
+        return user_cache_root()
+    return user_cache_root() / "data"
 
 
 def search_places(data_dir: str | os.PathLike | None) -> list[Place]:

@@ -241,19 +241,13 @@ def keep_compiled_programs(enabled: bool) -> Path | None:
     if not enabled:
         return None
     if not jax.config.jax_compilation_cache_dir:  # neither JAX_COMPILATION_CACHE_DIR nor an earlier job
-        jax.config.update("jax_compilation_cache_dir", str(_user_cache() / "jax"))
+        from datasets.fetch import user_cache_root
+
+        jax.config.update("jax_compilation_cache_dir", str(user_cache_root() / "jax"))
     for option, value in JAX_CACHE_SETTINGS.items():
         if option.upper() not in os.environ:  # JAX reads its options from the environment too: those win
             jax.config.update(option, value)
     return Path(jax.config.jax_compilation_cache_dir)
-
-
-def _user_cache() -> Path:
-    """The runner's user cache: $RUNNER_CACHE_DIR, else $XDG_CACHE_HOME/keras-runner, else ~/.cache/keras-runner
-    (downloads and parsed data sets go in it too: datasets/fetch.py)."""
-    if os.environ.get("RUNNER_CACHE_DIR"):
-        return Path(os.environ["RUNNER_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "keras-runner"
 
 
 def seed(value: int, deterministic: bool) -> None:
