@@ -10,6 +10,8 @@ import numpy as np
 
 from runner.diagnostics.monitors._measure import HIST_EDGES
 
+BAND_GAP = 1.6  # blank space between two layers' bands, in log10 units
+
 if TYPE_CHECKING:
     from runner.diagnostics.monitors.recording import Records
 
@@ -32,8 +34,8 @@ def _figure(width, height, layout="constrained"):
 
 
 def _plot_gradient_norms(records: Records, output_dir: Path, name: str) -> str:
-    figure = _figure(6, 4)
-    axes = figure.subplots()
+    figure = _figure(6, 4, layout=None)
+    axes = figure.add_axes((0.14, 0.12, 0.82, 0.8))  # fixed margins: constrained layout cost 0.3 s a figure
     for layer, norms in records.grad_norms.items():
         axes.plot(records.epochs, np.maximum(norms, 1e-30), marker="o", label=layer)
     axes.set(
@@ -51,35 +53,47 @@ def _plot_histograms(
     kind: str, layers: dict[str, list[np.ndarray]], epochs: list[int], output_dir: Path, name: str
 ) -> str:
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
-    height = 1.6 * len(layers) + 0.8
-    # Fixed margins rather than constrained layout, which measures every tick label of every row again and
-    # again: it took three quarters of the drawing time (about 1 s a figure on 2 cores).
+    # One Axes holding a band per layer, not one Axes per layer: Matplotlib's cost is mostly per Axes (each
+    # makes and measures its own ticks), and the bands made the monitors' figures cost seconds a run.
+    low, high = HIST_EDGES[0] - 0.4, HIST_EDGES[-1]  # the zeros' bin sits below the first edge
+    band = high - low + BAND_GAP
+    height = 0.9 * len(layers) + 1.2
     figure = _figure(7, height, layout=None)
-    rows = figure.subplots(len(layers), 1, squeeze=False, sharex=True)[:, 0]
-    figure.subplots_adjust(left=0.12, right=0.8, top=1 - 0.45 / height, bottom=0.55 / height, hspace=0.12)
-    for axes, (layer, counts) in zip(rows, layers.items()):
+    axes = figure.add_axes((0.25, 0.6 / height, 0.55, 1 - 1.1 / height))
+    norm = LogNorm(vmin=1e-5, vmax=1.0)
+    ticks, tick_labels = [], []
+    names_at = blended_transform_factory(axes.transAxes, axes.transData)
+    for row, (layer, counts) in enumerate(layers.items()):
         counts = np.asarray(counts, dtype=float)
         shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        base = (len(layers) - 1 - row) * band  # the first layer on top, as in the model
         # A log colour scale: one dominant bin (often the zeros) would otherwise hide the rest.
-        extent = (epochs[0] - 0.5, epochs[len(counts) - 1] + 0.5, HIST_EDGES[0] - 0.4, HIST_EDGES[-1])
         image = axes.imshow(
             np.maximum(shares.T, 1e-5),
             aspect="auto",
             origin="lower",
             cmap="viridis",
-            norm=LogNorm(vmin=1e-5, vmax=1.0),
-            extent=extent,
+            norm=norm,
+            interpolation="nearest",
+            extent=(epochs[0] - 0.5, epochs[len(counts) - 1] + 0.5, base + low, base + high),
         )
-        axes.set_yticks([-10, -5, 0])
-        axes.set_ylabel(f"{layer}\nlog10|x|", fontsize="small")
-    bar = figure.colorbar(image, cax=figure.add_axes((0.82, 0.55 / height, 0.025, 1 - 1.0 / height)))
+        ticks += [base - 10, base - 5, base]
+        tick_labels += ["-10", "-5", "0"]
+        axes.text(-0.08, base + (low + high) / 2, layer, transform=names_at, ha="right", va="center", fontsize="small")
+    axes.set_ylim(low, (len(layers) - 1) * band + high)
+    axes.set_yticks(ticks, tick_labels, fontsize="x-small")
+    axes.set_xlim(epochs[0] - 0.5, max(epochs) + 0.5)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bar = figure.colorbar(image, cax=figure.add_axes((0.83, 0.6 / height, 0.025, 1 - 1.1 / height)))
     bar.set_label("share of values")
     bar.minorticks_off()
     bar.set_ticks([10.0**power for power in range(-5, 1)])
     _plain_log_labels(bar.ax.yaxis)
-    rows[0].set_title(f"{kind.capitalize()}: share of values per log10|x| bin (bottom row: exact zeros)")
-    rows[-1].set_xlabel("epoch (0 = before training)")
+    axes.set_title(f"{kind.capitalize()}: share of values per log10|x| bin", fontsize="medium")
+    axes.set_xlabel("epoch (0 = before training); a layer's lowest bin: exact zeros", fontsize="small")
     return _save(figure, output_dir, name)
 
 
