@@ -323,6 +323,13 @@ class RunRecord:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
+    def prepare_model_logging(self) -> None:
+        """Start, in the background, what this process's first ``log_model`` would otherwise wait for
+        (runner/tracking_model.py): called before training, whose seconds it then overlaps."""
+        from runner import tracking_model
+
+        tracking_model.start_package_index()
+
     def log_model(self, model, example, *, extra_files=(), register_as=None, metrics=None, step=0):
         """``model`` as an MLflow Model (keras flavour) linked to this run, its ``metrics`` (logged at
         ``step``) linked to it, and registered as a new version of ``register_as`` when given

@@ -12,9 +12,11 @@ makes it a version of a registered model.
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,7 +32,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
+from runner.runtime import compat
 from runner.runtime.security import redact_text
+
+log = logging.getLogger("runner")
 
 MODEL_NAME = "mlflow_model"  # runs:/<run id>/mlflow_model; model/model.keras stays a plain artifact
 EXAMPLE_ROWS = 5
@@ -42,6 +47,26 @@ BACKEND_PACKAGES = {
 }
 FINGERPRINT_ROWS = 64  # rows of a split hashed into its dataset digest, besides the files' SHA-256s
 SPLIT_PREFIXES = {"train_": "train", "val_": "val", "test_": "test"}
+
+
+_package_index: threading.Thread | None = None  # builds MLflow's installed-package index (one per process)
+
+
+def start_package_index() -> None:
+    """Build, in a daemon thread, the index of installed packages that ``save_model`` checks the model's
+    requirements against (``compat.index_installed_packages``): seconds that the first ``log_model`` of every
+    process paid, and that now overlap training. Once per process; ``log_keras_model`` waits for it."""
+    global _package_index
+    if _package_index is None:
+        _package_index = threading.Thread(target=_index_packages, name="mlflow-package-index", daemon=True)
+        _package_index.start()
+
+
+def _index_packages() -> None:
+    try:
+        compat.index_installed_packages()
+    except Exception as error:  # noqa: BLE001 - save_model then builds the index itself, and reports its errors
+        log.warning("could not index the installed packages ahead of logging the model: %s", error)
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,8 @@ def log_keras_model(record, model, example: np.ndarray, options: dict) -> Logged
     (the run's final metrics, logged at ``step`` with ``stamp``) and ``datasets`` (split -> name, digest)."""
     client, run_id = record.client, record.run_id
     example = np.asarray(example)[:EXAMPLE_ROWS]
+    if _package_index is not None:
+        _package_index.join()  # else save_model would build the same index again, beside it
     signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
     params = client.get_run(run_id).data.params  # the run's config, redacted already
     logged = client.create_logged_model(

@@ -219,3 +219,10 @@ def test_stop_joblib_workers_ends_the_reusable_executors_processes():
         process.join(timeout=30)
         assert not process.is_alive()
     compat.stop_joblib_workers()  # a stopped executor: nothing left to stop, no error
+
+
+def test_index_installed_packages_builds_the_map_mlflow_checks_requirements_against():
+    from mlflow.utils import requirements_utils
+
+    compat.index_installed_packages()
+    assert "keras" in requirements_utils._MODULES_TO_PACKAGES["keras"]

@@ -259,6 +259,8 @@ def _train_and_evaluate(
         label=f"trial {spec.trial.number}: " if spec.trial.number is not None else "",
         verbosity=spec.verbosity,
     )
+    if spec.tracking.log_model:
+        record.prepare_model_logging()  # a LateRecord does it on its thread, once MLflow is imported
     try:
         trained = training.train(compiled, data, trainer, folder, hooks)
     except Exception:

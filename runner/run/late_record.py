@@ -20,7 +20,9 @@ import keras
 from runner.tracking import RunRecord
 
 log = logging.getLogger("runner")
-QUEUED = frozenset({"log_params", "set_tags", "log_metrics", "log_datasets", "log_text", "log_json"})
+QUEUED = frozenset(
+    {"log_params", "set_tags", "log_metrics", "log_datasets", "log_text", "log_json", "prepare_model_logging"}
+)
 
 
 class LateRecord:
