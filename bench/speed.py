@@ -559,7 +559,8 @@ def diagnostics_rows(result: dict) -> list[list[str]]:
 
 def sweep_rows(result: list[dict]) -> list[list[str]]:
     """Each sweep against the 1-job run of its group; ``idle``: seconds of the trials' span with fewer trial
-    runs open than jobs."""
+    runs open than jobs; ``CPU``: the command's CPU seconds with its workers', and the speed-up they would allow
+    with every core busy throughout (``ceiling``)."""
     first = {}
     rows = []
     for o in result:
@@ -571,10 +572,10 @@ def sweep_rows(result: list[dict]) -> list[list[str]]:
                 f"{o['trials']} wine trials x {o['epochs']} ep. ({kind}), {o['label']}",
                 "",
                 f"{o['seconds']:.1f} s, {o['trials_per_hour']:.0f} trials/h ({o['finished']}/{o['trials']} done), "
-                f"idle {o['short_s']:.0f} s",
+                f"idle {o['short_s']:.0f} s, CPU {o.get('cpu_s', 0):.0f} s",
                 "",
                 "",
-                f"{base / o['seconds']:.2f}x vs 1 job",
+                f"{base / o['seconds']:.2f}x vs 1 job (ceiling {base * available_cores() / max(o.get('cpu_s', 0), 1e-9):.2f}x)",
             ]
         )
     return rows

@@ -6,8 +6,10 @@
     python bench/sweep_speed.py --search --trials 12 --epochs 27          # an Optuna search with pruning
 
 Each configuration is the command a user types (``python -m runner -m +experiment=wine_mlp
-optimizer.learning_rate=...``), in a fresh MLflow store under --output, so times include process start-up,
-TensorFlow's import and MLflow logging. The configurations:
+optimizer.learning_rate=...``), in a folder of its own under --output, so times include process start-up,
+TensorFlow's import and MLflow logging. The folder's MLflow store and Optuna storage exist, empty, before the
+timed command, as they do after a user's first sweep (``--fresh-stores``: the command creates them, which adds
+about 2 s to each on 2 idle cores: MLflow's table migrations 1.8 s, Optuna's tables 0.4 s). The configurations:
 
 - sequential: Hydra's basic launcher, one job after another in one process, every core for each job;
 - N jobs, limited: joblib with N worker processes, each job limited to cores // N threads (the default);
@@ -25,6 +27,7 @@ A benchmark, not a test; results depend on what else runs on the machine.
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +49,7 @@ class Outcome:
     finished: int
     trials: int
     short_s: float = 0.0  # seconds of the trials' span with fewer runs open than jobs: workers without a trial
+    cpu_s: float = 0.0  # CPU seconds of the command and the worker processes it waited for
 
     @property
     def trials_per_hour(self) -> float:
@@ -89,8 +93,12 @@ def sweep_overrides(experiment: str, trials: int, epochs: int, synthetic: bool) 
     return base
 
 
-def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trials: int) -> Outcome:
+def run_sweep(
+    label: str, extra: list[str], base: list[str], folder: Path, trials: int, fresh_stores: bool = False
+) -> Outcome:
     folder.mkdir(parents=True, exist_ok=True)
+    if not fresh_stores:
+        create_stores(folder)
     command = [
         sys.executable,
         "-m",
@@ -104,19 +112,35 @@ def run_sweep(label: str, extra: list[str], base: list[str], folder: Path, trial
         "trainer.verbose=0",
     ]
     print(f"\n[{label}] {' '.join(command[1:])}", flush=True)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), children_cpu_seconds()
     shown = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, children_cpu_seconds() - cpu_before
     if shown.returncode != 0:
         print(shown.stdout[-2000:], shown.stderr[-4000:], sep="\n", file=sys.stderr)
     jobs = next((int(o.split("=")[1]) for o in extra if o.startswith("hydra.launcher.n_jobs=")), 1)
-    outcome = Outcome(
-        label, seconds, count_finished(folder / "mlflow.db"), trials, idle_seconds(folder / "mlflow.db", jobs)
-    )
+    database = folder / "mlflow.db"
+    outcome = Outcome(label, seconds, count_finished(database), trials, idle_seconds(database, jobs), cpu_seconds)
     print(f"[{label}] {seconds:.1f} s, {outcome.finished}/{trials} trials finished", flush=True)
     return outcome
+
+
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of this process's ended children, theirs included (a sweep waits for its
+    joblib workers before it exits, so their time is counted)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def create_stores(folder: Path) -> None:
+    """Empty MLflow and Optuna stores where the sweep will find them (the search's storage defaults to optuna.db
+    beside the MLflow store), made in a child process so that this one stays free of their imports."""
+    code = (
+        f"import mlflow, optuna; mlflow.MlflowClient('sqlite:///{folder}/mlflow.db').search_experiments(); "
+        f"optuna.storages.RDBStorage('sqlite:///{folder}/optuna.db')"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
 
 
 def count_finished(database: Path) -> int:
@@ -156,16 +180,21 @@ def idle_seconds(database: Path, jobs: int) -> float:
 
 
 def report(outcomes: list[Outcome], cores: int) -> str:
+    """The table; ``CPU s`` is the command's CPU time with its workers', and ``ceiling`` the speed-up over the
+    first configuration that this CPU time would allow with every core busy from start to end."""
     baseline = outcomes[0].seconds
     lines = [
         f"\n{cores} core(s) available to this process",
         "",
-        f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9} {'short s':>8}",
+        f"{'configuration':<28} {'wall s':>8} {'trials':>7} {'trials/hour':>12} {'speed-up':>9} {'short s':>8} "
+        f"{'CPU s':>7} {'ceiling':>8}",
     ]
     for outcome in outcomes:
+        ceiling = baseline / max(outcome.cpu_s / cores, 1e-9)
         lines.append(
             f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
-            f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x {outcome.short_s:>8.0f}"
+            f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x {outcome.short_s:>8.0f} "
+            f"{outcome.cpu_s:>7.1f} {ceiling:>7.2f}x"
         )
     return "\n".join(lines)
 
@@ -181,6 +210,7 @@ def main() -> int:
     parser.add_argument("--search", action="store_true", help="the wine Optuna search with pruning instead")
     parser.add_argument("--min-resource", type=int, default=3, help="--search: epochs every trial runs")
     parser.add_argument("--output", type=Path, default=None, help="where the stores go (default: a temp folder)")
+    parser.add_argument("--fresh-stores", action="store_true", help="time the creation of the stores too")
     args = parser.parse_args()
     if not args.search and not 1 <= args.trials <= len(LEARNING_RATES):
         parser.error(f"--trials must be between 1 and {len(LEARNING_RATES)}")
@@ -193,7 +223,10 @@ def main() -> int:
         base = sweep_overrides(args.experiment, trials, epochs, synthetic=args.quick)
         chosen = configurations(args.jobs, cores, args.skip_unlimited)
     output = args.output or Path(tempfile.mkdtemp(prefix="sweep-speed-"))
-    outcomes = [run_sweep(label, extra, base, output / f"run{i}", trials) for i, (label, extra) in enumerate(chosen)]
+    outcomes = [
+        run_sweep(label, extra, base, output / f"run{i}", trials, args.fresh_stores)
+        for i, (label, extra) in enumerate(chosen)
+    ]
     print(report(outcomes, cores))
     print(f"\nstores and sweep folders: {output}")
     return 0 if all(o.finished == o.trials for o in outcomes) else 1

@@ -6,6 +6,7 @@ The benchmark itself takes minutes; these check what its numbers are made of.
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import common, speed  # noqa: E402
+from bench import common, speed, sweep_speed  # noqa: E402
 
 
 def run(variant, wall, epochs, first=5.0, metric=0.9, rows=None):
@@ -159,6 +160,24 @@ def test_plain_script_hard_codes_the_presets_settings():
         assert book.epochs == preset.trainer.epochs, name
         assert book.monitor == preset.trainer.checkpoint.monitor, name
         assert speed.EXPERIMENTS[name][2] == f"test_{book.metric}", name
+
+
+def test_sweep_table_shows_the_speed_up_that_the_cpu_time_allows():
+    one = sweep_speed.Outcome("search, 1 job", 60.0, 16, 16, short_s=8, cpu_s=62.0)
+    two = sweep_speed.Outcome("search, 2 jobs", 45.0, 16, 16, short_s=11, cpu_s=76.0)
+    table = sweep_speed.report([one, two], cores=2).splitlines()
+    assert table[-1].split()[-2:] == ["76.0", "1.58x"]  # 60 s / (76 CPU s over 2 cores)
+    assert "1.33x" in table[-1] and "1.00x" in table[-2]
+    rows = speed.sweep_rows([{**asdict(o), "trials_per_hour": o.trials_per_hour, "epochs": 27,
+                              "group": "search"} for o in (one, two)])  # fmt: skip
+    assert "CPU 76 s" in rows[1][3] and rows[1][-1].startswith("1.33x vs 1 job (ceiling ")
+
+
+def test_sweep_bench_counts_the_cpu_time_of_a_child_and_its_workers():
+    before = sweep_speed.children_cpu_seconds()
+    code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(range(3 * 10**7))'])"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert sweep_speed.children_cpu_seconds() - before > 0.2  # the grandchild's loop, counted through its parent
 
 
 def test_a_failed_section_is_a_row_of_the_table():
