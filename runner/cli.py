@@ -19,13 +19,21 @@ from runner.config.paths import CONF_DIR, GROUPS
 from runner.config.schema import register_configs
 from runner.config.spec import prepare
 from runner.errors import Refused, RunnerError
-from runner.runtime import compat, interrupts
+from runner.runtime import collection, compat, interrupts
 from runner.runtime.backend_choice import choose_backend
 from runner.runtime.console import apply_verbosity, native_log_filtered
 from runner.runtime.resources import job_share
 from runner.runtime.security import TargetNotAllowed, check_targets
 
 register_configs()
+
+
+def command() -> None:
+    """The program (``python -m runner``, the ``runner`` script): ``main`` in a process that ends with it."""
+    try:
+        main()
+    finally:
+        collection.freeze_before_exit()  # not in main: a program that calls it goes on living with its objects
 
 
 def main() -> None:
@@ -171,10 +179,11 @@ def _hydra_entry(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        spec = _checked_spec(cfg, hydra_cfg, in_sweep)
-        data = _data_before_tensorflow(spec, shout=not in_sweep)
-        with native_log_filtered(spec.verbosity):  # TensorFlow loads here
-            from runner.run.job import run_job
+        with collection.paused_for_imports():
+            spec = _checked_spec(cfg, hydra_cfg, in_sweep)
+            data = _data_before_tensorflow(spec, shout=not in_sweep)
+            with native_log_filtered(spec.verbosity):  # TensorFlow loads here
+                from runner.run.job import run_job
         from runner.sweep.child import child_link
 
         # In a sweep the run becomes a child of the parent run that the sweep-record callback opened.

@@ -181,6 +181,22 @@ def test_help_and_cfg_job_do_not_import_tensorflow():
     assert "hidden_units" in printed.stdout and "TENSORFLOW_NOT_IMPORTED" in printed.stdout
 
 
+def test_the_program_freezes_its_objects_before_exit_and_main_does_not():
+    # The program's exit then skips Python's full collection of them (bench figures in runner/cli.py); a program
+    # that calls main keeps collecting its garbage.
+    code = (
+        "import gc, sys; from runner import cli; sys.argv = ['runner', '--cfg', 'job', '+experiment=wine_mlp']; "
+        "cli.{}(); print('FROZEN', gc.get_freeze_count())"
+    )
+    for function, frozen in (("command", True), ("main", False)):
+        shown = subprocess.run(
+            [sys.executable, "-c", code.format(function)], capture_output=True, text=True, timeout=120
+        )
+        assert shown.returncode == 0, shown.stderr
+        count = int(shown.stdout.split("FROZEN")[-1])
+        assert (count > 0) == frozen, (function, count)
+
+
 def test_cli_refuses_out_of_range_value_before_importing_tensorflow():
     result = _run_cli("+experiment=wine_mlp", "model.dropout=1.5", "hydra.run.dir=" + "/tmp/never-used", check=False)
     assert result.returncode == 1

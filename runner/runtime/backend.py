@@ -23,7 +23,6 @@ test session) keeps what it started with, and the functions here return what is 
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from runner.runtime import compat
+from runner.runtime import collection, compat
 from runner.runtime.resources import available_cores
 
 log = logging.getLogger("runner")
@@ -254,12 +253,9 @@ def seed(value: int, deterministic: bool) -> None:
     """A fresh Keras session with Python, NumPy and backend generators seeded (torch's global one too), and
     deterministic kernels on request (on CPU every backend repeats a run bit for bit without them; on a GPU
     they need them)."""
-    if gc.get_freeze_count() == 0:
-        # Once per process, before the first job's model: clear_session's full collection then scans only
-        # what jobs made since, not the million objects of TensorFlow's and the runner's imports (0.34 s a
-        # job with TensorFlow, MLflow and Optuna loaded, against 0.02 s). What is frozen is never freed: only
-        # the imports and the start-up, nothing of a job.
-        gc.freeze()
+    # Before the first job's model: clear_session's full collection then scans only what jobs made since, not
+    # the million objects of the imports (0.34 s a job with TensorFlow, MLflow and Optuna loaded, against 0.02 s).
+    collection.freeze_once()
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(value))
     if not deterministic:

@@ -74,7 +74,9 @@ def import_job_modules(backend: str | None) -> None:
     import importlib
 
     from runner.runtime.backend_choice import choose_backend
+    from runner.runtime.collection import paused_for_imports
 
     choose_backend(backend)
-    for module in JOB_LIBRARIES:
-        importlib.import_module(module)
+    with paused_for_imports():
+        for module in JOB_LIBRARIES:
+            importlib.import_module(module)
