@@ -575,7 +575,8 @@ def sweep_rows(result: list[dict]) -> list[list[str]]:
                 f"idle {o['short_s']:.0f} s, CPU {o.get('cpu_s', 0):.0f} s",
                 "",
                 "",
-                f"{base / o['seconds']:.2f}x vs 1 job (ceiling {base * available_cores() / max(o.get('cpu_s', 0), 1e-9):.2f}x)",
+                f"{base / o['seconds']:.2f}x vs 1 job "
+                f"(ceiling {sweep_speed.ceiling(base, o.get('cpu_s', 0), available_cores()):.2f}x)",
             ]
         )
     return rows

@@ -190,13 +190,17 @@ def report(outcomes: list[Outcome], cores: int) -> str:
         f"{'CPU s':>7} {'ceiling':>8}",
     ]
     for outcome in outcomes:
-        ceiling = baseline / max(outcome.cpu_s / cores, 1e-9)
         lines.append(
             f"{outcome.label:<28} {outcome.seconds:>8.1f} {outcome.finished:>3}/{outcome.trials:<3} "
             f"{outcome.trials_per_hour:>12.0f} {baseline / outcome.seconds:>8.2f}x {outcome.short_s:>8.0f} "
-            f"{outcome.cpu_s:>7.1f} {ceiling:>7.2f}x"
+            f"{outcome.cpu_s:>7.1f} {ceiling(baseline, outcome.cpu_s, cores):>7.2f}x"
         )
     return "\n".join(lines)
+
+
+def ceiling(baseline_seconds: float, cpu_seconds: float, cores: int) -> float:
+    """The speed-up over ``baseline_seconds`` that ``cpu_seconds`` of work allows with ``cores`` busy throughout."""
+    return baseline_seconds * cores / max(cpu_seconds, 1e-9)
 
 
 def main() -> int:

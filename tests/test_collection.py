@@ -1,5 +1,6 @@
-"""runner/runtime/collection.py: the garbage collector paused for the start-up imports, frozen once, and
-frozen before the program exits. Each check runs in a fresh interpreter: freezing is for the whole process."""
+"""runner/runtime/collection.py: the garbage collector paused for the start-up imports and frozen once (the
+freeze before the program exits: tests/test_config.py). Each check runs in a fresh interpreter: freezing is
+for the whole process."""
 
 import subprocess
 import sys
