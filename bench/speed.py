@@ -255,7 +255,7 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.Co
     return seconds, done
 
 
-def run_plain(name: str, epochs: int, seed: int, folder: Path) -> Run:
+def run_plain(name: str, epochs: int, seed: int, folder: Path, backend: str = "tensorflow") -> Run:
     command = [
         sys.executable,
         str(REPO / "bench" / "plain_keras.py"),
@@ -267,7 +267,7 @@ def run_plain(name: str, epochs: int, seed: int, folder: Path) -> Run:
         "--output",
         str(folder),
     ]
-    wall, done = timed(command, environment())
+    wall, done = timed(command, environment(backend))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return Run(
         "plain",
@@ -279,7 +279,9 @@ def run_plain(name: str, epochs: int, seed: int, folder: Path) -> Run:
     )
 
 
-def run_runner(name: str, epochs: int, seed: int, folder: Path, store: Path, backend: str) -> Run:
+def run_runner(
+    name: str, epochs: int, seed: int, folder: Path, store: Path, backend: str, extra: list[str] | tuple = ()
+) -> Run:
     command = [
         sys.executable,
         "-m",
@@ -290,6 +292,7 @@ def run_runner(name: str, epochs: int, seed: int, folder: Path, store: Path, bac
         f"hydra.run.dir={folder}",
         f"tracking.uri=sqlite:///{store}",
         "trainer.verbose=0",
+        *extra,
     ]
     wall, _ = timed(command, environment(backend))
     metrics = json.loads((folder / "reports" / "metrics.json").read_text())
@@ -303,11 +306,14 @@ def code_state() -> str:
     """The commit measured, and whether files differ from it (numbers of a dirty tree are not the commit's)."""
 
     def git(*arguments):
-        done = subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=False)
+        except OSError:  # no git (a copy of the tree on another machine)
+            return ""
         return done.stdout
 
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    head = git("rev-parse", "--short", "HEAD").strip()
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown (not a git checkout)"
     return head + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
