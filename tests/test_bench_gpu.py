@@ -64,3 +64,22 @@ def test_refuses_to_run_without_a_gpu_unless_asked(tmp_path):
     assert json.loads((tmp_path / "g.json").read_text())["errors"]["devices"] == "no GPU: JAX runs on cpu"
     allowed = subprocess.run([*command, "--allow-cpu"], cwd=REPO, env=env, capture_output=True, text=True)
     assert allowed.returncode == 0, allowed.stderr[-2000:]
+
+
+def test_kit_reads_the_machines_packages_from_a_list_or_pip_output():
+    from bench import gpu_kit
+
+    listed = "absl-py, jax, Typing_Extensions,\nscikit-learn"
+    pip_list = "Package    Version\n---------- -------\njax        0.11.2\nml_dtypes  0.7.0\n"
+    frozen = "jax==0.11.2\nnumpy @ file:///tmp/numpy.whl\n"
+    assert gpu_kit.installed_names(listed) == {"absl-py", "jax", "typing-extensions", "scikit-learn"}
+    assert gpu_kit.installed_names(pip_list) == {"jax", "ml-dtypes"}
+    assert gpu_kit.installed_names(frozen) == {"jax", "numpy"}
+
+
+def test_kit_carries_the_projects_dependencies_but_not_tensorflow():
+    from bench import gpu_kit
+
+    wanted = [gpu_kit.normalised(r.split("=")[0].split(">")[0].split(";")[0]) for r in gpu_kit.requirements()]
+    assert {"keras", "hydra-core", "mlflow", "optuna", "nvidia-ml-py"} <= set(wanted)
+    assert not any(name.startswith("tensorflow") for name in wanted)
