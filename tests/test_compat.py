@@ -190,6 +190,47 @@ def test_keras_keeps_float64_inside_the_block():
     )
 
 
+KEEP_TENSORFLOW_UNIMPORTED = r"""
+import json, sys, tempfile
+import keras, numpy as np
+from runner.diagnostics import compat
+from runner.diagnostics.preflight._shared import clone
+
+compat.keep_tensorflow_unimported()
+compat.keep_tensorflow_unimported()  # idempotent
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+model.compile("adam", "mse")
+keras.utils.set_random_seed(1)
+copy = clone(model, regularized=False)
+model.save(tempfile.mkdtemp() + "/m.keras")
+quiet = "tensorflow" not in sys.modules
+asked = keras.src.saving.serialization_lib.tf.available
+keras.layers.StringLookup(vocabulary=["a", "b"])  # a layer that needs TensorFlow still gets it
+print(json.dumps({"quiet": quiet, "asked": asked, "imported": "tensorflow" in sys.modules,
+                  "available": keras.src.saving.serialization_lib.tf.available,
+                  "same": all(np.array_equal(a, b) for a, b in zip(copy.get_weights(), model.get_weights()))}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_job_off_tensorflow_does_not_import_it_to_ask_about_it(backend):
+    """Seeding, cloning and saving a model leave TensorFlow unimported on JAX; on TensorFlow nothing changes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", KEEP_TENSORFLOW_UNIMPORTED], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    on_jax = backend == "jax"
+    assert seen == {"quiet": on_jax, "asked": not on_jax, "imported": True, "available": True, "same": True}
+
+
 def test_build_for_training_builds_the_compiled_metrics_before_any_step():
     keras = pytest.importorskip("keras")
     import numpy as np

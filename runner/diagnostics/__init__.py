@@ -58,7 +58,9 @@ __all__ = [
 def run_preflight(model, data: DiagnosticData, options: DiagnosticOptions | None = None) -> Report:
     """The ``preflight.*`` checks on a compiled, untrained model; the model's weights are not changed."""
     from runner.diagnostics import preflight as stage
+    from runner.diagnostics.compat import keep_tensorflow_unimported
 
+    keep_tensorflow_unimported()  # its clones' get_config would import TensorFlow on JAX and PyTorch (2.4 s)
     return stage.run(model, data, options or DiagnosticOptions())
 
 
@@ -67,7 +69,9 @@ def analyse(
 ) -> Report:
     """The ``analysis.*`` checks on a trained model (``history``: ``History.history``, optional)."""
     from runner.diagnostics import analysis as stage
+    from runner.diagnostics.compat import keep_tensorflow_unimported
 
+    keep_tensorflow_unimported()
     return stage.run(model, data, options or DiagnosticOptions(), history=history, monitor=monitor)
 
 

@@ -344,8 +344,6 @@ def _diagnosis_lines(title: str, diagnosis, by_name: dict) -> list[str]:
 def reseed(seed: int) -> None:
     """Reset the generators after the preflight checks (which draw from them), so that a run with
     diagnostics trains exactly like one without: the job calls this whatever the suite."""
-    import keras
-
     keras.utils.set_random_seed(int(seed))
 
 

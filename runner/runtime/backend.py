@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from runner.diagnostics.compat import keep_tensorflow_unimported
 from runner.runtime import collection, compat
 from runner.runtime.resources import available_cores
 
@@ -257,6 +258,7 @@ def seed(value: int, deterministic: bool) -> None:
     # the million objects of the imports (0.34 s a job with TensorFlow, MLflow and Optuna loaded, against 0.02 s).
     collection.freeze_once()
     keras.backend.clear_session()
+    keep_tensorflow_unimported()  # JAX and PyTorch jobs: 2.4 s of TensorFlow's import that Keras asks for
     keras.utils.set_random_seed(int(value))
     if not deterministic:
         return
