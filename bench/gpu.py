@@ -40,8 +40,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -160,24 +162,6 @@ def limits_here() -> dict:
 # ---------------------------------------------------------------- sections (this process starts the commands)
 
 
-class Environ:
-    """Temporarily replaced ``os.environ`` entries (bench/speed.py's commands copy ``os.environ``)."""
-
-    def __init__(self, **values: str):
-        self.values, self.saved = values, {}
-
-    def __enter__(self):
-        self.saved = {key: os.environ.get(key) for key in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *_):
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def devices() -> dict:
     _, done = speed.timed([sys.executable, "-c", DEVICES_CODE], speed.environment("jax"))
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -198,7 +182,7 @@ def mnist(epochs: int, repeats: int, work: Path) -> dict:
             speed.run_runner(EXPERIMENT, epochs, speed.SEED + repeat, work / f"gpu{repeat}", store, "jax")
         )
     print("mnist on the CPU", flush=True)
-    with Environ(JAX_PLATFORMS="cpu"):
+    with mock.patch.dict(os.environ, {"JAX_PLATFORMS": "cpu"}):
         runs["cpu"].append(speed.run_runner(EXPERIMENT, epochs, speed.SEED, work / "cpu", store, "jax"))
     print("mnist, the plain script on the GPU", flush=True)
     runs["plain-gpu"].append(speed.run_plain(EXPERIMENT, epochs, speed.SEED, work / "plain", backend="jax"))
@@ -240,7 +224,7 @@ def diagnostics(epochs: int, work: Path) -> dict:
     result = {
         "full_wall": wall,
         "worst": report["worst"],
-        "verdicts": _count(check["verdict"] for check in checks),
+        "verdicts": dict(Counter(check["verdict"] for check in checks)),
         # a check that raised is reported as a SKIP naming the error: a bug in the check, on this device
         "raised": [check["check"] for check in checks if "error" in (check.get("evidence") or {})],
         "slowest": sorted(((check["seconds"], check["check"]) for check in checks), reverse=True)[:3],
@@ -253,13 +237,6 @@ def diagnostics(epochs: int, work: Path) -> dict:
     speed.timed(overhead_command, speed.environment("jax"))
     result["overhead"] = json.loads(overhead.read_text())[EXPERIMENT]
     return result
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[str(value)] = counts.get(str(value), 0) + 1
-    return counts
 
 
 class GpuProcesses:
@@ -308,18 +285,13 @@ def sweep(work: Path) -> list[dict]:
 
 def trial_gpus(database: Path) -> list[str]:
     """The ``runner.gpus`` tag of every trial run: how many GPUs each job saw."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    experiment = client.get_experiment_by_name("sweep-speed")
-    runs = client.search_runs([experiment.experiment_id], max_results=100) if experiment else []
-    return [run.data.tags.get("runner.gpus", "?") for run in runs if "mlflow.parentRunId" in run.data.tags]
+    return [run.data.tags.get("runner.gpus", "?") for run in sweep_speed.trial_runs(database)]
 
 
 def search(work: Path) -> list[dict]:
     base = sweep_speed.search_overrides("wine_mlp", SEARCH_TRIALS, SEARCH_EPOCHS, 3)
     result = []
-    with Environ(JAX_PLATFORMS="cpu"):
+    with mock.patch.dict(os.environ, {"JAX_PLATFORMS": "cpu"}):
         for i, (label, extra) in enumerate(sweep_speed.search_configurations(2)):
             outcome = sweep_speed.run_sweep(label, extra, base, work / f"search{i}", SEARCH_TRIALS)
             result.append({**asdict(outcome), "trials_per_hour": outcome.trials_per_hour})

@@ -143,34 +143,29 @@ def create_stores(folder: Path) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)
 
 
-def count_finished(database: Path) -> int:
-    """Child runs in the store that ran to the end (FINISHED) or were pruned on purpose (KILLED, tagged so)."""
+def trial_runs(database: Path) -> list:
+    """The sweep's trial runs (children of its parent run) in the store, none when it does not exist."""
     from mlflow import MlflowClient
 
     if not database.exists():
-        return 0
+        return []
     client = MlflowClient(tracking_uri=f"sqlite:///{database}")
     experiment = client.get_experiment_by_name("sweep-speed")
-    if experiment is None:
-        return 0
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
+    return [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+
+
+def count_finished(database: Path) -> int:
+    """Trial runs that ran to the end (FINISHED) or were pruned on purpose (KILLED, tagged so)."""
     return sum(
-        "mlflow.parentRunId" in run.data.tags
-        and (run.info.status == "FINISHED" or run.data.tags.get("runner.trial_state") == "PRUNED")
-        for run in runs
+        run.info.status == "FINISHED" or run.data.tags.get("runner.trial_state") == "PRUNED"
+        for run in trial_runs(database)
     )
 
 
 def idle_seconds(database: Path, jobs: int) -> float:
     """Seconds between the first trial run's start and the last one's end with fewer than ``jobs`` runs open."""
-    from mlflow import MlflowClient
-
-    if not database.exists():
-        return 0.0
-    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    experiment = client.get_experiment_by_name("sweep-speed")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
-    spans = [(r.info.start_time, r.info.end_time) for r in runs if "mlflow.parentRunId" in r.data.tags]
+    spans = [(run.info.start_time, run.info.end_time) for run in trial_runs(database)]
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans if end])
     idle, running, last = 0.0, 0, events[0][0] if events else 0
     for moment, change in events:
