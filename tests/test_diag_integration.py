@@ -219,6 +219,21 @@ def test_full_adds_monitor_and_analysis_results_and_plots(tmp_path):
     assert "data:image/png;base64," in page
 
 
+def test_a_disabled_preflight_stage_neither_runs_nor_records_anything(tmp_path):
+    """Nothing to publish means no upload, which would wait for the MLflow run to open before training."""
+    from runner.diagnostics import DiagnosticOptions
+    from runner.run.diagnostics_session import DiagnosticsSession
+
+    class Unused:
+        def __getattr__(self, name):
+            raise AssertionError(f"the record was asked for {name}")
+
+    options = DiagnosticOptions(disabled={"preflight"}, output_dir=tmp_path)
+    session = DiagnosticsSession("full", data=None, options=options, record=Unused())
+    assert session.preflight(model=None).results == []
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stop_on_fail_stops_before_training_and_keeps_the_verdicts(tmp_path):
     from runner.run.diagnostics_session import DiagnosticsStop
 

@@ -244,6 +244,16 @@ def test_summed_loss_fails_loss_reduction():
     assert preflight.check_loss_reduction(mlp(6), data, OPTIONS).verdict == PASS
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="counts the traces of a tf.function")
+def test_loss_reduction_predicts_on_the_initial_losss_batch_without_a_new_trace():
+    data = learnable("binary")
+    model = mlp(6)
+    assert preflight.check_initial_loss(model, data, OPTIONS).verdict == PASS
+    traced = model.predict_function.experimental_get_tracing_count()
+    assert preflight.check_loss_reduction(model, data, OPTIONS).verdict == PASS
+    assert model.predict_function.experimental_get_tracing_count() == traced  # the same input shape
+
+
 # -------------------------------------------------------------------------------------------- weights
 
 
